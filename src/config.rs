@@ -1,0 +1,613 @@
+//! The configuration: the TOML schema, the overrides from flags/env, and validation.
+//!
+//! The serde types below are the single declaration of every setting and its default.
+//! Validation runs once at load and reports `<source>: <key>: <problem>`, where the source
+//! is the file (or "command line") and the key is the TOML path (`route[1].gateway`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_PATH: &str = "/mcp";
+/// AgentCore Gateway accepts request payloads up to 6 MB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 6 * 1024 * 1024;
+
+/// Address ranges that count as "inside the VPC" unless configured otherwise:
+/// RFC 1918, carrier-grade NAT space (used by some VPC CIDRs) and IPv6 ULAs.
+pub const DEFAULT_PRIVATE_RANGES: [&str; 5] = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "fc00::/7",
+];
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// How long in-flight requests may run after SIGTERM/SIGINT before they are cut.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    #[serde(default)]
+    pub dns: DnsConfig,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Name servers (`IP:PORT`, or `IP` for port 53). Empty: the system's resolv.conf.
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// Ranges that count as in-VPC addresses.
+    #[serde(default = "default_private_ranges")]
+    pub private_ranges: Vec<IpNet>,
+    /// Time allowed for one DNS query attempt.
+    #[serde(default = "default_dns_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// While the name servers fail, keep using the last good answer for at most this long.
+    #[serde(default = "default_stale_limit", with = "humantime_serde")]
+    pub stale_limit: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Name used in logs; defaults to the local path without its leading slash.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The local path the agent posts to.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// The gateway's MCP URL, `https://<id>.gateway.bedrock-agentcore.<region>.amazonaws.com/mcp`.
+    pub gateway: String,
+    /// The interface endpoint's DNS name, when private DNS is off. The connection goes to
+    /// its addresses; SNI, certificate check and Host still use the gateway's name.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Static addresses (`IP` or `IP:PORT`) that replace DNS for the dialed name, like
+    /// curl's `--resolve`. Still subject to the in-VPC check.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Extra PEM CA certificates trusted for this route, on top of the web PKI roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Refuse to dial addresses outside the in-VPC ranges.
+    #[serde(default = "yes")]
+    pub require_private: bool,
+    #[serde(default)]
+    pub credential: CredentialConfig,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: u64,
+    /// TCP connect time allowed per address.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(default = "default_tls_timeout", with = "humantime_serde")]
+    pub tls_timeout: Duration,
+    /// Time from sending the request to the upstream's response headers (a tool call may
+    /// run 15 minutes before a JSON answer starts).
+    #[serde(default = "default_long", with = "humantime_serde")]
+    pub response_timeout: Duration,
+    /// Longest silence allowed inside a response body (SSE streams may stay open for hours
+    /// as long as events keep flowing).
+    #[serde(default = "default_long", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Idle upstream connections kept per route.
+    #[serde(default = "default_pool_max_idle")]
+    pub pool_max_idle: usize,
+    /// Below the 60 s idle timeout of AWS load balancers, so that we close first.
+    #[serde(default = "default_pool_idle_timeout", with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
+}
+
+/// Where the route's gateway credential comes from.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CredentialConfig {
+    /// No credential is attached; the caller's Authorization is removed.
+    #[default]
+    None,
+    /// The caller's own Authorization header goes to the gateway unchanged.
+    Passthrough,
+    /// A bearer token read from an environment variable at start.
+    Static { env: String },
+    /// A bearer token read from a file, re-read when the file changes.
+    File { path: PathBuf },
+}
+
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN.parse().expect("valid constant")
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_private_ranges() -> Vec<IpNet> {
+    DEFAULT_PRIVATE_RANGES
+        .iter()
+        .map(|r| r.parse().expect("valid constant"))
+        .collect()
+}
+fn default_dns_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_stale_limit() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_path() -> String {
+    DEFAULT_PATH.to_string()
+}
+fn yes() -> bool {
+    true
+}
+fn default_max_body() -> u64 {
+    DEFAULT_MAX_BODY_BYTES
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_tls_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_long() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_pool_max_idle() -> usize {
+    32
+}
+fn default_pool_idle_timeout() -> Duration {
+    Duration::from_secs(50)
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            servers: Vec::new(),
+            private_ranges: default_private_ranges(),
+            timeout: default_dns_timeout(),
+            stale_limit: default_stale_limit(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: default_listen(),
+            shutdown_grace: default_grace(),
+            dns: DnsConfig::default(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+impl RouteConfig {
+    /// A route with every default, for the given gateway URL.
+    pub fn new(gateway: impl Into<String>) -> Self {
+        RouteConfig {
+            name: None,
+            path: default_path(),
+            gateway: gateway.into(),
+            endpoint: None,
+            addresses: Vec::new(),
+            ca_file: None,
+            require_private: true,
+            credential: CredentialConfig::None,
+            max_body_bytes: default_max_body(),
+            connect_timeout: default_connect_timeout(),
+            tls_timeout: default_tls_timeout(),
+            response_timeout: default_long(),
+            idle_timeout: default_long(),
+            pool_max_idle: default_pool_max_idle(),
+            pool_idle_timeout: default_pool_idle_timeout(),
+        }
+    }
+
+    /// The name used in logs and errors.
+    pub fn display_name(&self) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => self.path.trim_start_matches('/').to_string(),
+        }
+    }
+}
+
+/// Settings given on the command line or in `MCP_VPCE_PROXY_*` variables. They override
+/// the file; the route settings describe the single route of the zero-file mode.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub gateway: Option<String>,
+    pub endpoint: Option<String>,
+    pub path: Option<String>,
+    pub addresses: Vec<String>,
+    pub token_env: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub passthrough_auth: bool,
+    pub ca_file: Option<PathBuf>,
+    pub dns_servers: Vec<String>,
+    pub private_ranges: Vec<IpNet>,
+    pub allow_public: bool,
+}
+
+impl Overrides {
+    fn has_route_settings(&self) -> bool {
+        self.gateway.is_some()
+            || self.endpoint.is_some()
+            || self.path.is_some()
+            || !self.addresses.is_empty()
+            || self.token_env.is_some()
+            || self.token_file.is_some()
+            || self.passthrough_auth
+            || self.ca_file.is_some()
+    }
+}
+
+/// A configuration problem, already phrased for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub source: String,
+    pub key: String,
+    pub problem: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.source, self.problem)
+        } else {
+            write!(f, "{}: {}: {}", self.source, self.key, self.problem)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The gateway URL split into what the proxy needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayUrl {
+    pub host: String,
+    pub port: u16,
+    /// `host` or `host:port` when the port is not 443: the Host header the gateway sees.
+    pub authority: String,
+    pub path: String,
+}
+
+/// Checks and splits `https://host[:port]/path`.
+pub fn parse_gateway_url(value: &str) -> Result<GatewayUrl, String> {
+    let uri: http::Uri = value
+        .parse()
+        .map_err(|e| format!("not a URL ({e}): {value:?}"))?;
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some(other) => return Err(format!("must be an https:// URL, got scheme {other:?}")),
+        None => return Err(format!("must be an https:// URL, got {value:?}")),
+    }
+    let authority = uri.authority().ok_or("has no host")?;
+    if authority.as_str().contains('@') {
+        return Err("must not contain user information".into());
+    }
+    let host = authority.host().to_ascii_lowercase();
+    check_dns_name(&host)?;
+    let port = authority.port_u16().unwrap_or(443);
+    if uri.query().is_some() {
+        return Err("must not contain a query string".into());
+    }
+    let path = match uri.path() {
+        "" => "/".to_string(),
+        p => p.to_string(),
+    };
+    let authority = if port == 443 {
+        host.clone()
+    } else {
+        format!("{host}:{port}")
+    };
+    Ok(GatewayUrl {
+        host,
+        port,
+        authority,
+        path,
+    })
+}
+
+/// A host name we can put in SNI and look up: not an IP literal, only LDH labels.
+pub fn check_dns_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    if name.parse::<IpAddr>().is_ok() || name.starts_with('[') {
+        return Err(format!(
+            "{name:?} is an IP address; a DNS name is needed for TLS (use `addresses` to pin addresses)"
+        ));
+    }
+    if name.contains("://") || name.contains('/') {
+        return Err(format!(
+            "{name:?} must be a bare DNS name, without scheme or path"
+        ));
+    }
+    let ok = name.len() <= 253
+        && name.trim_end_matches('.').split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not a valid DNS name"))
+    }
+}
+
+/// Parses `IP` or `IP:PORT` (IPv6 as `[::1]:443`); a bare IP takes `default_port`.
+pub fn parse_address(value: &str, default_port: u16) -> Result<SocketAddr, String> {
+    if let Ok(sa) = value.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    let trimmed = value.trim_start_matches('[').trim_end_matches(']');
+    trimmed
+        .parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, default_port))
+        .map_err(|_| format!("{value:?} is not an IP address or IP:PORT"))
+}
+
+impl Config {
+    /// Reads the file (if any), applies the overrides and validates the result.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let (mut config, source) = match path {
+            Some(p) => {
+                let source = p.display().to_string();
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                    source: source.clone(),
+                    key: String::new(),
+                    problem: format!("cannot read the file: {e}"),
+                })?;
+                (Config::from_toml(&text, &source)?, source)
+            }
+            None => (Config::default(), "command line".to_string()),
+        };
+        config.apply(overrides, &source)?;
+        config.validate(&source)?;
+        Ok(config)
+    }
+
+    /// Parses TOML text; `source` names it in errors.
+    pub fn from_toml(text: &str, source: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError {
+            source: source.to_string(),
+            key: String::new(),
+            problem: e.to_string().trim_end().replace('\n', "\n  "),
+        })
+    }
+
+    fn apply(&mut self, o: &Overrides, source: &str) -> Result<(), ConfigError> {
+        if let Some(listen) = o.listen {
+            self.listen = listen;
+        }
+        if !o.dns_servers.is_empty() {
+            self.dns.servers = o.dns_servers.clone();
+        }
+        if !o.private_ranges.is_empty() {
+            self.dns.private_ranges = o.private_ranges.clone();
+        }
+        if o.has_route_settings() {
+            if self.routes.is_empty() {
+                let gateway = o.gateway.clone().ok_or_else(|| ConfigError {
+                    source: source.to_string(),
+                    key: "--gateway".into(),
+                    problem: "is required (or MCP_VPCE_PROXY_GATEWAY, or a --config file)"
+                        .into(),
+                })?;
+                self.routes.push(RouteConfig::new(gateway));
+            } else if self.routes.len() > 1 {
+                return Err(ConfigError {
+                    source: source.to_string(),
+                    key: String::new(),
+                    problem: "route flags (--gateway, --endpoint, --token-env, ...) apply only \
+                              when the file has at most one route"
+                        .into(),
+                });
+            }
+            let route = &mut self.routes[0];
+            if let Some(g) = &o.gateway {
+                route.gateway = g.clone();
+            }
+            if let Some(e) = &o.endpoint {
+                route.endpoint = Some(e.clone());
+            }
+            if let Some(p) = &o.path {
+                route.path = p.clone();
+            }
+            if !o.addresses.is_empty() {
+                route.addresses = o.addresses.clone();
+            }
+            if let Some(c) = &o.ca_file {
+                route.ca_file = Some(c.clone());
+            }
+            let credential_flags = [
+                o.token_env.is_some(),
+                o.token_file.is_some(),
+                o.passthrough_auth,
+            ];
+            if credential_flags.iter().filter(|set| **set).count() > 1 {
+                return Err(ConfigError {
+                    source: source.to_string(),
+                    key: "--token-env/--token-file/--passthrough-auth".into(),
+                    problem: "choose one credential source".into(),
+                });
+            }
+            if let Some(env) = &o.token_env {
+                route.credential = CredentialConfig::Static { env: env.clone() };
+            }
+            if let Some(path) = &o.token_file {
+                route.credential = CredentialConfig::File { path: path.clone() };
+            }
+            if o.passthrough_auth {
+                route.credential = CredentialConfig::Passthrough;
+            }
+        }
+        if o.allow_public {
+            for route in &mut self.routes {
+                route.require_private = false;
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self, source: &str) -> Result<(), ConfigError> {
+        let err = |key: String, problem: String| ConfigError {
+            source: source.to_string(),
+            key,
+            problem,
+        };
+        if self.routes.is_empty() {
+            return Err(err(
+                "route".into(),
+                "no route configured: give --gateway (or MCP_VPCE_PROXY_GATEWAY) or a [[route]] in the file".into(),
+            ));
+        }
+        for (i, server) in self.dns.servers.iter().enumerate() {
+            parse_address(server, 53).map_err(|p| err(format!("dns.servers[{i}]"), p))?;
+        }
+        if self.dns.private_ranges.is_empty() {
+            return Err(err(
+                "dns.private_ranges".into(),
+                "is empty; every address would count as outside the VPC".into(),
+            ));
+        }
+        if self.dns.timeout.is_zero() {
+            return Err(err("dns.timeout".into(), "must be greater than 0".into()));
+        }
+        let mut seen_paths: Vec<&str> = Vec::new();
+        let mut seen_names: Vec<String> = Vec::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            let key = |field: &str| format!("route[{i}].{field}");
+            if !r.path.starts_with('/') || r.path.contains(['?', '#', ' ']) {
+                return Err(err(
+                    key("path"),
+                    format!("must be an absolute path like \"/mcp\", got {:?}", r.path),
+                ));
+            }
+            if seen_paths.contains(&r.path.as_str()) {
+                return Err(err(
+                    key("path"),
+                    format!("{:?} is used by another route", r.path),
+                ));
+            }
+            seen_paths.push(&r.path);
+            let name = r.display_name();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+            {
+                return Err(err(
+                    key("name"),
+                    format!("{name:?} must be non-empty letters, digits, '-', '_', '.', '/'"),
+                ));
+            }
+            if seen_names.contains(&name) {
+                return Err(err(
+                    key("name"),
+                    format!("{name:?} is used by another route"),
+                ));
+            }
+            seen_names.push(name);
+            let gateway = parse_gateway_url(&r.gateway).map_err(|p| err(key("gateway"), p))?;
+            if let Some(endpoint) = &r.endpoint {
+                check_dns_name(endpoint).map_err(|p| err(key("endpoint"), p))?;
+            }
+            for (j, a) in r.addresses.iter().enumerate() {
+                parse_address(a, gateway.port)
+                    .map_err(|p| err(format!("route[{i}].addresses[{j}]"), p))?;
+            }
+            if let Some(ca) = &r.ca_file {
+                crate::upstream::tls::read_ca_file(ca).map_err(|p| err(key("ca_file"), p))?;
+            }
+            crate::auth::check(&r.credential).map_err(|p| err(key("credential"), p))?;
+            if r.max_body_bytes == 0 {
+                return Err(err(key("max_body_bytes"), "must be greater than 0".into()));
+            }
+            for (field, d) in [
+                ("connect_timeout", r.connect_timeout),
+                ("tls_timeout", r.tls_timeout),
+                ("response_timeout", r.response_timeout),
+                ("idle_timeout", r.idle_timeout),
+            ] {
+                if d.is_zero() {
+                    return Err(err(key(field), "must be greater than 0".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_url_is_split_and_checked() {
+        let g = parse_gateway_url(
+            "https://my-gw-abc.gateway.bedrock-agentcore.us-east-1.amazonaws.com/mcp",
+        )
+        .unwrap();
+        assert_eq!(g.port, 443);
+        assert_eq!(
+            g.authority,
+            "my-gw-abc.gateway.bedrock-agentcore.us-east-1.amazonaws.com"
+        );
+        assert_eq!(g.path, "/mcp");
+        let g = parse_gateway_url("https://gw.example:8443/x").unwrap();
+        assert_eq!(g.authority, "gw.example:8443");
+        assert!(parse_gateway_url("http://gw.example/mcp")
+            .unwrap_err()
+            .contains("https"));
+        assert!(parse_gateway_url("https://10.0.0.1/mcp")
+            .unwrap_err()
+            .contains("IP address"));
+        assert!(parse_gateway_url("https://u:p@gw.example/mcp").is_err());
+    }
+
+    #[test]
+    fn addresses_take_the_default_port() {
+        assert_eq!(
+            parse_address("127.0.0.1", 443).unwrap(),
+            "127.0.0.1:443".parse().unwrap()
+        );
+        assert_eq!(
+            parse_address("[::1]:8443", 443).unwrap(),
+            "[::1]:8443".parse().unwrap()
+        );
+        assert_eq!(
+            parse_address("::1", 443).unwrap(),
+            "[::1]:443".parse().unwrap()
+        );
+        assert!(parse_address("localhost", 443).is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_that_name_the_key() {
+        let e = Config::from_toml(
+            "[[route]]\ngateway = \"https://gw.example/mcp\"\ngatway = 1\n",
+            "f.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("gatway"), "{e}");
+        let e = Config::from_toml(
+            "[[route]]\ngateway = \"https://gw.example/mcp\"\n[route.credential]\ntype = \"static\"\nenv = \"X\"\npath = \"/x\"\n",
+            "f.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("path"), "{e}");
+    }
+}

@@ -1,0 +1,269 @@
+//! The one error type of the request path and the one function that turns it into what
+//! the agent sees. Every refusal in the proxy is a variant here.
+//!
+//! | variant | HTTP | JSON-RPC code (POST) |
+//! |---|---|---|
+//! | `AbsoluteForm` | 400 | text |
+//! | `ConnectMethod`, `MethodNotAllowed` | 405 + `Allow` | text |
+//! | `UnknownRoute` | 404 | text |
+//! | `BodyTooLarge` | 413 | -32006 |
+//! | `BodyIncomplete` | 400 | -32008 |
+//! | `Dns` | 503 | -32003 |
+//! | `NotPrivate` | 502 | -32002 |
+//! | `Unreachable` | 502 | -32000 |
+//! | `Tls` | 502 | -32004 |
+//! | `Credential` | 503 | -32005 |
+//! | `ResponseTimeout` | 504 | -32001 |
+//! | `Upstream` | 502 | -32007 |
+
+use std::time::Duration;
+
+use http::header::{ALLOW, CONTENT_TYPE};
+use http::{HeaderValue, Method, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::auth::CredentialError;
+use crate::body::{full, ProxyBody, ReadError};
+use crate::mcp::peek::RpcPeek;
+use crate::upstream::connector::ConnectError;
+
+pub const ALLOWED_METHODS: &str = "GET, POST, DELETE";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyError {
+    /// `GET http://host/path HTTP/1.1`: a forward-proxy request.
+    AbsoluteForm,
+    /// `CONNECT host:port`: a tunnel request.
+    ConnectMethod,
+    MethodNotAllowed { method: Method },
+    UnknownRoute { path: String },
+    BodyTooLarge { limit: u64 },
+    BodyIncomplete(String),
+    Connect(ConnectError),
+    Credential(CredentialError),
+    ResponseTimeout { after: Duration },
+    Upstream(String),
+}
+
+impl From<ReadError> for ProxyError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::TooLarge { limit } => ProxyError::BodyTooLarge { limit },
+            ReadError::TimedOut { after } => ProxyError::BodyIncomplete(format!(
+                "request body not received within {}",
+                humantime::format_duration(after)
+            )),
+            ReadError::Broken(cause) => {
+                ProxyError::BodyIncomplete(format!("request body could not be read: {cause}"))
+            }
+        }
+    }
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::AbsoluteForm => StatusCode::BAD_REQUEST,
+            ProxyError::ConnectMethod | ProxyError::MethodNotAllowed { .. } => {
+                StatusCode::METHOD_NOT_ALLOWED
+            }
+            ProxyError::UnknownRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyIncomplete(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Connect(ConnectError::Dns(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Connect(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Credential(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The JSON-RPC error code, in the implementation-defined server range.
+    pub fn rpc_code(&self) -> i64 {
+        match self {
+            ProxyError::Connect(ConnectError::Unreachable { .. }) => -32000,
+            ProxyError::ResponseTimeout { .. } => -32001,
+            ProxyError::Connect(ConnectError::NotPrivate { .. }) => -32002,
+            ProxyError::Connect(ConnectError::Dns(_)) => -32003,
+            ProxyError::Connect(ConnectError::Tls { .. }) => -32004,
+            ProxyError::Credential(_) => -32005,
+            ProxyError::BodyTooLarge { .. } => -32006,
+            ProxyError::Upstream(_) => -32007,
+            ProxyError::BodyIncomplete(_) => -32008,
+            // Refusals made before a route is known are answered as text.
+            _ => -32600,
+        }
+    }
+
+    /// A short stable name for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProxyError::AbsoluteForm => "absolute_form",
+            ProxyError::ConnectMethod => "connect_method",
+            ProxyError::MethodNotAllowed { .. } => "method_not_allowed",
+            ProxyError::UnknownRoute { .. } => "unknown_route",
+            ProxyError::BodyTooLarge { .. } => "body_too_large",
+            ProxyError::BodyIncomplete(_) => "body_incomplete",
+            ProxyError::Connect(ConnectError::Dns(_)) => "dns",
+            ProxyError::Connect(ConnectError::NotPrivate { .. }) => "not_private",
+            ProxyError::Connect(ConnectError::Unreachable { .. }) => "unreachable",
+            ProxyError::Connect(ConnectError::Tls { .. }) => "tls",
+            ProxyError::Credential(_) => "credential",
+            ProxyError::ResponseTimeout { .. } => "response_timeout",
+            ProxyError::Upstream(_) => "upstream",
+        }
+    }
+}
+
+impl std::fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxyError::AbsoluteForm => f.write_str(
+                "absolute-form request targets are refused: this is not an open proxy; \
+                 send requests to a configured local path such as /mcp",
+            ),
+            ProxyError::ConnectMethod => {
+                f.write_str("CONNECT is refused: this is not an open proxy")
+            }
+            ProxyError::MethodNotAllowed { method } => {
+                write!(f, "method {method} is not allowed; use {ALLOWED_METHODS}")
+            }
+            ProxyError::UnknownRoute { path } => write!(f, "no route for path {path}"),
+            ProxyError::BodyTooLarge { limit } => {
+                write!(f, "request body exceeds the limit of {limit} bytes")
+            }
+            ProxyError::BodyIncomplete(cause) => f.write_str(cause),
+            ProxyError::Connect(e) => e.fmt(f),
+            ProxyError::Credential(e) => write!(f, "no gateway credential: {e}"),
+            ProxyError::ResponseTimeout { after } => write!(
+                f,
+                "gateway did not answer within {}",
+                humantime::format_duration(*after)
+            ),
+            ProxyError::Upstream(cause) => write!(f, "gateway connection failed: {cause}"),
+        }
+    }
+}
+
+/// Whether the agent gets a JSON-RPC error object (MCP POSTs) or a line of text.
+pub enum Answer<'a> {
+    JsonRpc(&'a RpcPeek),
+    Text,
+}
+
+/// The response the agent sees for `err` on `route` (None before a route was found).
+pub fn respond(err: &ProxyError, route: Option<&str>, answer: Answer<'_>) -> Response<ProxyBody> {
+    let message = match route {
+        Some(route) => format!("mcp-vpce-proxy: route {route}: {err}"),
+        None => format!("mcp-vpce-proxy: {err}"),
+    };
+    let mut builder = Response::builder().status(err.status());
+    if matches!(
+        err,
+        ProxyError::ConnectMethod | ProxyError::MethodNotAllowed { .. }
+    ) {
+        builder = builder.header(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+    }
+    let response = match answer {
+        Answer::JsonRpc(peek) => {
+            let body = rpc_errors(peek, err.rpc_code(), &message, err.kind(), route);
+            builder
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .body(full(body.to_string()))
+        }
+        Answer::Text => builder
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            )
+            .body(full(format!("{message}\n"))),
+    };
+    response.unwrap_or_else(|_| Response::new(full("mcp-vpce-proxy: internal error\n")))
+}
+
+/// One error object per request: a batch gets an array with one per element that had an
+/// id; a single message (or an unreadable body) gets one object with its id or null.
+fn rpc_errors(peek: &RpcPeek, code: i64, message: &str, kind: &str, route: Option<&str>) -> Value {
+    let error = |id: &Value| {
+        json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": {
+                "code": code,
+                "message": message,
+                "data": { "reason": kind, "route": route },
+            }
+        })
+    };
+    match peek {
+        RpcPeek::Batch(items) => {
+            let errors: Vec<Value> = items
+                .iter()
+                .filter_map(|m| m.id.as_ref().map(&error))
+                .collect();
+            if errors.is_empty() {
+                error(&Value::Null)
+            } else {
+                Value::Array(errors)
+            }
+        }
+        RpcPeek::Single(m) => error(m.id.as_ref().unwrap_or(&Value::Null)),
+        RpcPeek::Unreadable => error(&Value::Null),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mcp::peek::peek;
+    use http_body_util::BodyExt;
+
+    async fn body_json(r: Response<ProxyBody>) -> Value {
+        let bytes = r.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn post_errors_carry_the_request_id() {
+        let p = peek(br#"{"jsonrpc":"2.0","id":"abc","method":"tools/call"}"#);
+        let r = respond(
+            &ProxyError::ResponseTimeout {
+                after: Duration::from_secs(900),
+            },
+            Some("mcp"),
+            Answer::JsonRpc(&p),
+        );
+        assert_eq!(r.status(), 504);
+        let v = body_json(r).await;
+        assert_eq!(v["id"], "abc");
+        assert_eq!(v["error"]["code"], -32001);
+        assert_eq!(
+            v["error"]["message"],
+            "mcp-vpce-proxy: route mcp: gateway did not answer within 15m"
+        );
+    }
+
+    #[tokio::test]
+    async fn batches_get_one_error_per_request() {
+        let p = peek(br#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"n"},{"jsonrpc":"2.0","id":2,"method":"b"}]"#);
+        let r = respond(
+            &ProxyError::Upstream("reset".into()),
+            Some("mcp"),
+            Answer::JsonRpc(&p),
+        );
+        let v = body_json(r).await;
+        let ids: Vec<&Value> = v.as_array().unwrap().iter().map(|e| &e["id"]).collect();
+        assert_eq!(ids, [&json!(1), &json!(2)]);
+    }
+
+    #[test]
+    fn method_refusals_list_the_allowed_methods() {
+        let r = respond(
+            &ProxyError::MethodNotAllowed { method: Method::PUT },
+            Some("mcp"),
+            Answer::Text,
+        );
+        assert_eq!(r.status(), 405);
+        assert_eq!(r.headers()[ALLOW], ALLOWED_METHODS);
+    }
+}

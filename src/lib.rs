@@ -1,0 +1,19 @@
+//! mcp-vpce-proxy: a sidecar that forwards MCP streamable-HTTP traffic from local agents
+//! to Amazon Bedrock AgentCore Gateways over AWS PrivateLink, attaching the gateway
+//! credential itself. See DESIGN.md in the shared folder for the data flow.
+
+pub mod access_log;
+pub mod app;
+pub mod auth;
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod logging;
+pub mod mcp;
+pub mod proxy;
+pub mod route;
+pub mod secret;
+pub mod server;
+pub mod upstream;

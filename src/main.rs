@@ -1,0 +1,22 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use mcp_vpce_proxy::cli::{Cli, Command};
+use mcp_vpce_proxy::{app, demo};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => app::run(cli.run),
+        Some(Command::Run(args)) => app::run(args),
+        Some(Command::Check(args)) => app::check(args),
+        Some(Command::Demo(args)) => demo::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcp-vpce-proxy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! The MCP-aware parts of the request path.
+
+pub mod peek;

@@ -1,0 +1,273 @@
+//! One request: route it, rewrite it for the gateway, attach the credential, forward it
+//! through the route's pooled client and stream the answer back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName};
+use http::{Method, Request, Response, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::access_log::AccessLog;
+use crate::body::{self, ProxyBody, ResponseBody};
+use crate::error::{respond, Answer, ProxyError};
+use crate::mcp::peek::{peek, RpcPeek};
+use crate::route::{Route, RouteTable};
+use crate::upstream::connector::ConnectError;
+
+/// How long an agent may take to send a request body once its headers have arrived.
+const REQUEST_BODY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Headers that belong to one hop and never cross the proxy (RFC 9110 7.6.1), plus the
+/// proxy-only ones.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Handles one request from the agent. Never fails: every problem is an answer.
+pub async fn handle(table: Arc<RouteTable>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let started = Instant::now();
+    match select_route(&table, &req) {
+        Ok(route) => {
+            let route = route.clone();
+            forward(route, req, started).await
+        }
+        Err(err) => {
+            let response = respond(&err, None, Answer::Text);
+            log_refusal(None, req.method(), "-", &err, started);
+            response
+        }
+    }
+}
+
+/// The refusals that need no route: not an open proxy, only configured paths.
+fn select_route<'t>(table: &'t RouteTable, req: &Request<Incoming>) -> Result<&'t Arc<Route>, ProxyError> {
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::ConnectMethod);
+    }
+    // HTTP/2 always carries an authority; in HTTP/1 a full URL in the request line is a
+    // forward-proxy request.
+    if req.version() < Version::HTTP_2 && req.uri().authority().is_some() {
+        return Err(ProxyError::AbsoluteForm);
+    }
+    let path = req.uri().path();
+    let route = table.get(path).ok_or_else(|| ProxyError::UnknownRoute {
+        path: path.to_string(),
+    })?;
+    match *req.method() {
+        Method::POST | Method::GET | Method::DELETE => Ok(route),
+        _ => Err(ProxyError::MethodNotAllowed {
+            method: req.method().clone(),
+        }),
+    }
+}
+
+async fn forward(route: Arc<Route>, req: Request<Incoming>, started: Instant) -> Response<ProxyBody> {
+    let (mut head, incoming) = req.into_parts();
+    let is_post = head.method == Method::POST;
+
+    // POST bodies are JSON-RPC messages the gateway only processes whole: read them
+    // (bounded) so that a 413 comes before any connection, errors can echo the id, and
+    // credentials that sign the body can see it. GET and DELETE carry no body in MCP.
+    let (payload, rpc) = if is_post {
+        match body::read_limited(incoming, route.max_body_bytes, REQUEST_BODY_DEADLINE).await {
+            Ok(bytes) => {
+                let rpc = peek(&bytes);
+                (bytes, rpc)
+            }
+            Err(e) => return refuse(&route, &head.method, &RpcPeek::Unreadable, is_post, e.into(), started),
+        }
+    } else {
+        drop(incoming);
+        (Bytes::new(), RpcPeek::Unreadable)
+    };
+
+    let session = head.headers.contains_key("mcp-session-id");
+    rewrite_request_headers(&mut head.headers, route.credential.forwards_caller_authorization());
+    head.uri = route.upstream_uri(head.uri.query());
+    // hyper-util picks HTTP/2 itself when ALPN negotiated it.
+    head.version = Version::HTTP_11;
+    head.extensions = http::Extensions::new();
+    if let Err(e) = route.credential.apply(&mut head, &payload).await {
+        return refuse(&route, &head.method, &rpc, is_post, ProxyError::Credential(e), started);
+    }
+
+    let method = head.method.clone();
+    let bytes_in = payload.len() as u64;
+    let upstream_body = if payload.is_empty() { body::empty() } else { body::full(payload) };
+    let sent = Instant::now();
+    let result = tokio::time::timeout(
+        route.response_timeout,
+        route.client.request(Request::from_parts(head, upstream_body)),
+    )
+    .await;
+    let response = match result {
+        Err(_) => Err(ProxyError::ResponseTimeout {
+            after: route.response_timeout,
+        }),
+        Ok(Err(e)) => Err(classify(&e)),
+        Ok(Ok(response)) => Ok(response),
+    };
+    let response = match response {
+        Ok(r) => r,
+        Err(err) => return refuse(&route, &method, &rpc, is_post, err, started),
+    };
+
+    let (mut parts, upstream_body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let log = AccessLog {
+        route: route.name.clone(),
+        method,
+        rpc_method: rpc.method_label().to_string(),
+        session,
+        status: parts.status.as_u16(),
+        started,
+        upstream: Some(sent.elapsed()),
+        bytes_in,
+    };
+    let body = ResponseBody::new(upstream_body, route.idle_timeout, log).boxed_unsync();
+    Response::from_parts(parts, body)
+}
+
+/// An answer made by the proxy itself, with its log line.
+fn refuse(
+    route: &Route,
+    method: &Method,
+    rpc: &RpcPeek,
+    is_post: bool,
+    err: ProxyError,
+    started: Instant,
+) -> Response<ProxyBody> {
+    let answer = if is_post { Answer::JsonRpc(rpc) } else { Answer::Text };
+    log_refusal(Some(&route.name), method, rpc.method_label(), &err, started);
+    respond(&err, Some(&route.name), answer)
+}
+
+fn log_refusal(route: Option<&str>, method: &Method, rpc_method: &str, err: &ProxyError, started: Instant) {
+    tracing::warn!(
+        target: "mcp_vpce_proxy::access",
+        route = route.unwrap_or("-"),
+        method = %method,
+        rpc_method,
+        status = err.status().as_u16(),
+        total_ms = started.elapsed().as_micros() as f64 / 1000.0,
+        reason = err.kind(),
+        "refused: {err}"
+    );
+}
+
+/// Maps a client error to what the agent is told: the connector's own error when the
+/// connection could not be made, the cause chain otherwise.
+fn classify(e: &hyper_util::client::legacy::Error) -> ProxyError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    let mut causes = Vec::new();
+    while let Some(s) = source {
+        if let Some(connect) = s.downcast_ref::<ConnectError>() {
+            return ProxyError::Connect(connect.clone());
+        }
+        causes.push(s.to_string());
+        source = s.source();
+    }
+    if causes.is_empty() {
+        causes.push(e.to_string());
+    }
+    ProxyError::Upstream(causes.join(": "))
+}
+
+/// Makes the agent's headers fit for the gateway: no hop-by-hop headers, no Host (the
+/// client sets it from the gateway URI), no Content-Length (set from the body we send),
+/// and no caller Authorization unless the route passes it through.
+pub fn rewrite_request_headers(headers: &mut HeaderMap, keep_authorization: bool) {
+    strip_hop_by_hop(headers);
+    headers.remove(header::HOST);
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::UPGRADE);
+    if !keep_authorization {
+        headers.remove(header::AUTHORIZATION);
+    }
+}
+
+/// Removes the hop-by-hop headers and any header the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(connection) = headers.get(header::CONNECTION) {
+        let named: Vec<HeaderName> = connection
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn rewrite_keeps_mcp_headers_and_drops_hop_by_hop_and_caller_auth() {
+        let mut h = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("authorization", "Bearer caller"),
+            ("connection", "keep-alive, x-private"),
+            ("x-private", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers"),
+            ("content-length", "12"),
+            ("mcp-session-id", "s1"),
+            ("mcp-protocol-version", "2025-06-18"),
+            ("last-event-id", "7"),
+            ("accept", "application/json, text/event-stream"),
+            ("content-type", "application/json"),
+            ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        ]);
+        rewrite_request_headers(&mut h, false);
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "accept",
+                "content-type",
+                "last-event-id",
+                "mcp-protocol-version",
+                "mcp-session-id",
+                "traceparent"
+            ]
+        );
+    }
+
+    #[test]
+    fn passthrough_keeps_the_caller_authorization() {
+        let mut h = headers(&[("authorization", "Bearer user")]);
+        rewrite_request_headers(&mut h, true);
+        assert_eq!(h["authorization"], "Bearer user");
+    }
+}

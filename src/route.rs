@@ -1,0 +1,135 @@
+//! The Route (everything one local path needs to reach its gateway, built once from
+//! config) and the route table that the server swaps whole on reload.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Uri;
+
+use crate::auth::{self, Credential};
+use crate::config::{parse_address, parse_gateway_url, Config, GatewayUrl, RouteConfig};
+use crate::upstream::client::{self, UpstreamClient};
+use crate::upstream::connector::{Connector, ConnectorSettings, DialTarget};
+use crate::upstream::dns::Dns;
+use crate::upstream::tls;
+
+pub struct Route {
+    pub name: Arc<str>,
+    pub path: String,
+    pub gateway: GatewayUrl,
+    pub credential: Arc<dyn Credential>,
+    pub client: UpstreamClient,
+    pub max_body_bytes: u64,
+    pub response_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// The upstream URI for requests without a query string, built once.
+    upstream_uri: Uri,
+    /// What the route was built from, for `check` and comparisons on reload.
+    pub config: RouteConfig,
+}
+
+impl Route {
+    pub fn build(config: &RouteConfig, dns: &Arc<Dns>) -> Result<Route, String> {
+        let gateway = parse_gateway_url(&config.gateway)?;
+        let target = if !config.addresses.is_empty() {
+            DialTarget::Static(
+                config
+                    .addresses
+                    .iter()
+                    .map(|a| parse_address(a, gateway.port))
+                    .collect::<Result<_, _>>()?,
+            )
+        } else {
+            DialTarget::Name {
+                name: config
+                    .endpoint
+                    .clone()
+                    .unwrap_or_else(|| gateway.host.clone()),
+                port: gateway.port,
+            }
+        };
+        let extra_roots = match &config.ca_file {
+            Some(path) => tls::read_ca_file(path)?,
+            None => Vec::new(),
+        };
+        let connector = Connector::new(ConnectorSettings {
+            target,
+            gateway_host: gateway.host.clone(),
+            tls: tls::client_config(&extra_roots)?,
+            dns: dns.clone(),
+            require_private: config.require_private,
+            connect_timeout: config.connect_timeout,
+            tls_timeout: config.tls_timeout,
+        })?;
+        let upstream_uri = format!("https://{}{}", gateway.authority, gateway.path)
+            .parse()
+            .map_err(|e| format!("gateway URL: {e}"))?;
+        Ok(Route {
+            name: Arc::from(config.display_name()),
+            path: config.path.clone(),
+            credential: auth::build(&config.credential)?,
+            client: client::build(connector, config.pool_max_idle, config.pool_idle_timeout),
+            max_body_bytes: config.max_body_bytes,
+            response_timeout: config.response_timeout,
+            idle_timeout: config.idle_timeout,
+            upstream_uri,
+            gateway,
+            config: config.clone(),
+        })
+    }
+
+    /// The gateway URI for a request that carried `query`.
+    pub fn upstream_uri(&self, query: Option<&str>) -> Uri {
+        match query {
+            None | Some("") => self.upstream_uri.clone(),
+            Some(q) => format!("{}?{q}", self.upstream_uri)
+                .parse()
+                // The query came from a URI that parsed; keep the bare path otherwise.
+                .unwrap_or_else(|_| self.upstream_uri.clone()),
+        }
+    }
+
+    /// The name the connector dials, for logs and `check`.
+    pub fn dial_description(&self) -> String {
+        if !self.config.addresses.is_empty() {
+            format!("static addresses {}", self.config.addresses.join(", "))
+        } else if let Some(endpoint) = &self.config.endpoint {
+            format!("{endpoint} (VPC endpoint; private DNS off)")
+        } else {
+            format!("{} (private DNS on)", self.gateway.host)
+        }
+    }
+}
+
+/// All routes by local path.
+#[derive(Default)]
+pub struct RouteTable {
+    by_path: HashMap<String, Arc<Route>>,
+    /// Paths in configuration order, for listings.
+    order: Vec<String>,
+}
+
+impl RouteTable {
+    pub fn build(config: &Config, dns: &Arc<Dns>) -> Result<RouteTable, String> {
+        let mut table = RouteTable::default();
+        for (i, route) in config.routes.iter().enumerate() {
+            let built = Route::build(route, dns).map_err(|e| format!("route[{i}]: {e}"))?;
+            table.order.push(built.path.clone());
+            table.by_path.insert(built.path.clone(), Arc::new(built));
+        }
+        Ok(table)
+    }
+
+    pub fn get(&self, path: &str) -> Option<&Arc<Route>> {
+        self.by_path.get(path)
+    }
+
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.order.iter().filter_map(|p| self.by_path.get(p))
+    }
+
+    pub fn paths(&self) -> Vec<&str> {
+        self.order.iter().map(String::as_str).collect()
+    }
+}

@@ -1,0 +1,143 @@
+//! The listener: accepts agent connections, serves HTTP/1.1 and h2c on each, hands every
+//! request to the proxy with the route table in force, and drains on shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::proxy;
+use crate::route::RouteTable;
+use crate::upstream::dns::Dns;
+
+/// Time an agent has to send complete request headers (slowloris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Upper bound of one request head, in bytes.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+pub struct Server {
+    listener: TcpListener,
+    routes: Arc<ArcSwap<RouteTable>>,
+    grace: Duration,
+}
+
+impl Server {
+    /// Builds the routes and binds the listener; nothing is served until `run`.
+    pub async fn bind(config: &Config) -> Result<Server, String> {
+        let dns = Arc::new(Dns::new(&config.dns)?);
+        let table = RouteTable::build(config, &dns)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        if !config.listen.ip().is_loopback() {
+            tracing::warn!(
+                listen = %config.listen,
+                "listening on a non-loopback address: anyone who can reach it can use the gateway credential"
+            );
+        }
+        Ok(Server {
+            listener,
+            routes: Arc::new(ArcSwap::from_pointee(table)),
+            grace: config.shutdown_grace,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The table in force; the handle through which a reload swaps it.
+    pub fn routes(&self) -> Arc<ArcSwap<RouteTable>> {
+        self.routes.clone()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets in-flight
+    /// requests finish for up to the grace period.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size(MAX_HEADER_BYTES);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(256)
+            .max_header_list_size(MAX_HEADER_BYTES as u32);
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        tracing::info!(listen = %self.local_addr(), "proxy listening");
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait instead of spinning.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let routes = self.routes.clone();
+            let service = service_fn(move |req| {
+                let table = routes.load_full();
+                async move { Ok::<_, Infallible>(proxy::handle(table, req).await) }
+            });
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(%peer, "agent connection ended: {e}");
+                }
+            });
+        }
+        drop(self.listener);
+        let in_flight = graceful.count();
+        tracing::info!(in_flight, grace = %humantime::format_duration(self.grace), "shutting down: draining connections");
+        tokio::select! {
+            _ = graceful.shutdown() => tracing::info!("all connections drained"),
+            _ = tokio::time::sleep(self.grace) => tracing::warn!("grace period over; closing the remaining connections"),
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot watch SIGTERM: {e}");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

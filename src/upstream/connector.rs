@@ -1,0 +1,318 @@
+//! The connector of a route: a tower `Service<Uri>` for hyper-util's pooled client.
+//!
+//! It ignores the URI's host for dialing (the URI always names the gateway) and instead
+//! resolves the route's dial name: the VPC endpoint's name when private DNS is off, the
+//! gateway's own name when it is on, or the route's static addresses. Every address is
+//! checked against the in-VPC ranges before it is dialed; addresses are tried in turn;
+//! TLS always uses SNI = gateway host and checks the certificate for that name.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use super::dns::{Dns, DnsError};
+
+/// What the connector dials.
+#[derive(Debug, Clone)]
+pub enum DialTarget {
+    /// Resolve this name, connect to its addresses on `port`.
+    Name { name: String, port: u16 },
+    /// Fixed addresses (the `addresses` setting).
+    Static(Vec<SocketAddr>),
+}
+
+#[derive(Clone)]
+pub struct Connector {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    target: DialTarget,
+    server_name: ServerName<'static>,
+    tls: TlsConnector,
+    dns: Arc<Dns>,
+    require_private: bool,
+    connect_timeout: Duration,
+    tls_timeout: Duration,
+}
+
+pub struct ConnectorSettings {
+    pub target: DialTarget,
+    pub gateway_host: String,
+    pub tls: Arc<rustls::ClientConfig>,
+    pub dns: Arc<Dns>,
+    pub require_private: bool,
+    pub connect_timeout: Duration,
+    pub tls_timeout: Duration,
+}
+
+/// Why no connection could be made; phrased for the agent (no secrets involved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectError {
+    Dns(DnsError),
+    /// Every address is outside the in-VPC ranges: traffic would leave PrivateLink.
+    NotPrivate {
+        name: String,
+        addrs: Vec<IpAddr>,
+        ranges: String,
+    },
+    /// No address accepted a TCP connection.
+    Unreachable {
+        name: String,
+        attempts: Vec<String>,
+    },
+    /// The TLS handshake failed or timed out.
+    Tls {
+        name: String,
+        addr: SocketAddr,
+        server_name: String,
+        cause: String,
+    },
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Dns(e) => e.fmt(f),
+            ConnectError::NotPrivate { name, addrs, ranges } => {
+                let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+                write!(
+                    f,
+                    "PrivateLink is not in use: {name} resolved to {} (outside the in-VPC ranges {ranges}); \
+                     refusing to connect. Enable private DNS on the VPC endpoint or set the route's \
+                     `endpoint` to the endpoint's DNS name",
+                    list.join(", ")
+                )
+            }
+            ConnectError::Unreachable { name, attempts } => {
+                write!(f, "cannot connect to {name}: {}", attempts.join("; "))
+            }
+            ConnectError::Tls {
+                name,
+                addr,
+                server_name,
+                cause,
+            } => write!(
+                f,
+                "TLS handshake with {name} ({addr}) failed for server name {server_name}: {cause}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+impl Connector {
+    pub fn new(settings: ConnectorSettings) -> Result<Self, String> {
+        let server_name = ServerName::try_from(settings.gateway_host.clone())
+            .map_err(|e| format!("{}: not a valid TLS server name: {e}", settings.gateway_host))?;
+        Ok(Connector {
+            inner: Arc::new(Inner {
+                target: settings.target,
+                server_name,
+                tls: TlsConnector::from(settings.tls),
+                dns: settings.dns,
+                require_private: settings.require_private,
+                connect_timeout: settings.connect_timeout,
+                tls_timeout: settings.tls_timeout,
+            }),
+        })
+    }
+}
+
+impl Inner {
+    fn dial_name(&self) -> String {
+        match &self.target {
+            DialTarget::Name { name, .. } => name.clone(),
+            DialTarget::Static(addrs) => {
+                let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+                format!("static addresses [{}]", list.join(", "))
+            }
+        }
+    }
+
+    /// The addresses we may dial, in order.
+    async fn addresses(&self) -> Result<Vec<SocketAddr>, ConnectError> {
+        let candidates = match &self.target {
+            DialTarget::Name { name, port } => self
+                .dns
+                .resolve(name)
+                .await
+                .map_err(ConnectError::Dns)?
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, *port))
+                .collect(),
+            DialTarget::Static(addrs) => addrs.clone(),
+        };
+        if !self.require_private {
+            return Ok(candidates);
+        }
+        let (allowed, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = candidates
+            .into_iter()
+            .partition(|a| self.dns.in_vpc(a.ip()));
+        if allowed.is_empty() {
+            let ranges: Vec<String> = self.dns.ranges().iter().map(|r| r.to_string()).collect();
+            return Err(ConnectError::NotPrivate {
+                name: self.dial_name(),
+                addrs: refused.iter().map(|a| a.ip()).collect(),
+                ranges: ranges.join(", "),
+            });
+        }
+        if !refused.is_empty() {
+            tracing::warn!(
+                name = %self.dial_name(),
+                ?refused,
+                "some addresses are outside the in-VPC ranges and will not be dialed"
+            );
+        }
+        Ok(allowed)
+    }
+
+    async fn connect(&self) -> Result<UpstreamStream, ConnectError> {
+        let addrs = self.addresses().await?;
+        let mut attempts = Vec::new();
+        for addr in addrs {
+            let started = Instant::now();
+            let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(tcp)) => tcp,
+                Ok(Err(e)) => {
+                    attempts.push(format!("{addr}: {e}"));
+                    continue;
+                }
+                Err(_) => {
+                    attempts.push(format!(
+                        "{addr}: connect timed out after {}",
+                        humantime::format_duration(self.connect_timeout)
+                    ));
+                    continue;
+                }
+            };
+            let connected_in = started.elapsed();
+            // Requests are small JSON-RPC messages: send them at once.
+            let _ = tcp.set_nodelay(true);
+            let tls_started = Instant::now();
+            let handshake = self.tls.connect(self.server_name.clone(), tcp);
+            let tls = match tokio::time::timeout(self.tls_timeout, handshake).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return Err(self.tls_error(addr, e.to_string())),
+                Err(_) => {
+                    return Err(self.tls_error(
+                        addr,
+                        format!(
+                            "no handshake within {}",
+                            humantime::format_duration(self.tls_timeout)
+                        ),
+                    ))
+                }
+            };
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            tracing::debug!(
+                %addr,
+                connect_ms = connected_in.as_secs_f64() * 1000.0,
+                tls_ms = tls_started.elapsed().as_secs_f64() * 1000.0,
+                h2,
+                "upstream connection established"
+            );
+            return Ok(UpstreamStream { tls, h2 });
+        }
+        Err(ConnectError::Unreachable {
+            name: self.dial_name(),
+            attempts,
+        })
+    }
+
+    fn tls_error(&self, addr: SocketAddr, cause: String) -> ConnectError {
+        ConnectError::Tls {
+            name: self.dial_name(),
+            addr,
+            server_name: self.server_name.to_str().into_owned(),
+            cause,
+        }
+    }
+}
+
+impl tower_service::Service<http::Uri> for Connector {
+    type Response = TokioIo<UpstreamStream>;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.connect().await.map(TokioIo::new) })
+    }
+}
+
+/// A TLS connection to the gateway, telling hyper whether h2 was negotiated.
+pub struct UpstreamStream {
+    tls: TlsStream<TcpStream>,
+    h2: bool,
+}
+
+impl Connection for UpstreamStream {
+    fn connected(&self) -> Connected {
+        let connected = Connected::new();
+        if self.h2 {
+            connected.negotiated_h2()
+        } else {
+            connected
+        }
+    }
+}
+
+impl AsyncRead for UpstreamStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tls).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for UpstreamStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tls).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tls).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tls.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tls).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tls).poll_shutdown(cx)
+    }
+}

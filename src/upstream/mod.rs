@@ -1,0 +1,7 @@
+//! Everything between a forwarded request and the gateway's socket: name resolution,
+//! the in-VPC check, TCP, TLS, and the pooled HTTP client of each route.
+
+pub mod client;
+pub mod connector;
+pub mod dns;
+pub mod tls;
