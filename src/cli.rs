@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
@@ -62,7 +63,7 @@ pub struct RunArgs {
     #[arg(long, env = "MCP_VPCE_PROXY_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Forward the agent's own Authorization header instead of attaching a credential.
-    #[arg(long, env = "MCP_VPCE_PROXY_PASSTHROUGH_AUTH")]
+    #[arg(long, env = "MCP_VPCE_PROXY_PASSTHROUGH_AUTH", value_parser = BoolishValueParser::new())]
     pub passthrough_auth: bool,
     /// Extra CA certificates (PEM) to trust for the gateway, on top of the web PKI roots.
     #[arg(long, env = "MCP_VPCE_PROXY_CA_FILE", value_name = "FILE")]
@@ -75,7 +76,7 @@ pub struct RunArgs {
     #[arg(long = "private-range", env = "MCP_VPCE_PROXY_PRIVATE_RANGE", value_name = "CIDR", value_delimiter = ',')]
     pub private_ranges: Vec<IpNet>,
     /// Allow dialing addresses outside the in-VPC ranges (PrivateLink not enforced).
-    #[arg(long, env = "MCP_VPCE_PROXY_ALLOW_PUBLIC")]
+    #[arg(long, env = "MCP_VPCE_PROXY_ALLOW_PUBLIC", value_parser = BoolishValueParser::new())]
     pub allow_public: bool,
     #[command(flatten)]
     pub runtime: RuntimeArgs,

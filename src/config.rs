@@ -362,7 +362,7 @@ pub fn parse_address(value: &str, default_port: u16) -> Result<SocketAddr, Strin
 impl Config {
     /// Reads the file (if any), applies the overrides and validates the result.
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
-        let (mut config, source) = match path {
+        match path {
             Some(p) => {
                 let source = p.display().to_string();
                 let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
@@ -370,13 +370,26 @@ impl Config {
                     key: String::new(),
                     problem: format!("cannot read the file: {e}"),
                 })?;
-                (Config::from_toml(&text, &source)?, source)
+                Config::parse(&text, &source, overrides)
             }
-            None => (Config::default(), "command line".to_string()),
-        };
-        config.apply(overrides, &source)?;
-        config.validate(&source)?;
+            None => {
+                let mut config = Config::default();
+                config.finish(overrides, "command line")?;
+                Ok(config)
+            }
+        }
+    }
+
+    /// Parses TOML text, applies the overrides and validates; `source` names the text.
+    pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut config = Config::from_toml(text, source)?;
+        config.finish(overrides, source)?;
         Ok(config)
+    }
+
+    fn finish(&mut self, overrides: &Overrides, source: &str) -> Result<(), ConfigError> {
+        self.apply(overrides, source)?;
+        self.validate(source)
     }
 
     /// Parses TOML text; `source` names it in errors.
@@ -463,9 +476,10 @@ impl Config {
     }
 
     fn validate(&self, source: &str) -> Result<(), ConfigError> {
+        let from_flags = path_is_command_line(source);
         let err = |key: String, problem: String| ConfigError {
             source: source.to_string(),
-            key,
+            key: if from_flags { flag_for_key(&key) } else { key },
             problem,
         };
         if self.routes.is_empty() {
@@ -549,6 +563,27 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn path_is_command_line(source: &str) -> bool {
+    source == "command line"
+}
+
+/// In zero-file mode the operator typed flags, so errors name the flag and variable.
+fn flag_for_key(key: &str) -> String {
+    let flag = match key {
+        "route[0].gateway" => "gateway",
+        "route[0].endpoint" => "endpoint",
+        "route[0].path" => "path",
+        "route[0].ca_file" => "ca-file",
+        "route[0].credential" => "token-env/--token-file",
+        k if k.starts_with("route[0].addresses") => "address",
+        k if k.starts_with("dns.servers") => "dns-server",
+        "dns.private_ranges" => "private-range",
+        _ => return key.to_string(),
+    };
+    let env = flag.split('/').next().unwrap_or(flag).replace('-', "_").to_uppercase();
+    format!("--{flag} (MCP_VPCE_PROXY_{env})")
 }
 
 #[cfg(test)]

@@ -1,0 +1,160 @@
+//! The command line as users type it: `check` on the shipped examples, zero-file mode
+//! from flags and `MCP_VPCE_PROXY_*` variables, and errors that name the file and key.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn proxy() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-vpce-proxy"));
+    // Start from a clean slate: no setting may leak in from the caller's environment.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("MCP_VPCE_PROXY_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let Output { status, stdout, stderr } = cmd.output().expect("binary runs");
+    (
+        status.success(),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn check_accepts_every_shipped_example_and_never_prints_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("gateway-token");
+    std::fs::write(&token_file, "file-secret-value").unwrap();
+    for name in ["private-dns-on.toml", "private-dns-off.toml", "multi-route.toml"] {
+        // The example's secret file path points into /run/secrets; use a real file.
+        let text = std::fs::read_to_string(example(name))
+            .unwrap()
+            .replace("/run/secrets/gateway-token", &token_file.display().to_string());
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let (ok, out, err) = run(proxy()
+            .args(["check", "--config"])
+            .arg(&path)
+            .env("GATEWAY_TOKEN", "env-secret-value")
+            .env("TOOLS_GATEWAY_TOKEN", "tools-secret-value"));
+        assert!(ok, "{name}: {err}");
+        assert!(out.starts_with("configuration OK: "), "{out}");
+        for secret in ["env-secret-value", "tools-secret-value", "file-secret-value"] {
+            assert!(!out.contains(secret) && !err.contains(secret), "{name} printed a secret");
+        }
+    }
+}
+
+#[test]
+fn check_prints_the_effective_route() {
+    let (ok, out, err) = run(proxy()
+        .args(["check", "--config", &example("private-dns-off.toml")])
+        .args(["--listen", "127.0.0.1:9000", "--token-env", "T"])
+        .env("T", "abc"));
+    assert!(ok, "{err}");
+    assert!(out.contains("configuration OK: 1 route, listening on 127.0.0.1:9000\n"), "{out}");
+    assert!(out.contains("route weather\n"), "{out}");
+    assert!(out.contains(
+        "  dial             vpce-0123456789abcdef0-abcd1234.gateway.bedrock-agentcore.us-east-1.vpce.amazonaws.com (VPC endpoint; private DNS off)\n"
+    ), "{out}");
+    // --token-env replaced the file's credential; only a fingerprint is shown.
+    assert!(out.contains("  credential       static bearer token from env T (sha256:"), "{out}");
+}
+
+#[test]
+fn zero_file_mode_reads_the_environment() {
+    let (ok, out, err) = run(proxy()
+        .arg("check")
+        .env("MCP_VPCE_PROXY_GATEWAY", "https://gw-1.gateway.bedrock-agentcore.us-west-2.amazonaws.com/mcp")
+        .env("MCP_VPCE_PROXY_ENDPOINT", "vpce-1-a.gateway.bedrock-agentcore.us-west-2.vpce.amazonaws.com")
+        .env("MCP_VPCE_PROXY_LISTEN", "127.0.0.1:8181")
+        .env("MCP_VPCE_PROXY_DNS_SERVER", "10.0.0.2,10.0.0.3:5353")
+        .env("MCP_VPCE_PROXY_PRIVATE_RANGE", "10.0.0.0/16")
+        .env("MCP_VPCE_PROXY_ALLOW_PUBLIC", "true"));
+    assert!(ok, "{err}");
+    assert!(out.contains("listening on 127.0.0.1:8181"), "{out}");
+    assert!(out.contains("dns: 10.0.0.2, 10.0.0.3:5353; in-VPC ranges: 10.0.0.0/16\n"), "{out}");
+    assert!(out.contains("  gateway          https://gw-1.gateway.bedrock-agentcore.us-west-2.amazonaws.com/mcp\n"), "{out}");
+    assert!(out.contains("  require_private  false\n"), "{out}");
+    // A flag overrides the variable.
+    let (ok, out, _) = run(proxy()
+        .args(["check", "--listen", "127.0.0.1:8282"])
+        .env("MCP_VPCE_PROXY_GATEWAY", "https://gw-1.example.com/mcp")
+        .env("MCP_VPCE_PROXY_LISTEN", "127.0.0.1:8181"));
+    assert!(ok);
+    assert!(out.contains("listening on 127.0.0.1:8282"), "{out}");
+}
+
+#[test]
+fn errors_name_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[[route]]\ngateway = \"http://gw.example.com/mcp\"\n",
+            "route[0].gateway: must be an https:// URL, got scheme \"http\"",
+        ),
+        (
+            "[[route]]\ngateway = \"https://gw.example.com/mcp\"\nendpoint = \"https://vpce-1.example.com\"\n",
+            "route[0].endpoint: \"https://vpce-1.example.com\" must be a bare DNS name, without scheme or path",
+        ),
+        (
+            "[[route]]\ngateway = \"https://a.example.com/mcp\"\n[[route]]\ngateway = \"https://b.example.com/mcp\"\n",
+            "route[1].path: \"/mcp\" is used by another route",
+        ),
+        (
+            "[[route]]\ngateway = \"https://gw.example.com/mcp\"\ncredential = { type = \"static\", env = \"SURELY_NOT_SET_4711\" }\n",
+            "route[0].credential: environment variable SURELY_NOT_SET_4711 is not set (or not UTF-8)",
+        ),
+        (
+            "[[route]]\ngateway = \"https://gw.example.com/mcp\"\naddresses = [\"vpce.example.com\"]\n",
+            "route[0].addresses[0]: \"vpce.example.com\" is not an IP address or IP:PORT",
+        ),
+        ("[dns]\nservers = [\"10.0.0.2\"]\n", "route: no route configured"),
+        (
+            "[[route]]\ngateway = \"https://gw.example.com/mcp\"\nconect_timeout = \"1s\"\n",
+            "unknown field `conect_timeout`",
+        ),
+    ];
+    for (i, (text, expected)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("case{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let (ok, _, err) = run(proxy().args(["check", "--config"]).arg(&path));
+        assert!(!ok, "case {i} was accepted");
+        assert!(err.starts_with(&format!("mcp-vpce-proxy: {}: ", path.display())), "case {i}: {err}");
+        assert!(err.contains(expected), "case {i}: {err}");
+    }
+}
+
+#[test]
+fn a_token_with_a_line_break_inside_is_refused_at_load() {
+    let (ok, _, err) = run(proxy()
+        .args(["check", "--gateway", "https://gw.example.com/mcp", "--token-env", "TOKEN_WITH_NEWLINE"])
+        .env("TOKEN_WITH_NEWLINE", "abc\r\nX-Injected: yes"));
+    assert!(!ok);
+    assert!(err.contains("contains characters not allowed in a header"), "{err}");
+    assert!(!err.contains("X-Injected"), "the value leaked into the error: {err}");
+}
+
+#[test]
+fn help_lists_the_documented_flags() {
+    let (ok, out, _) = run(proxy().args(["run", "--help"]));
+    assert!(ok);
+    for flag in [
+        "--config", "--listen", "--gateway", "--endpoint", "--token-env", "--token-file", "--ca-file",
+        "--dns-server", "--private-range", "--allow-public", "MCP_VPCE_PROXY_GATEWAY",
+    ] {
+        assert!(out.contains(flag), "missing {flag}");
+    }
+}

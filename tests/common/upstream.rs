@@ -1,0 +1,329 @@
+//! A TLS MCP server that stands in for an AgentCore Gateway.
+//!
+//! rmcp's streamable HTTP server (stateful sessions, so GET event streams and
+//! DELETE work) behind hyper-util's auto HTTP/1.1 + h2 server, over
+//! tokio-rustls, on `127.0.0.1:0`. Every HTTP request is recorded together
+//! with the TLS SNI of its connection, so tests can check what a proxy sent.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock, ProgressNotificationParam, RequestMetaObject};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{schemars, tool, tool_router, ErrorData, Peer, RoleServer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::certs::{self, TestPki};
+
+/// The Gateway's public name: what the proxy must send as SNI and Host.
+pub const GATEWAY_HOST: &str = "gw-test-abc123.gateway.bedrock-agentcore.us-east-1.amazonaws.com";
+/// The VPC endpoint's name: what the proxy resolves and connects to.
+pub const ENDPOINT_HOST: &str =
+    "vpce-0a1b2c3d4e5f67890-abcd1234.gateway.bedrock-agentcore.us-east-1.vpce.amazonaws.com";
+/// The path the MCP endpoint is served at; anything else gets a 404.
+pub const MCP_PATH: &str = "/mcp";
+
+/// One HTTP request as the upstream saw it.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    /// The SNI the client sent in its TLS ClientHello.
+    pub sni: Option<String>,
+    /// The `Host` header, or for h2 without one, the `:authority`.
+    pub host: Option<String>,
+    pub authorization: Option<String>,
+    pub method: Method,
+    /// Path and query, e.g. `/mcp`.
+    pub path: String,
+    pub version: Version,
+    pub headers: HeaderMap,
+    /// The status of the response head the upstream returned.
+    pub status: u16,
+}
+
+pub struct UpstreamOptions {
+    /// DNS names in the server certificate. Default: `[GATEWAY_HOST]`.
+    pub cert_names: Vec<String>,
+    /// Offer `h2` in ALPN (as well as `http/1.1`). Default: true.
+    pub h2: bool,
+}
+
+impl Default for UpstreamOptions {
+    fn default() -> Self {
+        Self {
+            cert_names: vec![GATEWAY_HOST.to_string()],
+            h2: true,
+        }
+    }
+}
+
+/// State shared between the `Upstream` handle and its server tasks.
+#[derive(Default)]
+struct Shared {
+    connections: AtomicUsize,
+    requests: Mutex<Vec<SeenRequest>>,
+}
+
+/// A running upstream; stops when dropped.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub pki: TestPki,
+    shared: Arc<Shared>,
+    gate: Arc<Semaphore>,
+    accept_task: JoinHandle<()>,
+    /// Cancels rmcp's session workers (the token's type lives in tokio-util,
+    /// which is not a dependency of this crate, hence the closure).
+    cancel_sessions: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        Self::start_with(UpstreamOptions::default()).await
+    }
+
+    pub async fn start_with(opts: UpstreamOptions) -> Upstream {
+        let names: Vec<&str> = opts.cert_names.iter().map(String::as_str).collect();
+        let pki = certs::issue(&names);
+        let mut tls_config = (*pki.server_config).clone();
+        if !opts.h2 {
+            tls_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        }
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
+
+        let gate = Arc::new(Semaphore::new(0));
+        // The proxy forwards the Gateway's name as Host, which rmcp's
+        // DNS-rebinding guard (loopback names only by default) would refuse.
+        let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
+        let session_token = config.cancellation_token.clone();
+        let mcp = {
+            let gate = gate.clone();
+            StreamableHttpService::new(
+                move || Ok(DemoGateway::new(gate.clone())),
+                Arc::new(LocalSessionManager::default()),
+                config,
+            )
+        };
+
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("upstream address");
+        let shared = Arc::new(Shared::default());
+        let accept_task = tokio::spawn(accept_loop(listener, acceptor, mcp, shared.clone()));
+
+        Upstream {
+            addr,
+            pki,
+            shared,
+            gate,
+            accept_task,
+            cancel_sessions: Some(Box::new(move || session_token.cancel())),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn ca_file(&self) -> &Path {
+        &self.pki.ca_file
+    }
+
+    /// TCP connections accepted so far (counted before the TLS handshake).
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Every request recorded so far, in the order their response heads
+    /// were produced.
+    pub fn requests(&self) -> Vec<SeenRequest> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+
+    /// Lets one `DemoTarget___slow_progress` call finish: each release is a
+    /// permit, consumed by the call that is waiting or by the next one. A
+    /// release made before the call starts is therefore not lost.
+    pub fn release_progress(&self) {
+        self.gate.add_permits(1);
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        // Aborting the accept loop drops its JoinSet, which aborts every
+        // connection task (and so every open response stream).
+        self.accept_task.abort();
+        if let Some(cancel) = self.cancel_sessions.take() {
+            cancel();
+        }
+    }
+}
+
+type McpService = StreamableHttpService<DemoGateway, LocalSessionManager>;
+type ResponseBody = BoxBody<Bytes, std::convert::Infallible>;
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    mcp: McpService,
+    shared: Arc<Shared>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(_) => continue,
+            },
+            // Reap finished connection tasks so the set does not grow.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        shared.connections.fetch_add(1, Ordering::SeqCst);
+        let acceptor = acceptor.clone();
+        let mcp = mcp.clone();
+        let shared = shared.clone();
+        connections.spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let sni = tls.get_ref().1.server_name().map(str::to_owned);
+            let service = hyper::service::service_fn(move |request| {
+                serve(request, mcp.clone(), shared.clone(), sni.clone())
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}
+
+async fn serve(
+    request: Request<Incoming>,
+    mcp: McpService,
+    shared: Arc<Shared>,
+    sni: Option<String>,
+) -> Result<Response<ResponseBody>, std::convert::Infallible> {
+    let header = |name: http::HeaderName| {
+        request
+            .headers()
+            .get(name)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+    };
+    let host = header(http::header::HOST).or_else(|| {
+        request
+            .uri()
+            .authority()
+            .map(|authority| authority.to_string())
+    });
+    let mut seen = SeenRequest {
+        sni,
+        host,
+        authorization: header(http::header::AUTHORIZATION),
+        method: request.method().clone(),
+        path: request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| request.uri().path().to_owned(), |pq| pq.to_string()),
+        version: request.version(),
+        headers: request.headers().clone(),
+        status: 0,
+    };
+
+    let response = if request.uri().path() == MCP_PATH {
+        mcp.handle(request).await
+    } else {
+        Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(Full::new(Bytes::from_static(b"not found")).boxed())
+            .expect("valid response")
+    };
+    seen.status = response.status().as_u16();
+    shared.requests.lock().unwrap().push(seen);
+    Ok(response)
+}
+
+// ---- The MCP server -------------------------------------------------------
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct WeatherArgs {
+    pub city: String,
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct EchoArgs {
+    pub text: String,
+}
+
+/// The tools a Gateway with one target named `DemoTarget` would offer. One
+/// instance is made per MCP session.
+#[derive(Clone)]
+pub struct DemoGateway {
+    gate: Arc<Semaphore>,
+}
+
+impl DemoGateway {
+    fn new(gate: Arc<Semaphore>) -> Self {
+        Self { gate }
+    }
+}
+
+#[tool_router(server_handler)]
+impl DemoGateway {
+    #[tool(
+        name = "DemoTarget___get_weather",
+        description = "Current weather in a city"
+    )]
+    fn get_weather(&self, Parameters(WeatherArgs { city }): Parameters<WeatherArgs>) -> String {
+        format!("Weather in {city}: 22°C, sunny")
+    }
+
+    #[tool(name = "DemoTarget___echo", description = "Returns its input")]
+    fn echo(&self, Parameters(EchoArgs { text }): Parameters<EchoArgs>) -> String {
+        text
+    }
+
+    #[tool(
+        name = "DemoTarget___slow_progress",
+        description = "Reports progress 1/2, waits for the test to release it, reports 2/2"
+    )]
+    async fn slow_progress(
+        &self,
+        meta: RequestMetaObject,
+        client: Peer<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let token = meta.get_progress_token().ok_or_else(|| {
+            ErrorData::invalid_params("DemoTarget___slow_progress needs a progress token", None)
+        })?;
+        let progress = |step: f64, message: &str| {
+            ProgressNotificationParam::new(token.clone(), step)
+                .with_total(2.0)
+                .with_message(message)
+        };
+        client
+            .notify_progress(progress(1.0, "first"))
+            .await
+            .map_err(|error| ErrorData::internal_error(error.to_string(), None))?;
+        self.gate
+            .acquire()
+            .await
+            .expect("the gate is never closed")
+            .forget();
+        client
+            .notify_progress(progress(2.0, "second"))
+            .await
+            .map_err(|error| ErrorData::internal_error(error.to_string(), None))?;
+        Ok(CallToolResult::success(vec![ContentBlock::text("done")]))
+    }
+}
