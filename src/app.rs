@@ -25,7 +25,8 @@ pub fn runtime(args: &RuntimeArgs) -> Result<tokio::runtime::Runtime, String> {
 
 pub fn run(args: RunArgs) -> Result<(), String> {
     crate::logging::init(&args.runtime)?;
-    let config = Config::load(args.config.as_deref(), &args.overrides()).map_err(|e| e.to_string())?;
+    let config =
+        Config::load(args.config.as_deref(), &args.overrides()).map_err(|e| e.to_string())?;
     runtime(&args.runtime)?.block_on(async {
         let server = Server::bind(&config).await?;
         for route in server.routes().load().routes() {
@@ -44,7 +45,8 @@ pub fn run(args: RunArgs) -> Result<(), String> {
 }
 
 pub fn check(args: RunArgs) -> Result<(), String> {
-    let config = Config::load(args.config.as_deref(), &args.overrides()).map_err(|e| e.to_string())?;
+    let config =
+        Config::load(args.config.as_deref(), &args.overrides()).map_err(|e| e.to_string())?;
     let text = runtime(&args.runtime)?.block_on(async {
         let dns = Arc::new(Dns::new(&config.dns)?);
         let table = RouteTable::build(&config, &dns)?;
@@ -71,7 +73,12 @@ pub fn describe(config: &Config, table: &RouteTable) -> String {
     } else {
         config.dns.servers.join(", ")
     };
-    let ranges: Vec<String> = config.dns.private_ranges.iter().map(|r| r.to_string()).collect();
+    let ranges: Vec<String> = config
+        .dns
+        .private_ranges
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
     let _ = writeln!(out, "dns: {servers}; in-VPC ranges: {}", ranges.join(", "));
     for route in table.routes() {
         let c = &route.config;

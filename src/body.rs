@@ -37,7 +37,11 @@ pub enum ReadError {
 }
 
 /// Reads a whole request body of at most `limit` bytes within `deadline`.
-pub async fn read_limited<B>(mut body: B, limit: u64, deadline: Duration) -> Result<Bytes, ReadError>
+pub async fn read_limited<B>(
+    mut body: B,
+    limit: u64,
+    deadline: Duration,
+) -> Result<Bytes, ReadError>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
@@ -50,7 +54,9 @@ where
         let mut first: Option<Bytes> = None;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| ReadError::Broken(e.to_string()))?;
-            let Ok(data) = frame.into_data() else { continue };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
             let total = first.as_ref().map_or(0, |f| f.len()) + collected.len() + data.len();
             if total as u64 > limit {
                 return Err(ReadError::TooLarge { limit });
@@ -202,9 +208,19 @@ mod tests {
 
     #[tokio::test]
     async fn bounded_read_refuses_bodies_over_the_limit() {
-        let ok = read_limited(Full::new(Bytes::from_static(b"12345")), 5, Duration::from_secs(1)).await;
+        let ok = read_limited(
+            Full::new(Bytes::from_static(b"12345")),
+            5,
+            Duration::from_secs(1),
+        )
+        .await;
         assert_eq!(ok.unwrap(), Bytes::from_static(b"12345"));
-        let too_big = read_limited(Full::new(Bytes::from_static(b"123456")), 5, Duration::from_secs(1)).await;
+        let too_big = read_limited(
+            Full::new(Bytes::from_static(b"123456")),
+            5,
+            Duration::from_secs(1),
+        )
+        .await;
         assert_eq!(too_big, Err(ReadError::TooLarge { limit: 5 }));
     }
 }

@@ -54,7 +54,12 @@ pub struct RunArgs {
     #[arg(long, env = "MCP_VPCE_PROXY_PATH", value_name = "PATH")]
     pub path: Option<String>,
     /// Static address (IP or IP:PORT) to dial instead of resolving; repeatable.
-    #[arg(long = "address", env = "MCP_VPCE_PROXY_ADDRESS", value_name = "IP[:PORT]", value_delimiter = ',')]
+    #[arg(
+        long = "address",
+        env = "MCP_VPCE_PROXY_ADDRESS",
+        value_name = "IP[:PORT]",
+        value_delimiter = ','
+    )]
     pub addresses: Vec<String>,
     /// Environment variable holding the gateway bearer token.
     #[arg(long, env = "MCP_VPCE_PROXY_TOKEN_ENV", value_name = "VAR")]
@@ -69,11 +74,21 @@ pub struct RunArgs {
     #[arg(long, env = "MCP_VPCE_PROXY_CA_FILE", value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// DNS server (IP or IP:PORT) instead of /etc/resolv.conf; repeatable.
-    #[arg(long = "dns-server", env = "MCP_VPCE_PROXY_DNS_SERVER", value_name = "IP:PORT", value_delimiter = ',')]
+    #[arg(
+        long = "dns-server",
+        env = "MCP_VPCE_PROXY_DNS_SERVER",
+        value_name = "IP:PORT",
+        value_delimiter = ','
+    )]
     pub dns_servers: Vec<String>,
     /// In-VPC address range; repeatable; replaces the default list
     /// (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, fc00::/7).
-    #[arg(long = "private-range", env = "MCP_VPCE_PROXY_PRIVATE_RANGE", value_name = "CIDR", value_delimiter = ',')]
+    #[arg(
+        long = "private-range",
+        env = "MCP_VPCE_PROXY_PRIVATE_RANGE",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
     pub private_ranges: Vec<IpNet>,
     /// Allow dialing addresses outside the in-VPC ranges (PrivateLink not enforced).
     #[arg(long, env = "MCP_VPCE_PROXY_ALLOW_PUBLIC", value_parser = BoolishValueParser::new())]
@@ -85,7 +100,12 @@ pub struct RunArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
     /// Address the demo proxy listens on.
-    #[arg(long, env = "MCP_VPCE_PROXY_LISTEN", default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "MCP_VPCE_PROXY_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
     pub listen: SocketAddr,
     /// Run the walkthrough and exit instead of serving afterwards.
     #[arg(long)]
@@ -100,7 +120,12 @@ pub struct RuntimeArgs {
     #[arg(long, env = "MCP_VPCE_PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Log filter, e.g. `info` or `info,mcp_vpce_proxy=debug`.
-    #[arg(long, env = "MCP_VPCE_PROXY_LOG_LEVEL", default_value = "info", value_name = "FILTER")]
+    #[arg(
+        long,
+        env = "MCP_VPCE_PROXY_LOG_LEVEL",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
     pub log_level: String,
     /// Tokio worker threads [default: the number of CPUs, at most 4].
     #[arg(long, env = "MCP_VPCE_PROXY_WORKERS", value_name = "N")]

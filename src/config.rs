@@ -416,8 +416,7 @@ impl Config {
                 let gateway = o.gateway.clone().ok_or_else(|| ConfigError {
                     source: source.to_string(),
                     key: "--gateway".into(),
-                    problem: "is required (or MCP_VPCE_PROXY_GATEWAY, or a --config file)"
-                        .into(),
+                    problem: "is required (or MCP_VPCE_PROXY_GATEWAY, or a --config file)".into(),
                 })?;
                 self.routes.push(RouteConfig::new(gateway));
             } else if self.routes.len() > 1 {
@@ -582,7 +581,12 @@ fn flag_for_key(key: &str) -> String {
         "dns.private_ranges" => "private-range",
         _ => return key.to_string(),
     };
-    let env = flag.split('/').next().unwrap_or(flag).replace('-', "_").to_uppercase();
+    let env = flag
+        .split('/')
+        .next()
+        .unwrap_or(flag)
+        .replace('-', "_")
+        .to_uppercase();
     format!("--{flag} (MCP_VPCE_PROXY_{env})")
 }
 

@@ -35,13 +35,21 @@ pub enum ProxyError {
     AbsoluteForm,
     /// `CONNECT host:port`: a tunnel request.
     ConnectMethod,
-    MethodNotAllowed { method: Method },
-    UnknownRoute { path: String },
-    BodyTooLarge { limit: u64 },
+    MethodNotAllowed {
+        method: Method,
+    },
+    UnknownRoute {
+        path: String,
+    },
+    BodyTooLarge {
+        limit: u64,
+    },
     BodyIncomplete(String),
     Connect(ConnectError),
     Credential(CredentialError),
-    ResponseTimeout { after: Duration },
+    ResponseTimeout {
+        after: Duration,
+    },
     Upstream(String),
 }
 
@@ -259,7 +267,9 @@ mod tests {
     #[test]
     fn method_refusals_list_the_allowed_methods() {
         let r = respond(
-            &ProxyError::MethodNotAllowed { method: Method::PUT },
+            &ProxyError::MethodNotAllowed {
+                method: Method::PUT,
+            },
             Some("mcp"),
             Answer::Text,
         );

@@ -50,7 +50,10 @@ pub async fn handle(table: Arc<RouteTable>, req: Request<Incoming>) -> Response<
 }
 
 /// The refusals that need no route: not an open proxy, only configured paths.
-fn select_route<'t>(table: &'t RouteTable, req: &Request<Incoming>) -> Result<&'t Arc<Route>, ProxyError> {
+fn select_route<'t>(
+    table: &'t RouteTable,
+    req: &Request<Incoming>,
+) -> Result<&'t Arc<Route>, ProxyError> {
     if req.method() == Method::CONNECT {
         return Err(ProxyError::ConnectMethod);
     }
@@ -71,7 +74,11 @@ fn select_route<'t>(table: &'t RouteTable, req: &Request<Incoming>) -> Result<&'
     }
 }
 
-async fn forward(route: Arc<Route>, req: Request<Incoming>, started: Instant) -> Response<ProxyBody> {
+async fn forward(
+    route: Arc<Route>,
+    req: Request<Incoming>,
+    started: Instant,
+) -> Response<ProxyBody> {
     let (mut head, incoming) = req.into_parts();
     let is_post = head.method == Method::POST;
 
@@ -84,7 +91,16 @@ async fn forward(route: Arc<Route>, req: Request<Incoming>, started: Instant) ->
                 let rpc = peek(&bytes);
                 (bytes, rpc)
             }
-            Err(e) => return refuse(&route, &head.method, &RpcPeek::Unreadable, is_post, e.into(), started),
+            Err(e) => {
+                return refuse(
+                    &route,
+                    &head.method,
+                    &RpcPeek::Unreadable,
+                    is_post,
+                    e.into(),
+                    started,
+                )
+            }
         }
     } else {
         drop(incoming);
@@ -92,22 +108,38 @@ async fn forward(route: Arc<Route>, req: Request<Incoming>, started: Instant) ->
     };
 
     let session = head.headers.contains_key("mcp-session-id");
-    rewrite_request_headers(&mut head.headers, route.credential.forwards_caller_authorization());
+    rewrite_request_headers(
+        &mut head.headers,
+        route.credential.forwards_caller_authorization(),
+    );
     head.uri = route.upstream_uri(head.uri.query());
     // hyper-util picks HTTP/2 itself when ALPN negotiated it.
     head.version = Version::HTTP_11;
     head.extensions = http::Extensions::new();
     if let Err(e) = route.credential.apply(&mut head, &payload).await {
-        return refuse(&route, &head.method, &rpc, is_post, ProxyError::Credential(e), started);
+        return refuse(
+            &route,
+            &head.method,
+            &rpc,
+            is_post,
+            ProxyError::Credential(e),
+            started,
+        );
     }
 
     let method = head.method.clone();
     let bytes_in = payload.len() as u64;
-    let upstream_body = if payload.is_empty() { body::empty() } else { body::full(payload) };
+    let upstream_body = if payload.is_empty() {
+        body::empty()
+    } else {
+        body::full(payload)
+    };
     let sent = Instant::now();
     let result = tokio::time::timeout(
         route.response_timeout,
-        route.client.request(Request::from_parts(head, upstream_body)),
+        route
+            .client
+            .request(Request::from_parts(head, upstream_body)),
     )
     .await;
     let response = match result {
@@ -147,12 +179,22 @@ fn refuse(
     err: ProxyError,
     started: Instant,
 ) -> Response<ProxyBody> {
-    let answer = if is_post { Answer::JsonRpc(rpc) } else { Answer::Text };
+    let answer = if is_post {
+        Answer::JsonRpc(rpc)
+    } else {
+        Answer::Text
+    };
     log_refusal(Some(&route.name), method, rpc.method_label(), &err, started);
     respond(&err, Some(&route.name), answer)
 }
 
-fn log_refusal(route: Option<&str>, method: &Method, rpc_method: &str, err: &ProxyError, started: Instant) {
+fn log_refusal(
+    route: Option<&str>,
+    method: &Method,
+    rpc_method: &str,
+    err: &ProxyError,
+    started: Instant,
+) {
     tracing::warn!(
         target: "mcp_vpce_proxy::access",
         route = route.unwrap_or("-"),
@@ -246,7 +288,10 @@ mod tests {
             ("last-event-id", "7"),
             ("accept", "application/json, text/event-stream"),
             ("content-type", "application/json"),
-            ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
         ]);
         rewrite_request_headers(&mut h, false);
         let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();

@@ -16,7 +16,11 @@ fn proxy() -> Command {
 }
 
 fn run(cmd: &mut Command) -> (bool, String, String) {
-    let Output { status, stdout, stderr } = cmd.output().expect("binary runs");
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("binary runs");
     (
         status.success(),
         String::from_utf8_lossy(&stdout).into_owned(),
@@ -37,11 +41,16 @@ fn check_accepts_every_shipped_example_and_never_prints_a_secret() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("gateway-token");
     std::fs::write(&token_file, "file-secret-value").unwrap();
-    for name in ["private-dns-on.toml", "private-dns-off.toml", "multi-route.toml"] {
+    for name in [
+        "private-dns-on.toml",
+        "private-dns-off.toml",
+        "multi-route.toml",
+    ] {
         // The example's secret file path points into /run/secrets; use a real file.
-        let text = std::fs::read_to_string(example(name))
-            .unwrap()
-            .replace("/run/secrets/gateway-token", &token_file.display().to_string());
+        let text = std::fs::read_to_string(example(name)).unwrap().replace(
+            "/run/secrets/gateway-token",
+            &token_file.display().to_string(),
+        );
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         let (ok, out, err) = run(proxy()
@@ -51,8 +60,15 @@ fn check_accepts_every_shipped_example_and_never_prints_a_secret() {
             .env("TOOLS_GATEWAY_TOKEN", "tools-secret-value"));
         assert!(ok, "{name}: {err}");
         assert!(out.starts_with("configuration OK: "), "{out}");
-        for secret in ["env-secret-value", "tools-secret-value", "file-secret-value"] {
-            assert!(!out.contains(secret) && !err.contains(secret), "{name} printed a secret");
+        for secret in [
+            "env-secret-value",
+            "tools-secret-value",
+            "file-secret-value",
+        ] {
+            assert!(
+                !out.contains(secret) && !err.contains(secret),
+                "{name} printed a secret"
+            );
         }
     }
 }
@@ -64,28 +80,43 @@ fn check_prints_the_effective_route() {
         .args(["--listen", "127.0.0.1:9000", "--token-env", "T"])
         .env("T", "abc"));
     assert!(ok, "{err}");
-    assert!(out.contains("configuration OK: 1 route, listening on 127.0.0.1:9000\n"), "{out}");
+    assert!(
+        out.contains("configuration OK: 1 route, listening on 127.0.0.1:9000\n"),
+        "{out}"
+    );
     assert!(out.contains("route weather\n"), "{out}");
     assert!(out.contains(
         "  dial             vpce-0123456789abcdef0-abcd1234.gateway.bedrock-agentcore.us-east-1.vpce.amazonaws.com (VPC endpoint; private DNS off)\n"
     ), "{out}");
     // --token-env replaced the file's credential; only a fingerprint is shown.
-    assert!(out.contains("  credential       static bearer token from env T (sha256:"), "{out}");
+    assert!(
+        out.contains("  credential       static bearer token from env T (sha256:"),
+        "{out}"
+    );
 }
 
 #[test]
 fn zero_file_mode_reads_the_environment() {
     let (ok, out, err) = run(proxy()
         .arg("check")
-        .env("MCP_VPCE_PROXY_GATEWAY", "https://gw-1.gateway.bedrock-agentcore.us-west-2.amazonaws.com/mcp")
-        .env("MCP_VPCE_PROXY_ENDPOINT", "vpce-1-a.gateway.bedrock-agentcore.us-west-2.vpce.amazonaws.com")
+        .env(
+            "MCP_VPCE_PROXY_GATEWAY",
+            "https://gw-1.gateway.bedrock-agentcore.us-west-2.amazonaws.com/mcp",
+        )
+        .env(
+            "MCP_VPCE_PROXY_ENDPOINT",
+            "vpce-1-a.gateway.bedrock-agentcore.us-west-2.vpce.amazonaws.com",
+        )
         .env("MCP_VPCE_PROXY_LISTEN", "127.0.0.1:8181")
         .env("MCP_VPCE_PROXY_DNS_SERVER", "10.0.0.2,10.0.0.3:5353")
         .env("MCP_VPCE_PROXY_PRIVATE_RANGE", "10.0.0.0/16")
         .env("MCP_VPCE_PROXY_ALLOW_PUBLIC", "true"));
     assert!(ok, "{err}");
     assert!(out.contains("listening on 127.0.0.1:8181"), "{out}");
-    assert!(out.contains("dns: 10.0.0.2, 10.0.0.3:5353; in-VPC ranges: 10.0.0.0/16\n"), "{out}");
+    assert!(
+        out.contains("dns: 10.0.0.2, 10.0.0.3:5353; in-VPC ranges: 10.0.0.0/16\n"),
+        "{out}"
+    );
     assert!(out.contains("  gateway          https://gw-1.gateway.bedrock-agentcore.us-west-2.amazonaws.com/mcp\n"), "{out}");
     assert!(out.contains("  require_private  false\n"), "{out}");
     // A flag overrides the variable.
@@ -132,7 +163,10 @@ fn errors_name_the_file_and_the_key() {
         std::fs::write(&path, text).unwrap();
         let (ok, _, err) = run(proxy().args(["check", "--config"]).arg(&path));
         assert!(!ok, "case {i} was accepted");
-        assert!(err.starts_with(&format!("mcp-vpce-proxy: {}: ", path.display())), "case {i}: {err}");
+        assert!(
+            err.starts_with(&format!("mcp-vpce-proxy: {}: ", path.display())),
+            "case {i}: {err}"
+        );
         assert!(err.contains(expected), "case {i}: {err}");
     }
 }
@@ -140,11 +174,23 @@ fn errors_name_the_file_and_the_key() {
 #[test]
 fn a_token_with_a_line_break_inside_is_refused_at_load() {
     let (ok, _, err) = run(proxy()
-        .args(["check", "--gateway", "https://gw.example.com/mcp", "--token-env", "TOKEN_WITH_NEWLINE"])
+        .args([
+            "check",
+            "--gateway",
+            "https://gw.example.com/mcp",
+            "--token-env",
+            "TOKEN_WITH_NEWLINE",
+        ])
         .env("TOKEN_WITH_NEWLINE", "abc\r\nX-Injected: yes"));
     assert!(!ok);
-    assert!(err.contains("contains characters not allowed in a header"), "{err}");
-    assert!(!err.contains("X-Injected"), "the value leaked into the error: {err}");
+    assert!(
+        err.contains("contains characters not allowed in a header"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("X-Injected"),
+        "the value leaked into the error: {err}"
+    );
 }
 
 #[test]
@@ -152,8 +198,17 @@ fn help_lists_the_documented_flags() {
     let (ok, out, _) = run(proxy().args(["run", "--help"]));
     assert!(ok);
     for flag in [
-        "--config", "--listen", "--gateway", "--endpoint", "--token-env", "--token-file", "--ca-file",
-        "--dns-server", "--private-range", "--allow-public", "MCP_VPCE_PROXY_GATEWAY",
+        "--config",
+        "--listen",
+        "--gateway",
+        "--endpoint",
+        "--token-env",
+        "--token-file",
+        "--ca-file",
+        "--dns-server",
+        "--private-range",
+        "--allow-public",
+        "MCP_VPCE_PROXY_GATEWAY",
     ] {
         assert!(out.contains(flag), "missing {flag}");
     }

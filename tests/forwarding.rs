@@ -19,8 +19,16 @@ async fn full_session(mode: Mode) {
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     assert!(names.contains(&"DemoTarget___get_weather"), "{names:?}");
 
-    let result = client::call_tool(&agent, "DemoTarget___get_weather", json!({"city": "Seattle"})).await;
-    assert_eq!(client::first_text(&result), Some("Weather in Seattle: 22°C, sunny"));
+    let result = client::call_tool(
+        &agent,
+        "DemoTarget___get_weather",
+        json!({"city": "Seattle"}),
+    )
+    .await;
+    assert_eq!(
+        client::first_text(&result),
+        Some("Weather in Seattle: 22°C, sunny")
+    );
 
     // The tool sends its first progress event, then waits until the test releases it:
     // the event can only arrive here if the proxy streams SSE events as they come.
@@ -39,14 +47,26 @@ async fn full_session(mode: Mode) {
     agent.cancel().await.expect("client closes the session");
 
     let seen = s.upstream.requests();
-    let get = seen.iter().find(|r| r.method == Method::GET).expect("the GET event stream reached the gateway");
+    let get = seen
+        .iter()
+        .find(|r| r.method == Method::GET)
+        .expect("the GET event stream reached the gateway");
     assert_eq!(get.status, 200);
     assert_eq!(get.path, "/mcp");
-    let delete = seen.iter().find(|r| r.method == Method::DELETE).expect("DELETE reached the gateway");
+    let delete = seen
+        .iter()
+        .find(|r| r.method == Method::DELETE)
+        .expect("DELETE reached the gateway");
     assert!(delete.status < 300, "DELETE answered {}", delete.status);
     assert!(delete.headers.contains_key("mcp-session-id"));
     for r in &seen {
-        assert!(r.status < 300, "{} {} answered {}", r.method, r.path, r.status);
+        assert!(
+            r.status < 300,
+            "{} {} answered {}",
+            r.method,
+            r.path,
+            r.status
+        );
     }
 }
 
@@ -72,6 +92,9 @@ async fn mcp_headers_reach_the_gateway_untouched() {
     assert!(list.headers.contains_key("mcp-session-id"));
     assert!(list.headers.contains_key("mcp-protocol-version"));
     assert_eq!(list.headers["content-type"], "application/json");
-    assert!(list.headers["accept"].to_str().unwrap().contains("text/event-stream"));
+    assert!(list.headers["accept"]
+        .to_str()
+        .unwrap()
+        .contains("text/event-stream"));
     agent.cancel().await.unwrap();
 }

@@ -35,12 +35,20 @@ async fn http1_upstream_connections_are_kept_alive_and_reused() {
     for i in 0..100 {
         // Without a session the gateway answers each POST with an error, which is fine:
         // what counts here is the connection that carried it.
-        let answer = post_rpc(&s.proxy.url(), &format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"ping"}}"#)).await;
+        let answer = post_rpc(
+            &s.proxy.url(),
+            &format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"ping"}}"#),
+        )
+        .await;
         assert!(answer.status.as_u16() < 500, "{}", answer.body);
     }
     assert_eq!(s.upstream.connections(), 1);
     assert_eq!(s.upstream.requests().len(), 100);
-    assert!(s.upstream.requests().iter().all(|r| r.version == http::Version::HTTP_11));
+    assert!(s
+        .upstream
+        .requests()
+        .iter()
+        .all(|r| r.version == http::Version::HTTP_11));
 }
 
 #[tokio::test]
@@ -60,10 +68,20 @@ ca_file = "{ca}"
             ca = upstream.ca_file().display()
         )
     };
-    let proxy = Proxy::start(&format!("{}{}{}", head(&dns), route("/a/mcp"), route("/b/mcp"))).await;
+    let proxy = Proxy::start(&format!(
+        "{}{}{}",
+        head(&dns),
+        route("/a/mcp"),
+        route("/b/mcp")
+    ))
+    .await;
     for _ in 0..5 {
         for path in ["/a/mcp", "/b/mcp"] {
-            post_rpc(&proxy.url_for(path), r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).await;
+            post_rpc(
+                &proxy.url_for(path),
+                r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            )
+            .await;
         }
     }
     assert_eq!(upstream.connections(), 2);

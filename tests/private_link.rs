@@ -70,7 +70,13 @@ async fn an_address_outside_the_vpc_is_refused_without_a_connection_attempt() {
     assert_eq!(v["error"]["data"]["route"], "mcp");
 
     // A GET gets the same refusal as text.
-    let get = send("GET", &g.proxy.url(), &[("accept", "text/event-stream")], "").await;
+    let get = send(
+        "GET",
+        &g.proxy.url(),
+        &[("accept", "text/event-stream")],
+        "",
+    )
+    .await;
     assert_eq!(get.status, 502);
     assert_eq!(get.body, format!("{}\n", refusal_message()));
 
@@ -82,8 +88,12 @@ async fn an_address_outside_the_vpc_is_refused_without_a_connection_attempt() {
 async fn allow_public_dials_an_address_outside_the_vpc() {
     let g = public_gateway("require_private = false").await;
     let agent = client::connect(&g.proxy.url()).await;
-    let result = client::call_tool(&agent, "DemoTarget___get_weather", json!({"city": "Oslo"})).await;
-    assert_eq!(client::first_text(&result), Some("Weather in Oslo: 22°C, sunny"));
+    let result =
+        client::call_tool(&agent, "DemoTarget___get_weather", json!({"city": "Oslo"})).await;
+    assert_eq!(
+        client::first_text(&result),
+        Some("Weather in Oslo: 22°C, sunny")
+    );
     agent.cancel().await.unwrap();
     assert!(g.relay.connections() >= 1);
 }

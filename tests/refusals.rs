@@ -30,7 +30,10 @@ async fn absolute_form_requests_are_refused() {
         b"GET http://example.com/mcp HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n",
     )
     .await;
-    assert!(response.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{response}");
+    assert!(
+        response.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{response}"
+    );
     assert!(response.ends_with(
         "mcp-vpce-proxy: absolute-form request targets are refused: this is not an open proxy; \
          send requests to a configured local path such as /mcp\n"
@@ -41,7 +44,10 @@ async fn absolute_form_requests_are_refused() {
         format!("POST http://{}/mcp HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}", s.proxy.addr).as_bytes(),
     )
     .await;
-    assert!(response.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{response}");
+    assert!(
+        response.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{response}"
+    );
     assert_eq!(s.upstream.connections(), 0);
 }
 
@@ -53,9 +59,20 @@ async fn connect_is_refused() {
         b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n",
     )
     .await;
-    assert!(response.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"), "{response}");
-    assert!(response.to_ascii_lowercase().contains("\r\nallow: get, post, delete\r\n"), "{response}");
-    assert!(response.ends_with("mcp-vpce-proxy: CONNECT is refused: this is not an open proxy\n"), "{response}");
+    assert!(
+        response.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+        "{response}"
+    );
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("\r\nallow: get, post, delete\r\n"),
+        "{response}"
+    );
+    assert!(
+        response.ends_with("mcp-vpce-proxy: CONNECT is refused: this is not an open proxy\n"),
+        "{response}"
+    );
     assert_eq!(s.upstream.connections(), 0);
 }
 
@@ -76,8 +93,16 @@ async fn other_methods_are_405_with_allow() {
 
 #[tokio::test]
 async fn a_body_over_the_limit_is_413_before_any_connection() {
-    let s = Setup::start_with(Mode::PrivateDnsOff, UpstreamOptions::default(), "max_body_bytes = 1024").await;
-    let big = format!(r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"x":"{}"}}}}"#, "a".repeat(2000));
+    let s = Setup::start_with(
+        Mode::PrivateDnsOff,
+        UpstreamOptions::default(),
+        "max_body_bytes = 1024",
+    )
+    .await;
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"x":"{}"}}}}"#,
+        "a".repeat(2000)
+    );
     let answer = post_rpc(&s.proxy.url(), &big).await;
     assert_rpc_error(
         &answer,
@@ -96,10 +121,16 @@ async fn a_body_over_the_limit_is_413_before_any_connection() {
         .as_bytes(),
     )
     .await;
-    assert!(response.starts_with("HTTP/1.1 413 Payload Too Large\r\n"), "{response}");
+    assert!(
+        response.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
+        "{response}"
+    );
     // A body at the limit goes through.
     let frame = r#"{"jsonrpc":"2.0","id":6,"method":"ping","pad":""}"#;
-    let fits = frame.replace(r#""pad":"""#, &format!(r#""pad":"{}""#, "b".repeat(1024 - frame.len())));
+    let fits = frame.replace(
+        r#""pad":"""#,
+        &format!(r#""pad":"{}""#, "b".repeat(1024 - frame.len())),
+    );
     assert_eq!(fits.len(), 1024);
     let answer = post_rpc(&s.proxy.url(), &fits).await;
     assert_ne!(answer.status, 413);

@@ -15,9 +15,27 @@ fn assert_gateway_identity(upstream: &Upstream, expected_auth: &str) {
     assert!(!seen.is_empty());
     let host = format!("{GATEWAY_HOST}:{}", upstream.port());
     for r in &seen {
-        assert_eq!(r.sni.as_deref(), Some(GATEWAY_HOST), "SNI of {} {}", r.method, r.path);
-        assert_eq!(r.host.as_deref(), Some(host.as_str()), "Host of {} {}", r.method, r.path);
-        assert_eq!(r.authorization.as_deref(), Some(expected_auth), "{} {}", r.method, r.path);
+        assert_eq!(
+            r.sni.as_deref(),
+            Some(GATEWAY_HOST),
+            "SNI of {} {}",
+            r.method,
+            r.path
+        );
+        assert_eq!(
+            r.host.as_deref(),
+            Some(host.as_str()),
+            "Host of {} {}",
+            r.method,
+            r.path
+        );
+        assert_eq!(
+            r.authorization.as_deref(),
+            Some(expected_auth),
+            "{} {}",
+            r.method,
+            r.path
+        );
     }
 }
 
@@ -25,7 +43,12 @@ async fn identity(mode: Mode) {
     let s = Setup::start(mode).await;
     // The agent sends its own credential: it must never reach the gateway.
     let agent = client::connect_with_bearer(&s.proxy.url(), "caller-secret").await;
-    client::call_tool(&agent, "DemoTarget___echo", serde_json::json!({"text": "hi"})).await;
+    client::call_tool(
+        &agent,
+        "DemoTarget___echo",
+        serde_json::json!({"text": "hi"}),
+    )
+    .await;
     agent.cancel().await.unwrap();
     assert_gateway_identity(&s.upstream, &format!("Bearer {GATEWAY_TOKEN}"));
     for r in s.upstream.requests() {
@@ -55,7 +78,10 @@ async fn a_rotated_token_file_is_used_without_restart() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     agent.list_all_tools().await.unwrap();
     let last = s.upstream.requests().pop().unwrap();
-    assert_eq!(last.authorization.as_deref(), Some("Bearer rotated-token-42"));
+    assert_eq!(
+        last.authorization.as_deref(),
+        Some("Bearer rotated-token-42")
+    );
     agent.cancel().await.unwrap();
 }
 

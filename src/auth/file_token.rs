@@ -43,8 +43,8 @@ fn stamp(path: &Path) -> std::io::Result<Stamp> {
 
 fn read(path: &Path) -> Result<(HeaderValue, Stamp), String> {
     let stamp = stamp(path).map_err(|e| format!("token file {}: {e}", path.display()))?;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("token file {}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("token file {}: {e}", path.display()))?;
     let value = bearer_value(&text, &format!("token file {}", path.display()))?;
     Ok((value, stamp))
 }

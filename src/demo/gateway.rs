@@ -65,7 +65,9 @@ impl DemoGateway {
                 let seen = seen.clone();
                 let expected = expected.clone();
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
                     let sni = tls.get_ref().1.server_name().map(str::to_string);
                     let service = service_fn(move |req| {
                         let seen = seen.clone();
@@ -108,7 +110,12 @@ fn certificates() -> Result<(String, Arc<rustls::ServerConfig>), Box<dyn std::er
     Ok((ca.pem(), Arc::new(config)))
 }
 
-async fn answer(req: Request<Incoming>, expected: &str, sni: Option<String>, seen: &Mutex<Seen>) -> Response<Full<Bytes>> {
+async fn answer(
+    req: Request<Incoming>,
+    expected: &str,
+    sni: Option<String>,
+    seen: &Mutex<Seen>,
+) -> Response<Full<Bytes>> {
     let host = req
         .headers()
         .get(http::header::HOST)
@@ -119,7 +126,11 @@ async fn answer(req: Request<Incoming>, expected: &str, sni: Option<String>, see
         .headers()
         .get(http::header::AUTHORIZATION)
         .is_some_and(|v| v.as_bytes() == expected.as_bytes());
-    *seen.lock().unwrap_or_else(|p| p.into_inner()) = Seen { sni, host, authorized };
+    *seen.lock().unwrap_or_else(|p| p.into_inner()) = Seen {
+        sni,
+        host,
+        authorized,
+    };
 
     if req.uri().path() != "/mcp" {
         return plain(StatusCode::NOT_FOUND, "not found");
@@ -145,7 +156,10 @@ async fn answer(req: Request<Incoming>, expected: &str, sni: Option<String>, see
         return plain(StatusCode::BAD_REQUEST, "body too large");
     };
     let Ok(message) = serde_json::from_slice::<Value>(&body.to_bytes()) else {
-        return rpc(json!({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}), None);
+        return rpc(
+            json!({"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}),
+            None,
+        );
     };
     let Some(id) = message.get("id").cloned() else {
         // Notifications are accepted without an answer.
@@ -155,18 +169,26 @@ async fn answer(req: Request<Incoming>, expected: &str, sni: Option<String>, see
     let params = message.get("params").cloned().unwrap_or(Value::Null);
     match method {
         "initialize" => {
-            let asked = params.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
+            let asked = params
+                .get("protocolVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             let version = PROTOCOL_VERSIONS
                 .iter()
                 .find(|v| **v == asked)
                 .unwrap_or(&PROTOCOL_VERSIONS[1]);
-            let session = crate::secret::fingerprint(format!("{:?}", std::time::SystemTime::now()).as_bytes());
+            let session = crate::secret::fingerprint(
+                format!("{:?}", std::time::SystemTime::now()).as_bytes(),
+            );
             let result = json!({
                 "protocolVersion": version,
                 "capabilities": {"tools": {"listChanged": false}},
                 "serverInfo": {"name": "demo-agentcore-gateway", "version": env!("CARGO_PKG_VERSION")},
             });
-            rpc(json!({"jsonrpc":"2.0","id":id,"result":result}), Some(session.trim_start_matches("sha256:")))
+            rpc(
+                json!({"jsonrpc":"2.0","id":id,"result":result}),
+                Some(session.trim_start_matches("sha256:")),
+            )
         }
         "ping" => rpc(json!({"jsonrpc":"2.0","id":id,"result":{}}), None),
         "tools/list" => rpc(
@@ -190,8 +212,14 @@ async fn answer(req: Request<Incoming>, expected: &str, sni: Option<String>, see
                 None,
             )
         }
-        "tools/call" => rpc(json!({"jsonrpc":"2.0","id":id,"error":{"code":-32602,"message":"Unknown tool"}}), None),
-        _ => rpc(json!({"jsonrpc":"2.0","id":id,"error":{"code":-32601,"message":"Method not found"}}), None),
+        "tools/call" => rpc(
+            json!({"jsonrpc":"2.0","id":id,"error":{"code":-32602,"message":"Unknown tool"}}),
+            None,
+        ),
+        _ => rpc(
+            json!({"jsonrpc":"2.0","id":id,"error":{"code":-32601,"message":"Method not found"}}),
+            None,
+        ),
     }
 }
 

@@ -32,7 +32,8 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
     let token = random_token()?;
     let gateway = DemoGateway::start(&token).await?;
 
-    let dir = DemoFiles(std::env::temp_dir().join(format!("mcp-vpce-proxy-demo-{}", std::process::id())));
+    let dir =
+        DemoFiles(std::env::temp_dir().join(format!("mcp-vpce-proxy-demo-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0).map_err(|e| format!("{}: {e}", dir.0.display()))?;
     let ca_file = dir.0.join("demo-ca.pem");
     let token_file = dir.0.join("gateway-token");
@@ -58,7 +59,10 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
     let url = format!("http://{}/mcp", server.local_addr());
     println!("mcp-vpce-proxy demo");
     println!("  gateway       https://{GATEWAY_HOST}/mcp");
-    println!("                (a local demo gateway: TLS, certificate for that name, served on {})", gateway.addr);
+    println!(
+        "                (a local demo gateway: TLS, certificate for that name, served on {})",
+        gateway.addr
+    );
     println!("  VPC endpoint  {ENDPOINT_HOST}");
     println!("                (private DNS off: the proxy dials the endpoint, SNI and Host carry the gateway name)");
     println!("  in-VPC ranges 127.0.0.0/8 (the demo's stand-in for the VPC CIDR)");

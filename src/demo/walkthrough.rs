@@ -35,7 +35,11 @@ impl Session {
             .await
             .map_err(|e| format!("proxy not reachable: {e}"))?;
         let status = response.status();
-        if let Some(id) = response.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
+        if let Some(id) = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+        {
             self.session_id = Some(id.to_string());
         }
         let body = response
@@ -65,9 +69,11 @@ pub async fn run(url: &str, gateway: &DemoGateway) -> Result<(), String> {
     };
 
     let (status, init) = s
-        .post(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        .post(
+            json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
             "protocolVersion":"2025-06-18","capabilities":{},
-            "clientInfo":{"name":"mcp-vpce-proxy-demo","version":env!("CARGO_PKG_VERSION")}}}))
+            "clientInfo":{"name":"mcp-vpce-proxy-demo","version":env!("CARGO_PKG_VERSION")}}}),
+        )
         .await
         .map_err(|e| format!("initialize: {e}"))?;
     println!(
@@ -86,7 +92,11 @@ pub async fn run(url: &str, gateway: &DemoGateway) -> Result<(), String> {
         "   the gateway saw SNI {}, Host {}, and {}",
         seen.sni.as_deref().unwrap_or("(none)"),
         seen.host.as_deref().unwrap_or("(none)"),
-        if seen.authorized { "the proxy's bearer token" } else { "no valid token" }
+        if seen.authorized {
+            "the proxy's bearer token"
+        } else {
+            "no valid token"
+        }
     );
     s.post(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
         .await
@@ -106,8 +116,10 @@ pub async fn run(url: &str, gateway: &DemoGateway) -> Result<(), String> {
     }
 
     let (_, call) = s
-        .post(json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{
-            "name": TOOL_NAME, "arguments": {"city": "Seattle"}}}))
+        .post(
+            json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{
+            "name": TOOL_NAME, "arguments": {"city": "Seattle"}}}),
+        )
         .await
         .map_err(|e| format!("tools/call: {e}"))?;
     let text = call["result"]["content"][0]["text"].as_str().unwrap_or("?");

@@ -73,7 +73,8 @@ mod tests {
 
     #[test]
     fn tells_notifications_and_null_ids_apart() {
-        let RpcPeek::Single(n) = peek(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#) else {
+        let RpcPeek::Single(n) = peek(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+        else {
             panic!()
         };
         assert_eq!(n.id, None);
@@ -85,13 +86,18 @@ mod tests {
 
     #[test]
     fn reads_batches_and_tolerates_garbage() {
-        let p = peek(br#" [{"jsonrpc":"2.0","id":"a","method":"ping"},{"jsonrpc":"2.0","method":"n"}]"#);
+        let p = peek(
+            br#" [{"jsonrpc":"2.0","id":"a","method":"ping"},{"jsonrpc":"2.0","method":"n"}]"#,
+        );
         let RpcPeek::Batch(items) = p else { panic!() };
         assert_eq!(items.len(), 2);
         assert_eq!(items[0].id, Some(json!("a")));
         assert_eq!(peek(b"{not json"), RpcPeek::Unreadable);
         assert_eq!(peek(b""), RpcPeek::Unreadable);
         assert_eq!(peek(b"42"), RpcPeek::Unreadable);
-        assert_eq!(peek(br#"{"id":{"deep":[1]},"method":5}"#), RpcPeek::Unreadable);
+        assert_eq!(
+            peek(br#"{"id":{"deep":[1]},"method":5}"#),
+            RpcPeek::Unreadable
+        );
     }
 }

@@ -85,7 +85,11 @@ impl std::fmt::Display for ConnectError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ConnectError::Dns(e) => e.fmt(f),
-            ConnectError::NotPrivate { name, addrs, ranges } => {
+            ConnectError::NotPrivate {
+                name,
+                addrs,
+                ranges,
+            } => {
                 let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
                 write!(
                     f,
@@ -115,8 +119,12 @@ impl std::error::Error for ConnectError {}
 
 impl Connector {
     pub fn new(settings: ConnectorSettings) -> Result<Self, String> {
-        let server_name = ServerName::try_from(settings.gateway_host.clone())
-            .map_err(|e| format!("{}: not a valid TLS server name: {e}", settings.gateway_host))?;
+        let server_name = ServerName::try_from(settings.gateway_host.clone()).map_err(|e| {
+            format!(
+                "{}: not a valid TLS server name: {e}",
+                settings.gateway_host
+            )
+        })?;
         Ok(Connector {
             inner: Arc::new(Inner {
                 target: settings.target,
@@ -184,20 +192,21 @@ impl Inner {
         let mut attempts = Vec::new();
         for addr in addrs {
             let started = Instant::now();
-            let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-                Ok(Ok(tcp)) => tcp,
-                Ok(Err(e)) => {
-                    attempts.push(format!("{addr}: {e}"));
-                    continue;
-                }
-                Err(_) => {
-                    attempts.push(format!(
-                        "{addr}: connect timed out after {}",
-                        humantime::format_duration(self.connect_timeout)
-                    ));
-                    continue;
-                }
-            };
+            let tcp =
+                match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+                    Ok(Ok(tcp)) => tcp,
+                    Ok(Err(e)) => {
+                        attempts.push(format!("{addr}: {e}"));
+                        continue;
+                    }
+                    Err(_) => {
+                        attempts.push(format!(
+                            "{addr}: connect timed out after {}",
+                            humantime::format_duration(self.connect_timeout)
+                        ));
+                        continue;
+                    }
+                };
             let connected_in = started.elapsed();
             // Requests are small JSON-RPC messages: send them at once.
             let _ = tcp.set_nodelay(true);
@@ -309,10 +318,7 @@ impl AsyncWrite for UpstreamStream {
         Pin::new(&mut self.tls).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.tls).poll_shutdown(cx)
     }
 }

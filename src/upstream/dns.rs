@@ -6,9 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hickory_resolver::config::{
-    LookupIpStrategy, NameServerConfig, ResolverConfig, ResolverOpts,
-};
+use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::{Resolver, TokioResolver};
 use ipnet::IpNet;
@@ -40,7 +38,10 @@ pub enum DnsError {
 impl std::fmt::Display for DnsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DnsError::NotFound { name } => write!(f, "DNS name {name} has no addresses (NXDOMAIN or no A/AAAA records)"),
+            DnsError::NotFound { name } => write!(
+                f,
+                "DNS name {name} has no addresses (NXDOMAIN or no A/AAAA records)"
+            ),
             DnsError::Failed { name, cause } => write!(f, "DNS lookup of {name} failed: {cause}"),
         }
     }

@@ -27,7 +27,12 @@ impl Answer {
 }
 
 /// Sends `method url` with the given headers and body, as an agent would.
-pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Answer {
+pub async fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Answer {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut request = Request::builder().method(method).uri(url);
     for (name, value) in headers {
@@ -73,7 +78,12 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
 
 /// Asserts a JSON-RPC error answer field by field.
 pub fn assert_rpc_error(answer: &Answer, status: u16, code: i64, id: Value, message: &str) {
-    assert_eq!(answer.status.as_u16(), status, "status; body: {}", answer.body);
+    assert_eq!(
+        answer.status.as_u16(),
+        status,
+        "status; body: {}",
+        answer.body
+    );
     assert_eq!(answer.headers["content-type"], "application/json");
     let v = answer.json();
     assert_eq!(v["jsonrpc"], "2.0", "{v}");

@@ -31,7 +31,8 @@ impl Proxy {
     }
 
     pub async fn try_start(toml: &str) -> Result<Proxy, String> {
-        let config = Config::parse(toml, "test.toml", &Overrides::default()).map_err(|e| e.to_string())?;
+        let config =
+            Config::parse(toml, "test.toml", &Overrides::default()).map_err(|e| e.to_string())?;
         let server = Server::bind(&config).await?;
         let addr = server.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
