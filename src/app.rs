@@ -26,7 +26,7 @@ pub fn runtime(args: &RuntimeArgs) -> Result<tokio::runtime::Runtime, String> {
 pub fn run(args: RunArgs) -> Result<(), String> {
     crate::logging::init(&args.runtime)?;
     let config =
-        Config::load(args.config.as_deref(), &args.overrides()).map_err(|e| e.to_string())?;
+        Config::load(args.config.as_deref(), &args.overrides()?).map_err(|e| e.to_string())?;
     runtime(&args.runtime)?.block_on(async {
         let server = Server::bind(&config).await?;
         for route in server.routes().load().routes() {
@@ -46,7 +46,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
 
 pub fn check(args: RunArgs) -> Result<(), String> {
     let config =
-        Config::load(args.config.as_deref(), &args.overrides()).map_err(|e| e.to_string())?;
+        Config::load(args.config.as_deref(), &args.overrides()?).map_err(|e| e.to_string())?;
     let text = runtime(&args.runtime)?.block_on(async {
         let dns = Arc::new(Dns::new(&config.dns)?);
         let table = RouteTable::build(&config, &dns)?;

@@ -8,6 +8,7 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
+use crate::auth::cli::CredentialArgs;
 use crate::config::Overrides;
 
 #[derive(Debug, Parser)]
@@ -61,15 +62,8 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub addresses: Vec<String>,
-    /// Environment variable holding the gateway bearer token.
-    #[arg(long, env = "MCP_VPCE_PROXY_TOKEN_ENV", value_name = "VAR")]
-    pub token_env: Option<String>,
-    /// File holding the gateway bearer token (re-read when it changes).
-    #[arg(long, env = "MCP_VPCE_PROXY_TOKEN_FILE", value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
-    /// Forward the agent's own Authorization header instead of attaching a credential.
-    #[arg(long, env = "MCP_VPCE_PROXY_PASSTHROUGH_AUTH", value_parser = BoolishValueParser::new())]
-    pub passthrough_auth: bool,
+    #[command(flatten)]
+    pub credential: CredentialArgs,
     /// Extra CA certificates (PEM) to trust for the gateway, on top of the web PKI roots.
     #[arg(long, env = "MCP_VPCE_PROXY_CA_FILE", value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
@@ -139,20 +133,18 @@ pub enum LogFormat {
 }
 
 impl RunArgs {
-    pub fn overrides(&self) -> Overrides {
-        Overrides {
+    pub fn overrides(&self) -> Result<Overrides, String> {
+        Ok(Overrides {
             listen: self.listen,
             gateway: self.gateway.clone(),
             endpoint: self.endpoint.clone(),
             path: self.path.clone(),
             addresses: self.addresses.clone(),
-            token_env: self.token_env.clone(),
-            token_file: self.token_file.clone(),
-            passthrough_auth: self.passthrough_auth,
+            credential: self.credential.to_config()?,
             ca_file: self.ca_file.clone(),
             dns_servers: self.dns_servers.clone(),
             private_ranges: self.private_ranges.clone(),
             allow_public: self.allow_public,
-        }
+        })
     }
 }

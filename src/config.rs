@@ -11,6 +11,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub use crate::auth::config::CredentialConfig;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_PATH: &str = "/mcp";
 /// AgentCore Gateway accepts request payloads up to 6 MB.
@@ -106,21 +108,6 @@ pub struct RouteConfig {
     /// Below the 60 s idle timeout of AWS load balancers, so that we close first.
     #[serde(default = "default_pool_idle_timeout", with = "humantime_serde")]
     pub pool_idle_timeout: Duration,
-}
-
-/// Where the route's gateway credential comes from.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum CredentialConfig {
-    /// No credential is attached; the caller's Authorization is removed.
-    #[default]
-    None,
-    /// The caller's own Authorization header goes to the gateway unchanged.
-    Passthrough,
-    /// A bearer token read from an environment variable at start.
-    Static { env: String },
-    /// A bearer token read from a file, re-read when the file changes.
-    File { path: PathBuf },
 }
 
 fn default_listen() -> SocketAddr {
@@ -228,9 +215,8 @@ pub struct Overrides {
     pub endpoint: Option<String>,
     pub path: Option<String>,
     pub addresses: Vec<String>,
-    pub token_env: Option<String>,
-    pub token_file: Option<PathBuf>,
-    pub passthrough_auth: bool,
+    /// The credential chosen by flags (`--token-env`, `--token-file`, ...), if any.
+    pub credential: Option<CredentialConfig>,
     pub ca_file: Option<PathBuf>,
     pub dns_servers: Vec<String>,
     pub private_ranges: Vec<IpNet>,
@@ -243,9 +229,7 @@ impl Overrides {
             || self.endpoint.is_some()
             || self.path.is_some()
             || !self.addresses.is_empty()
-            || self.token_env.is_some()
-            || self.token_file.is_some()
-            || self.passthrough_auth
+            || self.credential.is_some()
             || self.ca_file.is_some()
     }
 }
@@ -444,26 +428,8 @@ impl Config {
             if let Some(c) = &o.ca_file {
                 route.ca_file = Some(c.clone());
             }
-            let credential_flags = [
-                o.token_env.is_some(),
-                o.token_file.is_some(),
-                o.passthrough_auth,
-            ];
-            if credential_flags.iter().filter(|set| **set).count() > 1 {
-                return Err(ConfigError {
-                    source: source.to_string(),
-                    key: "--token-env/--token-file/--passthrough-auth".into(),
-                    problem: "choose one credential source".into(),
-                });
-            }
-            if let Some(env) = &o.token_env {
-                route.credential = CredentialConfig::Static { env: env.clone() };
-            }
-            if let Some(path) = &o.token_file {
-                route.credential = CredentialConfig::File { path: path.clone() };
-            }
-            if o.passthrough_auth {
-                route.credential = CredentialConfig::Passthrough;
+            if let Some(credential) = &o.credential {
+                route.credential = credential.clone();
             }
         }
         if o.allow_public {
@@ -575,7 +541,7 @@ fn flag_for_key(key: &str) -> String {
         "route[0].endpoint" => "endpoint",
         "route[0].path" => "path",
         "route[0].ca_file" => "ca-file",
-        "route[0].credential" => "token-env/--token-file",
+        "route[0].credential" => "token-env/--token-file/...",
         k if k.starts_with("route[0].addresses") => "address",
         k if k.starts_with("dns.servers") => "dns-server",
         "dns.private_ranges" => "private-range",

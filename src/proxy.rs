@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName};
-use http::{Method, Request, Response, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -112,44 +112,31 @@ async fn forward(
         &mut head.headers,
         route.credential.forwards_caller_authorization(),
     );
-    head.uri = route.upstream_uri(head.uri.query());
-    // hyper-util picks HTTP/2 itself when ALPN negotiated it.
-    head.version = Version::HTTP_11;
-    head.extensions = http::Extensions::new();
-    if let Err(e) = route.credential.apply(&mut head, &payload).await {
-        return refuse(
-            &route,
-            &head.method,
-            &rpc,
-            is_post,
-            ProxyError::Credential(e),
-            started,
-        );
-    }
-
-    let method = head.method.clone();
+    let outgoing = Outgoing {
+        method: head.method,
+        uri: route.upstream_uri(head.uri.query()),
+        headers: head.headers,
+    };
+    let method = outgoing.method.clone();
     let bytes_in = payload.len() as u64;
-    let upstream_body = if payload.is_empty() {
-        body::empty()
-    } else {
-        body::full(payload)
-    };
     let sent = Instant::now();
-    let result = tokio::time::timeout(
-        route.response_timeout,
-        route
-            .client
-            .request(Request::from_parts(head, upstream_body)),
-    )
-    .await;
-    let response = match result {
-        Err(_) => Err(ProxyError::ResponseTimeout {
-            after: route.response_timeout,
-        }),
-        Ok(Err(e)) => Err(classify(&e)),
-        Ok(Ok(response)) => Ok(response),
+
+    // A credential that can be refreshed gets one more try when the gateway answers 401
+    // (a token revoked or rotated early); the request is replayed from the buffered body.
+    let (first, spare) = if route.credential.refreshable() {
+        (outgoing.to_parts(), Some(outgoing))
+    } else {
+        (outgoing.into_parts(), None)
     };
-    let response = match response {
+    let mut result = send(&route, first, &payload).await;
+    if let Some(spare) = spare {
+        if matches!(&result, Ok(r) if r.status() == StatusCode::UNAUTHORIZED) {
+            tracing::info!(route = %route.name, "gateway answered 401; refreshing the credential and retrying once");
+            route.credential.invalidate();
+            result = send(&route, spare.into_parts(), &payload).await;
+        }
+    }
+    let response = match result {
         Ok(r) => r,
         Err(err) => return refuse(&route, &method, &rpc, is_post, err, started),
     };
@@ -168,6 +155,65 @@ async fn forward(
     };
     let body = ResponseBody::new(upstream_body, route.idle_timeout, log).boxed_unsync();
     Response::from_parts(parts, body)
+}
+
+/// The upstream request before the credential is attached; kept so that a 401 can be
+/// answered by one replay.
+struct Outgoing {
+    method: Method,
+    uri: http::Uri,
+    headers: HeaderMap,
+}
+
+impl Outgoing {
+    fn into_parts(self) -> http::request::Parts {
+        let (mut parts, ()) = Request::new(()).into_parts();
+        parts.method = self.method;
+        parts.uri = self.uri;
+        // hyper-util picks HTTP/2 itself when ALPN negotiated it.
+        parts.version = Version::HTTP_11;
+        parts.headers = self.headers;
+        parts
+    }
+
+    fn to_parts(&self) -> http::request::Parts {
+        Outgoing {
+            method: self.method.clone(),
+            uri: self.uri.clone(),
+            headers: self.headers.clone(),
+        }
+        .into_parts()
+    }
+}
+
+/// One attempt: attach the credential, send, wait for the response head.
+async fn send(
+    route: &Route,
+    mut parts: http::request::Parts,
+    payload: &Bytes,
+) -> Result<Response<Incoming>, ProxyError> {
+    route
+        .credential
+        .apply(&mut parts, payload)
+        .await
+        .map_err(ProxyError::Credential)?;
+    let body = if payload.is_empty() {
+        body::empty()
+    } else {
+        body::full(payload.clone())
+    };
+    match tokio::time::timeout(
+        route.response_timeout,
+        route.client.request(Request::from_parts(parts, body)),
+    )
+    .await
+    {
+        Err(_) => Err(ProxyError::ResponseTimeout {
+            after: route.response_timeout,
+        }),
+        Ok(Err(e)) => Err(classify(&e)),
+        Ok(Ok(response)) => Ok(response),
+    }
 }
 
 /// An answer made by the proxy itself, with its log line.

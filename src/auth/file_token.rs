@@ -103,6 +103,10 @@ impl Credential for FileToken {
         Box::pin(async { Ok(()) })
     }
 
+    fn refreshable(&self) -> bool {
+        true
+    }
+
     fn invalidate(&self) {
         // Force a look at the file on the next request.
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -4,6 +4,8 @@
 //! table. The trait sees the whole outgoing request (head and buffered body) so that
 //! sources which sign requests (SigV4) fit the same slot as bearer tokens.
 
+pub mod cli;
+pub mod config;
 mod file_token;
 mod passthrough;
 mod static_token;
@@ -14,7 +16,7 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 
-use crate::config::CredentialConfig;
+pub use config::CredentialConfig;
 
 pub use file_token::FileToken;
 pub use passthrough::{NoCredential, Passthrough};
@@ -44,6 +46,12 @@ pub trait Credential: Send + Sync {
 
     /// True when the caller's own `Authorization` must reach the gateway.
     fn forwards_caller_authorization(&self) -> bool {
+        false
+    }
+
+    /// True when `invalidate` can make the next `apply` yield a different credential, so
+    /// that a request refused with 401 is worth one replay.
+    fn refreshable(&self) -> bool {
         false
     }
 
