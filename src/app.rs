@@ -49,7 +49,8 @@ pub fn check(args: RunArgs) -> Result<(), String> {
         Config::load(args.config.as_deref(), &args.overrides()?).map_err(|e| e.to_string())?;
     let text = runtime(&args.runtime)?.block_on(async {
         let dns = Arc::new(Dns::new(&config.dns)?);
-        let table = RouteTable::build(&config, &dns)?;
+        let audit = crate::audit::AuditSink::start(&config.audit)?;
+        let table = RouteTable::build(&config, &dns, &audit)?;
         Ok::<_, String>(describe(&config, &table))
     })?;
     print!("{text}");

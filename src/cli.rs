@@ -10,6 +10,7 @@ use ipnet::IpNet;
 
 use crate::auth::cli::CredentialArgs;
 use crate::config::Overrides;
+use crate::mcp::cli::PolicyArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,6 +65,8 @@ pub struct RunArgs {
     pub addresses: Vec<String>,
     #[command(flatten)]
     pub credential: CredentialArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// Extra CA certificates (PEM) to trust for the gateway, on top of the web PKI roots.
     #[arg(long, env = "MCP_VPCE_PROXY_CA_FILE", value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
@@ -141,6 +144,7 @@ impl RunArgs {
             path: self.path.clone(),
             addresses: self.addresses.clone(),
             credential: self.credential.to_config()?,
+            policy: self.policy.to_config()?,
             ca_file: self.ca_file.clone(),
             dns_servers: self.dns_servers.clone(),
             private_ranges: self.private_ranges.clone(),

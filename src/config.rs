@@ -11,7 +11,10 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub use crate::audit::AuditConfig;
 pub use crate::auth::config::CredentialConfig;
+pub use crate::inbound::InboundConfig;
+pub use crate::mcp::config::PolicyConfig;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_PATH: &str = "/mcp";
@@ -39,6 +42,12 @@ pub struct Config {
     pub shutdown_grace: Duration,
     #[serde(default)]
     pub dns: DnsConfig,
+    /// Who may use the proxy (client addresses, inbound token, Origin allow-list, ...).
+    #[serde(default)]
+    pub inbound: InboundConfig,
+    /// Where audit records of tool calls and refusals go.
+    #[serde(default)]
+    pub audit: AuditConfig,
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
 }
@@ -87,6 +96,9 @@ pub struct RouteConfig {
     pub require_private: bool,
     #[serde(default)]
     pub credential: CredentialConfig,
+    /// What the route's agents may do (tools, methods, rates).
+    #[serde(default)]
+    pub policy: PolicyConfig,
     #[serde(default = "default_max_body")]
     pub max_body_bytes: u64,
     /// TCP connect time allowed per address.
@@ -170,6 +182,8 @@ impl Default for Config {
             listen: default_listen(),
             shutdown_grace: default_grace(),
             dns: DnsConfig::default(),
+            inbound: InboundConfig::default(),
+            audit: AuditConfig::default(),
             routes: Vec::new(),
         }
     }
@@ -187,6 +201,7 @@ impl RouteConfig {
             ca_file: None,
             require_private: true,
             credential: CredentialConfig::None,
+            policy: PolicyConfig::default(),
             max_body_bytes: default_max_body(),
             connect_timeout: default_connect_timeout(),
             tls_timeout: default_tls_timeout(),
@@ -217,6 +232,8 @@ pub struct Overrides {
     pub addresses: Vec<String>,
     /// The credential chosen by flags (`--token-env`, `--token-file`, ...), if any.
     pub credential: Option<CredentialConfig>,
+    /// The policy chosen by flags (`--allow-tool`, `--deny-tool`, ...), if any.
+    pub policy: Option<PolicyConfig>,
     pub ca_file: Option<PathBuf>,
     pub dns_servers: Vec<String>,
     pub private_ranges: Vec<IpNet>,
@@ -230,6 +247,7 @@ impl Overrides {
             || self.path.is_some()
             || !self.addresses.is_empty()
             || self.credential.is_some()
+            || self.policy.is_some()
             || self.ca_file.is_some()
     }
 }
@@ -430,6 +448,9 @@ impl Config {
             }
             if let Some(credential) = &o.credential {
                 route.credential = credential.clone();
+            }
+            if let Some(policy) = &o.policy {
+                route.policy = policy.clone();
             }
         }
         if o.allow_public {

@@ -4,14 +4,17 @@
 
 pub mod access_log;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod inbound;
 pub mod logging;
 pub mod mcp;
+pub mod metrics;
 pub mod proxy;
 pub mod route;
 pub mod secret;

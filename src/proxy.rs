@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use crate::access_log::AccessLog;
 use crate::body::{self, ProxyBody, ResponseBody};
 use crate::error::{respond, Answer, ProxyError};
+use crate::mcp::layer::Verdict;
 use crate::mcp::peek::{peek, RpcPeek};
 use crate::route::{Route, RouteTable};
 use crate::upstream::connector::ConnectError;
@@ -34,9 +35,17 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 /// Handles one request from the agent. Never fails: every problem is an answer.
-pub async fn handle(table: Arc<RouteTable>, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn handle(
+    table: Arc<RouteTable>,
+    peer: Option<std::net::SocketAddr>,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let started = Instant::now();
-    match select_route(&table, &req) {
+    let selected = table
+        .inbound
+        .check(peer, &req)
+        .and_then(|()| select_route(&table, &req));
+    match selected {
         Ok(route) => {
             let route = route.clone();
             forward(route, req, started).await
@@ -107,6 +116,25 @@ async fn forward(
         (Bytes::new(), RpcPeek::Unreadable)
     };
 
+    let (payload, inspection) = match route.layer.inspect(&head, payload, &rpc) {
+        Verdict::Forward {
+            payload,
+            inspection,
+        } => (payload, inspection),
+        Verdict::Answer(response) => {
+            tracing::warn!(
+                target: "mcp_vpce_proxy::access",
+                route = %route.name,
+                method = %head.method,
+                rpc_method = rpc.method_label(),
+                status = response.status().as_u16(),
+                total_ms = started.elapsed().as_micros() as f64 / 1000.0,
+                "answered by the MCP layer"
+            );
+            return response;
+        }
+    };
+
     let session = head.headers.contains_key("mcp-session-id");
     rewrite_request_headers(
         &mut head.headers,
@@ -138,7 +166,10 @@ async fn forward(
     }
     let response = match result {
         Ok(r) => r,
-        Err(err) => return refuse(&route, &method, &rpc, is_post, err, started),
+        Err(err) => {
+            route.layer.failed(inspection, &err);
+            return refuse(&route, &method, &rpc, is_post, err, started);
+        }
     };
 
     let (mut parts, upstream_body) = response.into_parts();
@@ -153,7 +184,12 @@ async fn forward(
         upstream: Some(sent.elapsed()),
         bytes_in,
     };
-    let body = ResponseBody::new(upstream_body, route.idle_timeout, log).boxed_unsync();
+    let body = route.layer.respond(
+        inspection,
+        &mut parts,
+        upstream_body.map_err(Into::into).boxed_unsync(),
+    );
+    let body = ResponseBody::new(body, route.idle_timeout, log).boxed_unsync();
     Response::from_parts(parts, body)
 }
 

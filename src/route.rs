@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use http::Uri;
 
+use crate::audit::AuditSink;
 use crate::auth::{self, Credential};
 use crate::config::{parse_address, parse_gateway_url, Config, GatewayUrl, RouteConfig};
+use crate::inbound::InboundGuard;
+use crate::mcp::layer::RouteLayer;
 use crate::upstream::client::{self, UpstreamClient};
 use crate::upstream::connector::{Connector, ConnectorSettings, DialTarget};
 use crate::upstream::dns::Dns;
@@ -19,6 +22,8 @@ pub struct Route {
     pub path: String,
     pub gateway: GatewayUrl,
     pub credential: Arc<dyn Credential>,
+    /// The MCP-aware layer: policy, validation, audit, response filtering.
+    pub layer: RouteLayer,
     pub client: UpstreamClient,
     pub max_body_bytes: u64,
     pub response_timeout: Duration,
@@ -30,7 +35,7 @@ pub struct Route {
 }
 
 impl Route {
-    pub fn build(config: &RouteConfig, dns: &Arc<Dns>) -> Result<Route, String> {
+    pub fn build(config: &RouteConfig, dns: &Arc<Dns>, audit: &AuditSink) -> Result<Route, String> {
         let gateway = parse_gateway_url(&config.gateway)?;
         let target = if !config.addresses.is_empty() {
             DialTarget::Static(
@@ -65,8 +70,10 @@ impl Route {
         let upstream_uri = format!("https://{}{}", gateway.authority, gateway.path)
             .parse()
             .map_err(|e| format!("gateway URL: {e}"))?;
+        let name = config.display_name();
         Ok(Route {
-            name: Arc::from(config.display_name()),
+            layer: RouteLayer::build(&name, &config.policy, audit)?,
+            name: Arc::from(name),
             path: config.path.clone(),
             credential: auth::build(&config.credential)?,
             client: client::build(connector, config.pool_max_idle, config.pool_idle_timeout),
@@ -102,19 +109,24 @@ impl Route {
     }
 }
 
-/// All routes by local path.
-#[derive(Default)]
+/// Everything a reload swaps at once: the routes by local path and the inbound rules.
 pub struct RouteTable {
+    pub inbound: InboundGuard,
     by_path: HashMap<String, Arc<Route>>,
     /// Paths in configuration order, for listings.
     order: Vec<String>,
 }
 
 impl RouteTable {
-    pub fn build(config: &Config, dns: &Arc<Dns>) -> Result<RouteTable, String> {
-        let mut table = RouteTable::default();
+    pub fn build(config: &Config, dns: &Arc<Dns>, audit: &AuditSink) -> Result<RouteTable, String> {
+        let mut table = RouteTable {
+            inbound: InboundGuard::build(&config.inbound, config.listen)
+                .map_err(|e| format!("inbound: {e}"))?,
+            by_path: HashMap::new(),
+            order: Vec::new(),
+        };
         for (i, route) in config.routes.iter().enumerate() {
-            let built = Route::build(route, dns).map_err(|e| format!("route[{i}]: {e}"))?;
+            let built = Route::build(route, dns, audit).map_err(|e| format!("route[{i}]: {e}"))?;
             table.order.push(built.path.clone());
             table.by_path.insert(built.path.clone(), Arc::new(built));
         }

@@ -14,6 +14,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::audit::AuditSink;
 use crate::config::Config;
 use crate::proxy;
 use crate::route::RouteTable;
@@ -34,7 +35,8 @@ impl Server {
     /// Builds the routes and binds the listener; nothing is served until `run`.
     pub async fn bind(config: &Config) -> Result<Server, String> {
         let dns = Arc::new(Dns::new(&config.dns)?);
-        let table = RouteTable::build(config, &dns)?;
+        let audit = AuditSink::start(&config.audit)?;
+        let table = RouteTable::build(config, &dns, &audit)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -96,7 +98,7 @@ impl Server {
             let routes = self.routes.clone();
             let service = service_fn(move |req| {
                 let table = routes.load_full();
-                async move { Ok::<_, Infallible>(proxy::handle(table, req).await) }
+                async move { Ok::<_, Infallible>(proxy::handle(table, Some(peer), req).await) }
             });
             let connection = builder
                 .serve_connection(TokioIo::new(stream), service)

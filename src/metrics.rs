@@ -1,0 +1,240 @@
+//! Prometheus metrics: one registry for the process, reachable from every layer that
+//! records something (`metrics()`), encoded by the admin listener's `/metrics`.
+//!
+//! Label sets are small structs so that the hot path hashes a few short strings and
+//! never formats anything.
+
+use std::sync::OnceLock;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub method: String,
+    pub rpc_method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToolLabels {
+    pub route: String,
+    pub tool: String,
+    pub outcome: ToolOutcome,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ToolOutcome {
+    ok,
+    tool_error,
+    rpc_error,
+    refused,
+    upstream_failure,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub route: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DnsLabels {
+    pub name: String,
+    pub result: DnsResult,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum DnsResult {
+    in_vpc,
+    outside,
+    error,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NameLabels {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CredentialLabels {
+    pub route: String,
+    pub source: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_seconds: Family<RouteLabels, Histogram>,
+    pub upstream_seconds: Family<RouteLabels, Histogram>,
+    pub tool_calls: Family<ToolLabels, Counter>,
+    pub active_streams: Family<RouteLabels, Gauge>,
+    pub upstream_connections_opened: Family<RouteLabels, Counter>,
+    pub upstream_connections_reused: Family<RouteLabels, Counter>,
+    pub upstream_connections_open: Family<RouteLabels, Gauge>,
+    pub tls_handshake_failures: Family<RouteLabels, Counter>,
+    pub dns_resolutions: Family<DnsLabels, Counter>,
+    pub dns_answer_age_seconds: Family<NameLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub credential_refreshes: Family<CredentialLabels, Counter>,
+    pub credential_expiry_seconds: Family<RouteLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub refused: Family<ReasonLabels, Counter>,
+    pub bytes_in: Family<RouteLabels, Counter>,
+    pub bytes_out: Family<RouteLabels, Counter>,
+    pub config_reloads: Family<ResultLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~16 min: local hops up to 15-minute tool calls.
+    Histogram::new(exponential_buckets(0.0005, 2.5, 16))
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("mcp_vpce_proxy");
+        let m = Metrics {
+            requests: Family::default(),
+            request_seconds: Family::new_with_constructor(latency_histogram),
+            upstream_seconds: Family::new_with_constructor(latency_histogram),
+            tool_calls: Family::default(),
+            active_streams: Family::default(),
+            upstream_connections_opened: Family::default(),
+            upstream_connections_reused: Family::default(),
+            upstream_connections_open: Family::default(),
+            tls_handshake_failures: Family::default(),
+            dns_resolutions: Family::default(),
+            dns_answer_age_seconds: Family::default(),
+            credential_refreshes: Family::default(),
+            credential_expiry_seconds: Family::default(),
+            refused: Family::default(),
+            bytes_in: Family::default(),
+            bytes_out: Family::default(),
+            config_reloads: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "requests",
+            "Requests answered, by route, HTTP method, JSON-RPC method and status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "request_seconds",
+            "Time from request to the end of the response",
+            m.request_seconds.clone(),
+        );
+        registry.register(
+            "upstream_seconds",
+            "Time from sending upstream to the gateway's response headers",
+            m.upstream_seconds.clone(),
+        );
+        registry.register(
+            "tool_calls",
+            "tools/call requests by route, tool and outcome",
+            m.tool_calls.clone(),
+        );
+        registry.register(
+            "active_streams",
+            "SSE response streams open now",
+            m.active_streams.clone(),
+        );
+        registry.register(
+            "upstream_connections_opened",
+            "Upstream connections established",
+            m.upstream_connections_opened.clone(),
+        );
+        registry.register(
+            "upstream_connections_reused",
+            "Requests sent on an already used upstream connection",
+            m.upstream_connections_reused.clone(),
+        );
+        registry.register(
+            "upstream_connections_open",
+            "Upstream connections open now (in use or idle in the pool)",
+            m.upstream_connections_open.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes with the gateway that failed",
+            m.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "dns_resolutions",
+            "Name resolutions by result (in_vpc, outside, error)",
+            m.dns_resolutions.clone(),
+        );
+        registry.register(
+            "dns_answer_age_seconds",
+            "Age of the answer in use for a name",
+            m.dns_answer_age_seconds.clone(),
+        );
+        registry.register(
+            "credential_refreshes",
+            "Credential fetches by route, source and result",
+            m.credential_refreshes.clone(),
+        );
+        registry.register(
+            "credential_expiry_seconds",
+            "Seconds until the route's current credential expires",
+            m.credential_expiry_seconds.clone(),
+        );
+        registry.register(
+            "refused",
+            "Requests answered by the proxy itself, by route and reason",
+            m.refused.clone(),
+        );
+        registry.register(
+            "bytes_in",
+            "Request body bytes forwarded upstream",
+            m.bytes_in.clone(),
+        );
+        registry.register(
+            "bytes_out",
+            "Response body bytes sent to agents",
+            m.bytes_out.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result",
+            m.config_reloads.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// Label set for one route.
+pub fn route(name: &str) -> RouteLabels {
+    RouteLabels {
+        route: name.to_string(),
+    }
+}
