@@ -4,8 +4,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::metrics::RouteMetrics;
+
 pub struct AccessLog {
     pub route: Arc<str>,
+    pub metrics: Arc<RouteMetrics>,
+    /// An SSE stream: counted in the active-streams gauge until it ends.
+    pub stream: bool,
     pub method: http::Method,
     pub rpc_method: String,
     pub session: bool,
@@ -16,7 +21,23 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
+    /// Counts the request in the metrics; call once, when the response starts.
+    pub fn start(&self) {
+        if self.stream {
+            self.metrics.active_streams.inc();
+        }
+    }
+
     pub fn finish(self, bytes_out: u64, outcome: &str) {
+        let m = &self.metrics;
+        if self.stream {
+            m.active_streams.dec();
+        }
+        m.request(&self.method, &self.rpc_method, self.status);
+        m.request_seconds
+            .observe(self.started.elapsed().as_secs_f64());
+        m.bytes_in.inc_by(self.bytes_in);
+        m.bytes_out.inc_by(bytes_out);
         let upstream_ms = self.upstream.map(|d| d.as_micros() as f64 / 1000.0);
         tracing::info!(
             target: "mcp_vpce_proxy::access",

@@ -1,11 +1,14 @@
 //! What the `run` and `check` subcommands do.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::admin::Admin;
 use crate::cli::{RunArgs, RuntimeArgs};
 use crate::config::Config;
 use crate::route::RouteTable;
-use crate::server::{shutdown_signal, Server};
+use crate::server::{shutdown_signal, Reloader, Server};
 use crate::upstream::dns::Dns;
 
 /// A tokio runtime sized for a sidecar: few workers, since one proxy serves one or a
@@ -23,25 +26,111 @@ pub fn runtime(args: &RuntimeArgs) -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
-pub fn run(args: RunArgs) -> Result<(), String> {
-    crate::logging::init(&args.runtime)?;
-    let config =
-        Config::load(args.config.as_deref(), &args.overrides()?).map_err(|e| e.to_string())?;
-    runtime(&args.runtime)?.block_on(async {
-        let server = Server::bind(&config).await?;
-        for route in server.routes().load().routes() {
+/// The agent listener and the admin listener, bound and ready to serve.
+pub struct Proxy {
+    server: Server,
+    admin: Option<Admin>,
+}
+
+impl Proxy {
+    /// Binds both listeners, then resolves every route once so that the first request
+    /// finds a warm DNS cache (and the log says early when PrivateLink is not in use).
+    pub async fn start(config: &Config) -> Result<Proxy, String> {
+        let server = Server::bind(config).await?;
+        let admin = match config.admin {
+            Some(addr) => Some(Admin::bind(addr, server.routes()).await?),
+            None => None,
+        };
+        let table = server.routes().load_full();
+        for route in table.routes() {
             tracing::info!(
                 route = %route.name,
                 path = %route.path,
                 gateway = %route.config.gateway,
                 dial = %route.dial_description(),
                 credential = %route.credential.describe(),
-                "route ready"
+                "route configured"
             );
         }
-        server.run(shutdown_signal()).await;
+        for health in crate::health::readiness(&table).await.routes {
+            if health.ready {
+                tracing::info!(route = %health.route, "route ready");
+            } else {
+                tracing::warn!(route = %health.route, missing = ?health.missing, "route not ready yet");
+            }
+        }
+        Ok(Proxy { server, admin })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(Admin::local_addr)
+    }
+
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.server.reloader()
+    }
+
+    /// Serves until `shutdown`, drains, then stops the admin listener too.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin = self.admin.map(|admin| {
+            tokio::spawn(admin.run(async move {
+                let _ = admin_stopped.await;
+            }))
+        });
+        crate::systemd::ready();
+        crate::systemd::spawn_watchdog();
+        self.server.run(shutdown).await;
+        let _ = admin_stop.send(());
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<(), String> {
+    crate::logging::init(&args.runtime)?;
+    let config =
+        Config::load(args.config.as_deref(), &args.overrides()?).map_err(|e| e.to_string())?;
+    runtime(&args.runtime)?.block_on(async {
+        let proxy = Proxy::start(&config).await?;
+        let reloader = proxy.reloader();
+        tokio::spawn(reload_on_sighup(args, reloader));
+        proxy.run(shutdown_signal()).await;
         Ok(())
     })
+}
+
+/// SIGHUP reloads the configuration (file, flags and environment as at start). An
+/// invalid configuration is logged and counted; the one in force stays.
+async fn reload_on_sighup(args: RunArgs, reloader: Arc<Reloader>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot watch SIGHUP; reload is unavailable");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            crate::systemd::reloading();
+            let loaded = args
+                .overrides()
+                .and_then(|o| Config::load(args.config.as_deref(), &o).map_err(|e| e.to_string()));
+            let result = loaded.and_then(|config| reloader.apply(config));
+            if let Err(e) = result {
+                tracing::error!("reload refused, keeping the configuration in force: {e}");
+            }
+            crate::systemd::ready();
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (args, reloader);
+    }
 }
 
 pub fn check(args: RunArgs) -> Result<(), String> {
@@ -69,6 +158,14 @@ pub fn describe(config: &Config, table: &RouteTable) -> String {
         if routes == 1 { "" } else { "s" },
         config.listen
     );
+    match config.admin {
+        Some(admin) => {
+            let _ = writeln!(out, "admin: {admin} (/metrics, /healthz, /readyz, /routes)");
+        }
+        None => {
+            let _ = writeln!(out, "admin: off");
+        }
+    }
     let servers = if config.dns.servers.is_empty() {
         "system resolver (/etc/resolv.conf)".to_string()
     } else {

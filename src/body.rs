@@ -111,6 +111,7 @@ pin_project_lite::pin_project! {
 
 impl<B: Body> ResponseBody<B> {
     pub fn new(inner: B, idle: Duration, log: AccessLog) -> Self {
+        log.start();
         ResponseBody {
             inner,
             idle,

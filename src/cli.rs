@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
 use crate::auth::cli::CredentialArgs;
-use crate::config::Overrides;
+use crate::config::{parse_admin, Overrides};
 use crate::mcp::cli::PolicyArgs;
 
 #[derive(Debug, Parser)]
@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// Address the agents connect to [default: 127.0.0.1:8080].
     #[arg(long, env = "MCP_VPCE_PROXY_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Admin listener for /metrics, /healthz, /readyz, /routes [default: 127.0.0.1:9901];
+    /// "off" disables it.
+    #[arg(long, env = "MCP_VPCE_PROXY_ADMIN", value_name = "ADDR")]
+    pub admin: Option<String>,
     /// The gateway's MCP URL (zero-file mode: defines the one route).
     #[arg(long, env = "MCP_VPCE_PROXY_GATEWAY", value_name = "URL")]
     pub gateway: Option<String>,
@@ -104,6 +108,14 @@ pub struct DemoArgs {
         value_name = "ADDR"
     )]
     pub listen: SocketAddr,
+    /// Admin listener of the demo proxy; "off" disables it.
+    #[arg(
+        long,
+        env = "MCP_VPCE_PROXY_ADMIN",
+        default_value = "127.0.0.1:9901",
+        value_name = "ADDR"
+    )]
+    pub admin: String,
     /// Run the walkthrough and exit instead of serving afterwards.
     #[arg(long)]
     pub once: bool,
@@ -139,6 +151,12 @@ impl RunArgs {
     pub fn overrides(&self) -> Result<Overrides, String> {
         Ok(Overrides {
             listen: self.listen,
+            admin: self
+                .admin
+                .as_deref()
+                .map(parse_admin)
+                .transpose()
+                .map_err(|e| format!("--admin: {e}"))?,
             gateway: self.gateway.clone(),
             endpoint: self.endpoint.clone(),
             path: self.path.clone(),

@@ -32,11 +32,14 @@ pub const DEFAULT_PRIVATE_RANGES: [&str; 5] = [
 ];
 
 /// The whole file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`, `/routes`); "off" disables it.
+    #[serde(default = "default_admin", with = "admin_address")]
+    pub admin: Option<SocketAddr>,
     /// How long in-flight requests may run after SIGTERM/SIGINT before they are cut.
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -52,7 +55,7 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsConfig {
     /// Name servers (`IP:PORT`, or `IP` for port 53). Empty: the system's resolv.conf.
@@ -69,7 +72,7 @@ pub struct DnsConfig {
     pub stale_limit: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Name used in logs; defaults to the local path without its leading slash.
@@ -125,6 +128,35 @@ pub struct RouteConfig {
 fn default_listen() -> SocketAddr {
     DEFAULT_LISTEN.parse().expect("valid constant")
 }
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
+
+fn default_admin() -> Option<SocketAddr> {
+    DEFAULT_ADMIN.parse().ok()
+}
+
+/// `admin = "127.0.0.1:9901"` or `admin = "off"`.
+mod admin_address {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_admin(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses an admin address, or `off` to disable the admin listener.
+pub fn parse_admin(text: &str) -> Result<Option<SocketAddr>, String> {
+    match text.trim() {
+        "off" | "none" | "" => Ok(None),
+        other => other
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{other:?} is not an address like 127.0.0.1:9901 (or \"off\")")),
+    }
+}
+
 fn default_grace() -> Duration {
     Duration::from_secs(30)
 }
@@ -180,6 +212,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: default_listen(),
+            admin: default_admin(),
             shutdown_grace: default_grace(),
             dns: DnsConfig::default(),
             inbound: InboundConfig::default(),
@@ -226,6 +259,8 @@ impl RouteConfig {
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub listen: Option<SocketAddr>,
+    /// `Some(None)` disables the admin listener.
+    pub admin: Option<Option<SocketAddr>>,
     pub gateway: Option<String>,
     pub endpoint: Option<String>,
     pub path: Option<String>,
@@ -406,6 +441,9 @@ impl Config {
     fn apply(&mut self, o: &Overrides, source: &str) -> Result<(), ConfigError> {
         if let Some(listen) = o.listen {
             self.listen = listen;
+        }
+        if let Some(admin) = o.admin {
+            self.admin = admin;
         }
         if !o.dns_servers.is_empty() {
             self.dns.servers = o.dns_servers.clone();

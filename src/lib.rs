@@ -3,6 +3,7 @@
 //! credential itself. See DESIGN.md in the shared folder for the data flow.
 
 pub mod access_log;
+pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod auth;
@@ -11,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod health;
 pub mod inbound;
 pub mod logging;
 pub mod mcp;
@@ -19,4 +21,5 @@ pub mod proxy;
 pub mod route;
 pub mod secret;
 pub mod server;
+pub mod systemd;
 pub mod upstream;

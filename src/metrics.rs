@@ -238,3 +238,59 @@ pub fn route(name: &str) -> RouteLabels {
         route: name.to_string(),
     }
 }
+
+/// Handles of the per-route metrics, resolved once when the route is built so that the
+/// request path only touches atomics.
+pub struct RouteMetrics {
+    pub name: String,
+    pub request_seconds: Histogram,
+    pub upstream_seconds: Histogram,
+    pub active_streams: Gauge,
+    pub connections_opened: Counter,
+    pub connections_reused: Counter,
+    pub connections_open: Gauge,
+    pub tls_failures: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+}
+
+impl RouteMetrics {
+    pub fn new(name: &str) -> RouteMetrics {
+        let m = metrics();
+        let labels = route(name);
+        RouteMetrics {
+            name: name.to_string(),
+            request_seconds: m.request_seconds.get_or_create(&labels).clone(),
+            upstream_seconds: m.upstream_seconds.get_or_create(&labels).clone(),
+            active_streams: m.active_streams.get_or_create(&labels).clone(),
+            connections_opened: m.upstream_connections_opened.get_or_create(&labels).clone(),
+            connections_reused: m.upstream_connections_reused.get_or_create(&labels).clone(),
+            connections_open: m.upstream_connections_open.get_or_create(&labels).clone(),
+            tls_failures: m.tls_handshake_failures.get_or_create(&labels).clone(),
+            bytes_in: m.bytes_in.get_or_create(&labels).clone(),
+            bytes_out: m.bytes_out.get_or_create(&labels).clone(),
+        }
+    }
+
+    pub fn request(&self, method: &http::Method, rpc_method: &str, status: u16) {
+        metrics()
+            .requests
+            .get_or_create(&RequestLabels {
+                route: self.name.clone(),
+                method: method.as_str().to_string(),
+                rpc_method: rpc_method.to_string(),
+                status,
+            })
+            .inc();
+    }
+
+    pub fn refused(&self, reason: &str) {
+        metrics()
+            .refused
+            .get_or_create(&ReasonLabels {
+                route: self.name.clone(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+}

@@ -16,7 +16,7 @@ use crate::error::{respond, Answer, ProxyError};
 use crate::mcp::layer::Verdict;
 use crate::mcp::peek::{peek, RpcPeek};
 use crate::route::{Route, RouteTable};
-use crate::upstream::connector::ConnectError;
+use crate::upstream::connector::{ConnectError, ConnectionUse};
 
 /// How long an agent may take to send a request body once its headers have arrived.
 const REQUEST_BODY_DEADLINE: Duration = Duration::from_secs(60);
@@ -174,14 +174,30 @@ async fn forward(
 
     let (mut parts, upstream_body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    if let Some(connection) = parts.extensions.get::<ConnectionUse>() {
+        if connection.mark_used() {
+            route.metrics.connections_reused.inc();
+        }
+    }
+    let upstream_time = sent.elapsed();
+    route
+        .metrics
+        .upstream_seconds
+        .observe(upstream_time.as_secs_f64());
+    let stream = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let log = AccessLog {
         route: route.name.clone(),
+        metrics: route.metrics.clone(),
+        stream,
         method,
         rpc_method: rpc.method_label().to_string(),
         session,
         status: parts.status.as_u16(),
         started,
-        upstream: Some(sent.elapsed()),
+        upstream: Some(upstream_time),
         bytes_in,
     };
     let body = route.layer.respond(
@@ -266,6 +282,10 @@ fn refuse(
     } else {
         Answer::Text
     };
+    route.metrics.refused(err.kind());
+    route
+        .metrics
+        .request(method, rpc.method_label(), err.status().as_u16());
     log_refusal(Some(&route.name), method, rpc.method_label(), &err, started);
     respond(&err, Some(&route.name), answer)
 }

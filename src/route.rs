@@ -12,6 +12,7 @@ use crate::auth::{self, Credential};
 use crate::config::{parse_address, parse_gateway_url, Config, GatewayUrl, RouteConfig};
 use crate::inbound::InboundGuard;
 use crate::mcp::layer::RouteLayer;
+use crate::metrics::RouteMetrics;
 use crate::upstream::client::{self, UpstreamClient};
 use crate::upstream::connector::{Connector, ConnectorSettings, DialTarget};
 use crate::upstream::dns::Dns;
@@ -22,12 +23,14 @@ pub struct Route {
     pub path: String,
     pub gateway: GatewayUrl,
     pub credential: Arc<dyn Credential>,
+    pub metrics: Arc<RouteMetrics>,
     /// The MCP-aware layer: policy, validation, audit, response filtering.
     pub layer: RouteLayer,
     pub client: UpstreamClient,
     pub max_body_bytes: u64,
     pub response_timeout: Duration,
     pub idle_timeout: Duration,
+    target: DialTarget,
     /// The upstream URI for requests without a query string, built once.
     upstream_uri: Uri,
     /// What the route was built from, for `check` and comparisons on reload.
@@ -37,6 +40,8 @@ pub struct Route {
 impl Route {
     pub fn build(config: &RouteConfig, dns: &Arc<Dns>, audit: &AuditSink) -> Result<Route, String> {
         let gateway = parse_gateway_url(&config.gateway)?;
+        let name = config.display_name();
+        let metrics = Arc::new(RouteMetrics::new(&name));
         let target = if !config.addresses.is_empty() {
             DialTarget::Static(
                 config
@@ -59,8 +64,9 @@ impl Route {
             None => Vec::new(),
         };
         let connector = Connector::new(ConnectorSettings {
-            target,
+            target: target.clone(),
             gateway_host: gateway.host.clone(),
+            metrics: metrics.clone(),
             tls: tls::client_config(&extra_roots)?,
             dns: dns.clone(),
             require_private: config.require_private,
@@ -70,9 +76,9 @@ impl Route {
         let upstream_uri = format!("https://{}{}", gateway.authority, gateway.path)
             .parse()
             .map_err(|e| format!("gateway URL: {e}"))?;
-        let name = config.display_name();
         Ok(Route {
             layer: RouteLayer::build(&name, &config.policy, audit)?,
+            metrics,
             name: Arc::from(name),
             path: config.path.clone(),
             credential: auth::build(&config.credential)?,
@@ -81,6 +87,7 @@ impl Route {
             response_timeout: config.response_timeout,
             idle_timeout: config.idle_timeout,
             upstream_uri,
+            target,
             gateway,
             config: config.clone(),
         })
@@ -95,6 +102,11 @@ impl Route {
                 // The query came from a URI that parsed; keep the bare path otherwise.
                 .unwrap_or_else(|_| self.upstream_uri.clone()),
         }
+    }
+
+    /// What the connector dials.
+    pub fn dial_target(&self) -> &DialTarget {
+        &self.target
     }
 
     /// The name the connector dials, for logs and `check`.
@@ -112,6 +124,8 @@ impl Route {
 /// Everything a reload swaps at once: the routes by local path and the inbound rules.
 pub struct RouteTable {
     pub inbound: InboundGuard,
+    /// The resolver every route's connector uses.
+    pub dns: Arc<Dns>,
     by_path: HashMap<String, Arc<Route>>,
     /// Paths in configuration order, for listings.
     order: Vec<String>,
@@ -119,16 +133,39 @@ pub struct RouteTable {
 
 impl RouteTable {
     pub fn build(config: &Config, dns: &Arc<Dns>, audit: &AuditSink) -> Result<RouteTable, String> {
+        RouteTable::build_reusing(config, dns, audit, None)
+    }
+
+    /// Builds the table for `config`, taking over from `previous` every route whose
+    /// configuration is unchanged (with its connection pool and cached credential), as
+    /// long as the resolver is the same.
+    pub fn build_reusing(
+        config: &Config,
+        dns: &Arc<Dns>,
+        audit: &AuditSink,
+        previous: Option<&RouteTable>,
+    ) -> Result<RouteTable, String> {
+        let previous = previous.filter(|p| Arc::ptr_eq(&p.dns, dns));
         let mut table = RouteTable {
+            dns: dns.clone(),
             inbound: InboundGuard::build(&config.inbound, config.listen)
                 .map_err(|e| format!("inbound: {e}"))?,
             by_path: HashMap::new(),
             order: Vec::new(),
         };
         for (i, route) in config.routes.iter().enumerate() {
-            let built = Route::build(route, dns, audit).map_err(|e| format!("route[{i}]: {e}"))?;
+            let kept = previous
+                .and_then(|p| p.get(&route.path))
+                .filter(|old| old.config == *route)
+                .cloned();
+            let built = match kept {
+                Some(old) => old,
+                None => Arc::new(
+                    Route::build(route, dns, audit).map_err(|e| format!("route[{i}]: {e}"))?,
+                ),
+            };
             table.order.push(built.path.clone());
-            table.by_path.insert(built.path.clone(), Arc::new(built));
+            table.by_path.insert(built.path.clone(), built);
         }
         Ok(table)
     }

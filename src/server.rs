@@ -29,6 +29,64 @@ pub struct Server {
     listener: TcpListener,
     routes: Arc<ArcSwap<RouteTable>>,
     grace: Duration,
+    reloader: Arc<Reloader>,
+}
+
+/// Applies a new configuration to a running server: builds the new route table (taking
+/// over unchanged routes with their pools and credentials) and swaps it in whole.
+/// Requests already running keep the table they started with.
+pub struct Reloader {
+    routes: Arc<ArcSwap<RouteTable>>,
+    state: std::sync::Mutex<(Config, AuditSink)>,
+}
+
+impl Reloader {
+    pub fn apply(&self, new: Config) -> Result<(), String> {
+        let result = self.swap(new);
+        let label = if result.is_ok() { "ok" } else { "error" };
+        crate::metrics::metrics()
+            .config_reloads
+            .get_or_create(&crate::metrics::ResultLabels {
+                result: label.to_string(),
+            })
+            .inc();
+        result
+    }
+
+    fn swap(&self, new: Config) -> Result<(), String> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (current, audit) = &mut *state;
+        if new.listen != current.listen || new.admin != current.admin {
+            tracing::warn!(
+                "listen and admin addresses change only on restart; keeping the current ones"
+            );
+        }
+        let old = self.routes.load_full();
+        let dns = if new.dns == current.dns {
+            old.dns.clone()
+        } else {
+            Arc::new(Dns::new(&new.dns)?)
+        };
+        let new_audit = if new.audit == current.audit {
+            audit.clone()
+        } else {
+            AuditSink::start(&new.audit)?
+        };
+        let table = RouteTable::build_reusing(&new, &dns, &new_audit, Some(&old))?;
+        let kept = table
+            .routes()
+            .filter(|r| old.get(&r.path).is_some_and(|o| Arc::ptr_eq(o, r)))
+            .count();
+        tracing::info!(
+            routes = table.routes().count(),
+            kept,
+            "configuration reloaded"
+        );
+        self.routes.store(Arc::new(table));
+        *current = new;
+        *audit = new_audit;
+        Ok(())
+    }
 }
 
 impl Server {
@@ -46,9 +104,14 @@ impl Server {
                 "listening on a non-loopback address: anyone who can reach it can use the gateway credential"
             );
         }
+        let routes = Arc::new(ArcSwap::from_pointee(table));
         Ok(Server {
             listener,
-            routes: Arc::new(ArcSwap::from_pointee(table)),
+            reloader: Arc::new(Reloader {
+                routes: routes.clone(),
+                state: std::sync::Mutex::new((config.clone(), audit)),
+            }),
+            routes,
             grace: config.shutdown_grace,
         })
     }
@@ -62,6 +125,11 @@ impl Server {
     /// The table in force; the handle through which a reload swaps it.
     pub fn routes(&self) -> Arc<ArcSwap<RouteTable>> {
         self.routes.clone()
+    }
+
+    /// The handle through which a new configuration is applied.
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.reloader.clone()
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight
@@ -111,6 +179,7 @@ impl Server {
             });
         }
         drop(self.listener);
+        crate::systemd::stopping();
         let in_flight = graceful.count();
         tracing::info!(in_flight, grace = %humantime::format_duration(self.grace), "shutting down: draining connections");
         tokio::select! {

@@ -59,6 +59,12 @@ pub trait Credential: Send + Sync {
     /// `apply` fetches or re-reads a fresh one.
     fn invalidate(&self) {}
 
+    /// Whether a usable credential is at hand now (for `/readyz`), or why not. Sources
+    /// that fetch credentials report a failed or expired fetch here.
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// What `check` and logs may show: the source and a fingerprint, never the value.
     fn describe(&self) -> String;
 }

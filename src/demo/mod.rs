@@ -8,9 +8,10 @@ mod walkthrough;
 use std::path::PathBuf;
 
 use crate::app::runtime;
+use crate::app::Proxy;
 use crate::cli::DemoArgs;
 use crate::config::{Config, CredentialConfig, RouteConfig};
-use crate::server::{shutdown_signal, Server};
+use crate::server::shutdown_signal;
 
 pub use gateway::{DemoGateway, ENDPOINT_HOST, GATEWAY_HOST, TOOL_NAME};
 
@@ -50,12 +51,13 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
     route.credential = CredentialConfig::File { path: token_file };
     let mut config = Config {
         listen: args.listen,
+        admin: crate::config::parse_admin(&args.admin).map_err(|e| format!("--admin: {e}"))?,
         routes: vec![route],
         ..Config::default()
     };
     config.dns.private_ranges = vec!["127.0.0.0/8".parse().expect("valid constant")];
 
-    let server = Server::bind(&config).await?;
+    let server = Proxy::start(&config).await?;
     let url = format!("http://{}/mcp", server.local_addr());
     println!("mcp-vpce-proxy demo");
     println!("  gateway       https://{GATEWAY_HOST}/mcp");
@@ -68,6 +70,9 @@ async fn demo(args: DemoArgs) -> Result<(), String> {
     println!("  in-VPC ranges 127.0.0.0/8 (the demo's stand-in for the VPC CIDR)");
     println!("  credential    a bearer token the proxy attaches itself; the agent sends none");
     println!("  proxy         {url}");
+    if let Some(admin) = server.admin_addr() {
+        println!("  admin         http://{admin}/metrics, /healthz, /readyz, /routes");
+    }
     println!();
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

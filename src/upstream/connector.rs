@@ -22,6 +22,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::dns::{Dns, DnsError};
+use crate::metrics::{metrics, DnsLabels, DnsResult, RouteMetrics};
 
 /// What the connector dials.
 #[derive(Debug, Clone)]
@@ -45,6 +46,7 @@ struct Inner {
     require_private: bool,
     connect_timeout: Duration,
     tls_timeout: Duration,
+    metrics: Arc<RouteMetrics>,
 }
 
 pub struct ConnectorSettings {
@@ -55,6 +57,7 @@ pub struct ConnectorSettings {
     pub require_private: bool,
     pub connect_timeout: Duration,
     pub tls_timeout: Duration,
+    pub metrics: Arc<RouteMetrics>,
 }
 
 /// Why no connection could be made; phrased for the agent (no secrets involved).
@@ -134,6 +137,7 @@ impl Connector {
                 require_private: settings.require_private,
                 connect_timeout: settings.connect_timeout,
                 tls_timeout: settings.tls_timeout,
+                metrics: settings.metrics,
             }),
         })
     }
@@ -152,15 +156,27 @@ impl Inner {
 
     /// The addresses we may dial, in order.
     async fn addresses(&self) -> Result<Vec<SocketAddr>, ConnectError> {
-        let candidates = match &self.target {
-            DialTarget::Name { name, port } => self
-                .dns
-                .resolve(name)
-                .await
-                .map_err(ConnectError::Dns)?
-                .into_iter()
-                .map(|ip| SocketAddr::new(ip, *port))
-                .collect(),
+        let candidates: Vec<SocketAddr> = match &self.target {
+            DialTarget::Name { name, port } => {
+                let resolved = self.dns.resolve(name).await;
+                let result = match &resolved {
+                    Err(_) => DnsResult::error,
+                    Ok(ips) if ips.iter().all(|ip| self.dns.in_vpc(*ip)) => DnsResult::in_vpc,
+                    Ok(_) => DnsResult::outside,
+                };
+                metrics()
+                    .dns_resolutions
+                    .get_or_create(&DnsLabels {
+                        name: name.clone(),
+                        result,
+                    })
+                    .inc();
+                resolved
+                    .map_err(ConnectError::Dns)?
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, *port))
+                    .collect()
+            }
             DialTarget::Static(addrs) => addrs.clone(),
         };
         if !self.require_private {
@@ -214,15 +230,19 @@ impl Inner {
             let handshake = self.tls.connect(self.server_name.clone(), tcp);
             let tls = match tokio::time::timeout(self.tls_timeout, handshake).await {
                 Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => return Err(self.tls_error(addr, e.to_string())),
+                Ok(Err(e)) => {
+                    self.metrics.tls_failures.inc();
+                    return Err(self.tls_error(addr, e.to_string()));
+                }
                 Err(_) => {
+                    self.metrics.tls_failures.inc();
                     return Err(self.tls_error(
                         addr,
                         format!(
                             "no handshake within {}",
                             humantime::format_duration(self.tls_timeout)
                         ),
-                    ))
+                    ));
                 }
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -233,7 +253,14 @@ impl Inner {
                 h2,
                 "upstream connection established"
             );
-            return Ok(UpstreamStream { tls, h2 });
+            self.metrics.connections_opened.inc();
+            self.metrics.connections_open.inc();
+            return Ok(UpstreamStream {
+                tls,
+                h2,
+                used: ConnectionUse::default(),
+                _open: OpenConnection(self.metrics.clone()),
+            });
         }
         Err(ConnectError::Unreachable {
             name: self.dial_name(),
@@ -270,11 +297,34 @@ impl tower_service::Service<http::Uri> for Connector {
 pub struct UpstreamStream {
     tls: TlsStream<TcpStream>,
     h2: bool,
+    used: ConnectionUse,
+    _open: OpenConnection,
+}
+
+/// Attached to every response (hyper-util copies it from `Connected::extra`), so the
+/// proxy can tell a reused connection from a fresh one.
+#[derive(Clone, Default)]
+pub struct ConnectionUse(Arc<std::sync::atomic::AtomicBool>);
+
+impl ConnectionUse {
+    /// Marks the connection used; true when it had been used before.
+    pub fn mark_used(&self) -> bool {
+        self.0.swap(true, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Keeps the open-connections gauge right: decremented when the connection is dropped.
+struct OpenConnection(Arc<RouteMetrics>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections_open.dec();
+    }
 }
 
 impl Connection for UpstreamStream {
     fn connected(&self) -> Connected {
-        let connected = Connected::new();
+        let connected = Connected::new().extra(self.used.clone());
         if self.h2 {
             connected.negotiated_h2()
         } else {

@@ -138,6 +138,14 @@ impl Dns {
         }
     }
 
+    /// How old the answer in use is for each name resolved so far.
+    pub fn answer_ages(&self) -> Vec<(String, Duration)> {
+        let map = self.last_good.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .map(|(name, (_, at))| (name.clone(), at.elapsed()))
+            .collect()
+    }
+
     fn remember(&self, name: &str, addrs: &[IpAddr]) {
         let mut map = self.last_good.lock().unwrap_or_else(|p| p.into_inner());
         match map.get_mut(name) {
