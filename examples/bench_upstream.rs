@@ -132,7 +132,9 @@ fn main() -> Result<(), String> {
     let args = Args::parse();
     for addr in [args.listen, args.stats_listen] {
         if !addr.ip().is_loopback() {
-            return Err(format!("{addr}: the bench upstream listens on loopback only"));
+            return Err(format!(
+                "{addr}: the bench upstream listens on loopback only"
+            ));
         }
     }
     let workers = args.workers.unwrap_or_else(|| {
@@ -251,10 +253,8 @@ impl Upstream {
         match (method, query.mode) {
             (Method::POST, Mode::Json) => {
                 let mut r = Response::new(Either::Left(Full::new(self.json_answer.clone())));
-                r.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 r
             }
             (Method::POST, Mode::Sse) => {
@@ -263,7 +263,9 @@ impl Upstream {
             }
             (Method::GET, Mode::Stream) => {
                 let interval = Duration::from_millis(query.interval_ms.max(1));
-                let events = (query.seconds * 1000).div_ceil(query.interval_ms.max(1)).max(1);
+                let events = (query.seconds * 1000)
+                    .div_ceil(query.interval_ms.max(1))
+                    .max(1);
                 event_stream(Either::Right(Ticks::new(interval, events, self.clone())))
             }
             (Method::DELETE, _) => plain(StatusCode::OK),

@@ -15,10 +15,25 @@
 //! | `Credential` | 503 | -32005 |
 //! | `ResponseTimeout` | 504 | -32001 |
 //! | `Upstream` | 502 | -32007 |
+//! | `ToolRefused` | 200 | -32010 |
+//! | `MethodRefused` | 200 | -32011 |
+//! | `RateLimited` | 429 + `Retry-After` | -32012 |
+//! | `ConcurrencyLimited` | 429 + `Retry-After` | -32013 |
+//! | `FilterFailed` | (inside a 200 answer) | -32014 |
+//! | `UnsupportedMediaType` | 415 | -32600 |
+//! | `ParseError` | 400 | -32700 |
+//! | `InvalidRequest` | 400 | -32600 |
+//! | `InvalidParams` | 200 | -32602 |
+//! | `ClientRefused`, `OriginRefused`, `HostRefused` | 403 | text |
+//! | `Unauthenticated` | 401 + `WWW-Authenticate` | text |
+//!
+//! Policy refusals are answered with HTTP 200: the request was a well-formed JSON-RPC call
+//! that got a JSON-RPC error, which MCP clients hand to the agent as that call's failure
+//! rather than as a broken transport.
 
 use std::time::Duration;
 
-use http::header::{ALLOW, CONTENT_TYPE};
+use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -51,6 +66,49 @@ pub enum ProxyError {
         after: Duration,
     },
     Upstream(String),
+    /// The route's tool policy refuses this tool.
+    ToolRefused {
+        tool: String,
+    },
+    /// The route's method policy refuses this JSON-RPC method.
+    MethodRefused {
+        method: String,
+    },
+    /// More requests per second than the route allows; try again after `retry_after`.
+    RateLimited {
+        retry_after: Duration,
+    },
+    /// More POSTs in flight than the route allows.
+    ConcurrencyLimited {
+        limit: usize,
+    },
+    /// A gateway answer that the tool policy must filter could not be filtered (too large,
+    /// or unreadable): it is replaced by this error rather than shown unfiltered.
+    FilterFailed(String),
+    /// A POST whose `Content-Type` is not JSON.
+    UnsupportedMediaType {
+        content_type: String,
+    },
+    /// A POST body that is not JSON.
+    ParseError(String),
+    /// JSON that is not a JSON-RPC message or batch.
+    InvalidRequest(String),
+    /// `tools/call` parameters the tool policy cannot read.
+    InvalidParams(String),
+    /// The agent's address is not in `inbound.allowed_clients`.
+    ClientRefused {
+        peer: std::net::IpAddr,
+    },
+    /// An `Origin` not on `inbound.allowed_origins` (a browser page, maybe DNS rebinding).
+    OriginRefused {
+        origin: String,
+    },
+    /// A `Host` that is not one of the listener's own names (DNS rebinding).
+    HostRefused {
+        host: String,
+    },
+    /// The inbound client token is missing or wrong.
+    Unauthenticated,
 }
 
 impl From<ReadError> for ProxyError {
@@ -83,6 +141,19 @@ impl ProxyError {
             ProxyError::Credential(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::ToolRefused { .. }
+            | ProxyError::MethodRefused { .. }
+            | ProxyError::InvalidParams(_) => StatusCode::OK,
+            ProxyError::RateLimited { .. } | ProxyError::ConcurrencyLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ProxyError::FilterFailed(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ProxyError::ParseError(_) | ProxyError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ClientRefused { .. }
+            | ProxyError::OriginRefused { .. }
+            | ProxyError::HostRefused { .. } => StatusCode::FORBIDDEN,
+            ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -98,6 +169,14 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } => -32006,
             ProxyError::Upstream(_) => -32007,
             ProxyError::BodyIncomplete(_) => -32008,
+            ProxyError::ToolRefused { .. } => -32010,
+            ProxyError::MethodRefused { .. } => -32011,
+            ProxyError::RateLimited { .. } => -32012,
+            ProxyError::ConcurrencyLimited { .. } => -32013,
+            ProxyError::FilterFailed(_) => -32014,
+            ProxyError::ParseError(_) => -32700,
+            ProxyError::InvalidParams(_) => -32602,
+            // UnsupportedMediaType and InvalidRequest: -32600, the default below.
             // Refusals made before a route is known are answered as text.
             _ => -32600,
         }
@@ -119,6 +198,19 @@ impl ProxyError {
             ProxyError::Credential(_) => "credential",
             ProxyError::ResponseTimeout { .. } => "response_timeout",
             ProxyError::Upstream(_) => "upstream",
+            ProxyError::ToolRefused { .. } => "tool_refused",
+            ProxyError::MethodRefused { .. } => "method_refused",
+            ProxyError::RateLimited { .. } => "rate_limited",
+            ProxyError::ConcurrencyLimited { .. } => "concurrency_limited",
+            ProxyError::FilterFailed(_) => "filter_failed",
+            ProxyError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            ProxyError::ParseError(_) => "parse_error",
+            ProxyError::InvalidRequest(_) => "invalid_request",
+            ProxyError::InvalidParams(_) => "invalid_params",
+            ProxyError::ClientRefused { .. } => "client_refused",
+            ProxyError::OriginRefused { .. } => "origin_refused",
+            ProxyError::HostRefused { .. } => "host_refused",
+            ProxyError::Unauthenticated => "unauthenticated",
         }
     }
 }
@@ -149,6 +241,45 @@ impl std::fmt::Display for ProxyError {
                 humantime::format_duration(*after)
             ),
             ProxyError::Upstream(cause) => write!(f, "gateway connection failed: {cause}"),
+            ProxyError::ToolRefused { tool } => {
+                write!(f, "tool {tool:?} is not allowed by this route's tool policy")
+            }
+            ProxyError::MethodRefused { method } => {
+                write!(f, "method {method:?} is not allowed by this route's policy")
+            }
+            ProxyError::RateLimited { retry_after } => write!(
+                f,
+                "rate limit exceeded; retry after {}",
+                humantime::format_duration(*retry_after)
+            ),
+            ProxyError::ConcurrencyLimited { limit } => write!(
+                f,
+                "too many requests in flight (the limit is {limit}); retry when one has finished"
+            ),
+            ProxyError::FilterFailed(cause) => f.write_str(cause),
+            ProxyError::UnsupportedMediaType { content_type } => write!(
+                f,
+                "Content-Type {content_type:?} is not supported; POST a JSON-RPC message as application/json"
+            ),
+            ProxyError::ParseError(cause) => write!(f, "parse error: the body is not JSON: {cause}"),
+            ProxyError::InvalidRequest(cause) => write!(
+                f,
+                "invalid request: the body is not a JSON-RPC 2.0 message or batch: {cause}"
+            ),
+            ProxyError::InvalidParams(cause) => write!(f, "invalid params: {cause}"),
+            ProxyError::ClientRefused { peer } => {
+                write!(f, "client address {peer} is not in inbound.allowed_clients")
+            }
+            ProxyError::OriginRefused { origin } => {
+                write!(f, "Origin {origin:?} is not allowed (inbound.allowed_origins)")
+            }
+            ProxyError::HostRefused { host } => write!(
+                f,
+                "Host {host:?} is not a name of this listener (inbound.allowed_hosts)"
+            ),
+            ProxyError::Unauthenticated => f.write_str(
+                "missing or wrong client token: send Authorization: Bearer <inbound token>",
+            ),
         }
     }
 }
@@ -161,16 +292,28 @@ pub enum Answer<'a> {
 
 /// The response the agent sees for `err` on `route` (None before a route was found).
 pub fn respond(err: &ProxyError, route: Option<&str>, answer: Answer<'_>) -> Response<ProxyBody> {
-    let message = match route {
-        Some(route) => format!("mcp-vpce-proxy: route {route}: {err}"),
-        None => format!("mcp-vpce-proxy: {err}"),
-    };
+    let message = message(err, route);
     let mut builder = Response::builder().status(err.status());
     if matches!(
         err,
         ProxyError::ConnectMethod | ProxyError::MethodNotAllowed { .. }
     ) {
         builder = builder.header(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+    }
+    match err {
+        ProxyError::RateLimited { retry_after } => {
+            builder = builder.header(RETRY_AFTER, retry_after_seconds(*retry_after));
+        }
+        ProxyError::ConcurrencyLimited { .. } => {
+            builder = builder.header(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        ProxyError::Unauthenticated => {
+            builder = builder.header(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"mcp-vpce-proxy\""),
+            );
+        }
+        _ => {}
     }
     let response = match answer {
         Answer::JsonRpc(peek) => {
@@ -187,6 +330,34 @@ pub fn respond(err: &ProxyError, route: Option<&str>, answer: Answer<'_>) -> Res
             .body(full(format!("{message}\n"))),
     };
     response.unwrap_or_else(|_| Response::new(full("mcp-vpce-proxy: internal error\n")))
+}
+
+/// The message the agent reads for `err` on `route`.
+pub fn message(err: &ProxyError, route: Option<&str>) -> String {
+    match route {
+        Some(route) => format!("mcp-vpce-proxy: route {route}: {err}"),
+        None => format!("mcp-vpce-proxy: {err}"),
+    }
+}
+
+/// The JSON-RPC error response for the request `id`, as `respond` words it; for answers
+/// the MCP layer assembles itself (batch elements, SSE events).
+pub fn error_object(id: &Value, err: &ProxyError, route: Option<&str>) -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {
+            "code": err.rpc_code(),
+            "message": message(err, route),
+            "data": { "reason": err.kind(), "route": route },
+        }
+    })
+}
+
+/// `Retry-After` in whole seconds, rounded up, at least 1.
+fn retry_after_seconds(wait: Duration) -> HeaderValue {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    HeaderValue::from(secs.max(1))
 }
 
 /// One error object per request: a batch gets an array with one per element that had an

@@ -11,6 +11,7 @@ pub mod body;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod discovery;
 pub mod error;
 pub mod health;
 pub mod inbound;

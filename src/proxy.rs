@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 
 use crate::access_log::AccessLog;
 use crate::body::{self, ProxyBody, ResponseBody};
+use crate::discovery;
 use crate::error::{respond, Answer, ProxyError};
 use crate::mcp::layer::Verdict;
 use crate::mcp::peek::{peek, RpcPeek};
@@ -46,9 +47,12 @@ pub async fn handle(
         .check(peer, &req)
         .and_then(|()| select_route(&table, &req));
     match selected {
-        Ok(route) => {
+        Ok((route, target)) => {
             let route = route.clone();
-            forward(route, req, started).await
+            let owns_bare_discovery = table
+                .bare_discovery_route()
+                .is_some_and(|r| Arc::ptr_eq(r, &route));
+            forward(route, target, owns_bare_discovery, req, started).await
         }
         Err(err) => {
             let response = respond(&err, None, Answer::Text);
@@ -59,10 +63,18 @@ pub async fn handle(
 }
 
 /// The refusals that need no route: not an open proxy, only configured paths.
+/// Where a request goes on its route's gateway.
+enum Target {
+    /// The route's MCP endpoint.
+    Mcp,
+    /// An OAuth discovery document, on passthrough routes only.
+    Discovery { gateway_path: String },
+}
+
 fn select_route<'t>(
     table: &'t RouteTable,
     req: &Request<Incoming>,
-) -> Result<&'t Arc<Route>, ProxyError> {
+) -> Result<(&'t Arc<Route>, Target), ProxyError> {
     if req.method() == Method::CONNECT {
         return Err(ProxyError::ConnectMethod);
     }
@@ -72,11 +84,32 @@ fn select_route<'t>(
         return Err(ProxyError::AbsoluteForm);
     }
     let path = req.uri().path();
-    let route = table.get(path).ok_or_else(|| ProxyError::UnknownRoute {
+    let unknown = || ProxyError::UnknownRoute {
         path: path.to_string(),
-    })?;
+    };
+    if let Some(well_known) = discovery::parse(path) {
+        // Only passthrough routes have OAuth discovery: elsewhere the sidecar holds the
+        // credential and the agent needs none.
+        let route = if well_known.resource.is_empty() {
+            table.bare_discovery_route()
+        } else {
+            table.get(well_known.resource)
+        };
+        let route = route.filter(|r| r.url_map.is_some()).ok_or_else(unknown)?;
+        if req.method() != Method::GET {
+            return Err(ProxyError::MethodNotAllowed {
+                method: req.method().clone(),
+            });
+        }
+        let gateway_path = match (well_known.resource, route.gateway.path.as_str()) {
+            ("", _) | (_, "/") => well_known.prefix.to_string(),
+            (_, path) => format!("{}{path}", well_known.prefix),
+        };
+        return Ok((route, Target::Discovery { gateway_path }));
+    }
+    let route = table.get(path).ok_or_else(unknown)?;
     match *req.method() {
-        Method::POST | Method::GET | Method::DELETE => Ok(route),
+        Method::POST | Method::GET | Method::DELETE => Ok((route, Target::Mcp)),
         _ => Err(ProxyError::MethodNotAllowed {
             method: req.method().clone(),
         }),
@@ -85,6 +118,8 @@ fn select_route<'t>(
 
 async fn forward(
     route: Arc<Route>,
+    target: Target,
+    owns_bare_discovery: bool,
     req: Request<Incoming>,
     started: Instant,
 ) -> Response<ProxyBody> {
@@ -116,12 +151,18 @@ async fn forward(
         (Bytes::new(), RpcPeek::Unreadable)
     };
 
-    let (payload, inspection) = match route.layer.inspect(&head, payload, &rpc) {
-        Verdict::Forward {
+    // The MCP layer looks at MCP traffic only, not at OAuth discovery documents.
+    let verdict = match target {
+        Target::Mcp => Some(route.layer.inspect(&head, payload, &rpc)),
+        Target::Discovery { .. } => None,
+    };
+    let (payload, inspection) = match verdict {
+        None => (Bytes::new(), None),
+        Some(Verdict::Forward {
             payload,
             inspection,
-        } => (payload, inspection),
-        Verdict::Answer(response) => {
+        }) => (payload, Some(inspection)),
+        Some(Verdict::Answer(response)) => {
             tracing::warn!(
                 target: "mcp_vpce_proxy::access",
                 route = %route.name,
@@ -136,13 +177,20 @@ async fn forward(
     };
 
     let session = head.headers.contains_key("mcp-session-id");
+    // The sidecar's own origin as the agent addressed it, for passthrough rewrites.
+    let local_origin = route.url_map.as_ref().map(|_| local_origin(&head));
     rewrite_request_headers(
         &mut head.headers,
         route.credential.forwards_caller_authorization(),
     );
     let outgoing = Outgoing {
         method: head.method,
-        uri: route.upstream_uri(head.uri.query()),
+        uri: match &target {
+            Target::Mcp => route.upstream_uri(head.uri.query()),
+            Target::Discovery { gateway_path } => {
+                route.upstream_uri_at(gateway_path, head.uri.query())
+            }
+        },
         headers: head.headers,
     };
     let method = outgoing.method.clone();
@@ -167,7 +215,9 @@ async fn forward(
     let response = match result {
         Ok(r) => r,
         Err(err) => {
-            route.layer.failed(inspection, &err);
+            if let Some(inspection) = inspection {
+                route.layer.failed(inspection, &err);
+            }
             return refuse(&route, &method, &rpc, is_post, err, started);
         }
     };
@@ -200,13 +250,32 @@ async fn forward(
         upstream: Some(upstream_time),
         bytes_in,
     };
-    let body = route.layer.respond(
-        inspection,
-        &mut parts,
-        upstream_body.map_err(Into::into).boxed_unsync(),
-    );
+    let mut body = upstream_body.map_err(Into::into).boxed_unsync();
+    if let Some(inspection) = inspection {
+        body = route.layer.respond(inspection, &mut parts, body);
+    }
+    if let (Some(map), Some(origin)) = (&route.url_map, &local_origin) {
+        let rewriter = map.at(origin, owns_bare_discovery);
+        if parts.status == StatusCode::UNAUTHORIZED || parts.status == StatusCode::FORBIDDEN {
+            rewriter.rewrite_challenges(&mut parts.headers);
+        }
+        if matches!(target, Target::Discovery { .. }) {
+            body = discovery::rewrite_body(&route.name, &mut parts.headers, body, &rewriter).await;
+        }
+    }
     let body = ResponseBody::new(body, route.idle_timeout, log).boxed_unsync();
     Response::from_parts(parts, body)
+}
+
+/// `http://<host>` as the agent wrote it (Host, or the h2 authority).
+fn local_origin(head: &http::request::Parts) -> String {
+    let host = head
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| head.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("127.0.0.1");
+    format!("http://{host}")
 }
 
 /// The upstream request before the credential is attached; kept so that a 401 can be

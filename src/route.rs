@@ -10,6 +10,7 @@ use http::Uri;
 use crate::audit::AuditSink;
 use crate::auth::{self, Credential};
 use crate::config::{parse_address, parse_gateway_url, Config, GatewayUrl, RouteConfig};
+use crate::discovery::UrlMap;
 use crate::inbound::InboundGuard;
 use crate::mcp::layer::RouteLayer;
 use crate::metrics::RouteMetrics;
@@ -24,6 +25,8 @@ pub struct Route {
     pub gateway: GatewayUrl,
     pub credential: Arc<dyn Credential>,
     pub metrics: Arc<RouteMetrics>,
+    /// For passthrough routes: how gateway URLs in OAuth discovery answers map to ours.
+    pub url_map: Option<UrlMap>,
     /// The MCP-aware layer: policy, validation, audit, response filtering.
     pub layer: RouteLayer,
     pub client: UpstreamClient,
@@ -76,12 +79,22 @@ impl Route {
         let upstream_uri = format!("https://{}{}", gateway.authority, gateway.path)
             .parse()
             .map_err(|e| format!("gateway URL: {e}"))?;
+        let credential = auth::build(&config.credential)?;
+        let url_map = credential.forwards_caller_authorization().then(|| {
+            UrlMap::new(
+                &gateway.authority,
+                gateway.port,
+                &gateway.path,
+                &config.path,
+            )
+        });
         Ok(Route {
+            url_map,
             layer: RouteLayer::build(&name, &config.policy, audit)?,
             metrics,
             name: Arc::from(name),
             path: config.path.clone(),
-            credential: auth::build(&config.credential)?,
+            credential,
             client: client::build(connector, config.pool_max_idle, config.pool_idle_timeout),
             max_body_bytes: config.max_body_bytes,
             response_timeout: config.response_timeout,
@@ -107,6 +120,15 @@ impl Route {
     /// What the connector dials.
     pub fn dial_target(&self) -> &DialTarget {
         &self.target
+    }
+
+    /// The gateway URI for another path on the gateway (OAuth discovery documents).
+    pub fn upstream_uri_at(&self, path: &str, query: Option<&str>) -> Uri {
+        let uri = match query {
+            None | Some("") => format!("https://{}{path}", self.gateway.authority),
+            Some(q) => format!("https://{}{path}?{q}", self.gateway.authority),
+        };
+        uri.parse().unwrap_or_else(|_| self.upstream_uri.clone())
     }
 
     /// The name the connector dials, for logs and `check`.
@@ -176,6 +198,16 @@ impl RouteTable {
 
     pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
         self.order.iter().filter_map(|p| self.by_path.get(p))
+    }
+
+    /// The route the bare well-known discovery paths lead to: the only passthrough
+    /// route, if there is exactly one.
+    pub fn bare_discovery_route(&self) -> Option<&Arc<Route>> {
+        let mut passthrough = self.routes().filter(|r| r.url_map.is_some());
+        match (passthrough.next(), passthrough.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        }
     }
 
     pub fn paths(&self) -> Vec<&str> {

@@ -1,7 +1,134 @@
 //! The `[route.policy]` table: what this route's agents may do.
+//!
+//! ```toml
+//! [route.policy]
+//! allow_tools = ["DemoTarget___*"]      # globs over tool names; empty = every tool
+//! deny_tools = ["*___delete_*"]         # wins over allow_tools
+//! allow_methods = ["initialize", "notifications/*", "tools/*", "ping"]  # empty = every method
+//! max_in_flight = 16                    # POSTs in flight at once; 0 = no limit
+//! requests_per_second = 20.0            # sustained rate; 0 = no limit
+//! burst = 40                            # requests allowed at once above the rate
+//! validate = true                       # refuse non-JSON-RPC POSTs before forwarding
+//! log_arguments = false                 # put tools/call arguments in audit records
+//! max_filter_bytes = 8388608            # largest tools/list answer the policy filters
+//! ```
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+/// The largest tools/list (or search) answer the tool policy buffers to filter.
+pub const DEFAULT_MAX_FILTER_BYTES: u64 = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct PolicyConfig {}
+pub struct PolicyConfig {
+    /// Tools the agent may see and call (globs); empty allows every tool.
+    #[serde(default)]
+    pub allow_tools: Vec<String>,
+    /// Tools the agent may never see or call (globs); wins over `allow_tools`.
+    #[serde(default)]
+    pub deny_tools: Vec<String>,
+    /// JSON-RPC methods the agent may send (globs); empty allows every method.
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    /// POST requests in flight at once; 0 = unlimited.
+    #[serde(default)]
+    pub max_in_flight: usize,
+    /// Sustained requests per second; 0 = unlimited.
+    #[serde(default)]
+    pub requests_per_second: f64,
+    /// Requests allowed in a burst above the rate; default: one second's worth (at least 1).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Check that POSTs are JSON-RPC before forwarding (415 / -32700 / -32600).
+    #[serde(default = "yes")]
+    pub validate: bool,
+    /// Put `tools/call` arguments in audit records (they may hold data; off by default).
+    #[serde(default)]
+    pub log_arguments: bool,
+    /// The largest tools/list or tool-search answer the tool policy filters; a larger one
+    /// is refused (fail closed) rather than passed on unfiltered.
+    #[serde(default = "default_max_filter_bytes")]
+    pub max_filter_bytes: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_max_filter_bytes() -> u64 {
+    DEFAULT_MAX_FILTER_BYTES
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            allow_tools: Vec::new(),
+            deny_tools: Vec::new(),
+            allow_methods: Vec::new(),
+            max_in_flight: 0,
+            requests_per_second: 0.0,
+            burst: None,
+            validate: true,
+            log_arguments: false,
+            max_filter_bytes: DEFAULT_MAX_FILTER_BYTES,
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// True when tools are restricted (and tools/list answers must be filtered).
+    pub fn restricts_tools(&self) -> bool {
+        !self.allow_tools.is_empty() || !self.deny_tools.is_empty()
+    }
+
+    /// Checks the values; errors start with the key under `[route.policy]`.
+    pub fn validate(&self) -> Result<(), String> {
+        use super::glob::GlobSet;
+        GlobSet::new(&self.allow_tools, "policy.allow_tools")?;
+        GlobSet::new(&self.deny_tools, "policy.deny_tools")?;
+        GlobSet::new(&self.allow_methods, "policy.allow_methods")?;
+        if !self.requests_per_second.is_finite() || self.requests_per_second < 0.0 {
+            return Err(format!(
+                "policy.requests_per_second: must be a number >= 0, got {}",
+                self.requests_per_second
+            ));
+        }
+        if let Some(burst) = self.burst {
+            if self.requests_per_second == 0.0 {
+                return Err("policy.burst: needs policy.requests_per_second".into());
+            }
+            if burst == 0 {
+                return Err("policy.burst: must be at least 1".into());
+            }
+        }
+        if self.max_filter_bytes == 0 {
+            return Err("policy.max_filter_bytes: must be greater than 0".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_allow_everything() {
+        let p: PolicyConfig = toml::from_str("").unwrap();
+        assert_eq!(p, PolicyConfig::default());
+        assert!(p.validate);
+        assert!(!p.restricts_tools());
+        p.validate().unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let p: PolicyConfig = toml::from_str("allow_tools = [\"\"]").unwrap();
+        assert!(p.validate().unwrap_err().starts_with("policy.allow_tools[0]: "));
+        let p: PolicyConfig = toml::from_str("burst = 3").unwrap();
+        assert!(p.validate().unwrap_err().starts_with("policy.burst: "));
+        let p: PolicyConfig = toml::from_str("requests_per_second = -1.0").unwrap();
+        assert!(p.validate().unwrap_err().starts_with("policy.requests_per_second: "));
+        assert!(toml::from_str::<PolicyConfig>("allow_tool = []").is_err());
+    }
+}

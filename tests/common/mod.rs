@@ -14,6 +14,7 @@ pub mod certs;
 pub mod client;
 pub mod dns;
 pub mod http;
+pub mod oauth_upstream;
 pub mod proxy;
 pub mod relay;
 pub mod upstream;

@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# End-to-end: real Python MCP clients (the mcp SDK and strands-agents' MCPClient) through
+# the proxy's `demo` command (an in-process AgentCore-like gateway behind the proxy).
+#
+#   bash tests/e2e/run.sh                        # against "$PROXY_BIN" demo (the default)
+#   E2E_TARGET=standin bash tests/e2e/run.sh     # against standin_server.py, no proxy
+#
+# Environment (all optional):
+#   PROXY_BIN        proxy binary [target/release/mcp-vpce-proxy]
+#   E2E_TARGET       proxy | standin [proxy]
+#   E2E_PORT         port the agents' URL uses [18080, or a free one if that is taken]
+#   E2E_ADMIN_PORT   the proxy's admin port [19901, or a free one if that is taken]
+#   E2E_MCP_LINES    which client sets to run: "1" (requirements.txt, .venv, mcp 1.x),
+#                    "2" (requirements-mcp2.txt, .venv-mcp2, mcp 2.x) ["1 2"]
+#   PYTHON           interpreter for the venvs [python3]
+# Only 127.0.0.1 is dialed; pip uses whatever index the environment configures.
+# Ends with "e2e: N passed, M failed"; exits 1 if anything failed.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+cd "$ROOT"
+
+PROXY_BIN="${PROXY_BIN:-target/release/mcp-vpce-proxy}"
+E2E_TARGET="${E2E_TARGET:-proxy}"
+E2E_MCP_LINES="${E2E_MCP_LINES:-1 2}"
+PYTHON="${PYTHON:-python3}"
+READY_TIMEOUT=30   # seconds for the server to accept TCP connections
+CLIENT_TIMEOUT=120 # seconds for one clients.py run
+PIP_TIMEOUT=900    # seconds for one venv install
+
+PASSED=0
+FAILED=0
+SERVER_PID=""
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/mcp-e2e.XXXXXX")"
+SERVER_LOG="$WORK/server.log"
+
+pass() {
+    PASSED=$((PASSED + 1))
+    printf 'PASS %s\n' "$*"
+}
+fail() {
+    FAILED=$((FAILED + 1))
+    printf 'FAIL %s\n' "$*"
+}
+section() { printf '\n== %s\n' "$*"; }
+
+stop_server() {
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=""
+}
+
+finish() {
+    local rc=$?
+    trap - EXIT
+    stop_server
+    if ((rc != 0 && FAILED == 0)); then
+        fail "run.sh stopped on an unexpected error (exit $rc)"
+    fi
+    rm -rf "$WORK"
+    printf '\ne2e: %d passed, %d failed\n' "$PASSED" "$FAILED"
+    if ((FAILED > 0)); then exit 1; fi
+    exit 0
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
+port_open() {
+    timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+# The port to use: $1 if set explicitly (it must be free), else $2 if free, else any free one.
+pick_port() {
+    local explicit="$1" preferred="$2"
+    if [[ -n "$explicit" ]]; then
+        if port_open "$explicit"; then
+            echo "port $explicit is already in use" >&2
+            return 1
+        fi
+        echo "$explicit"
+    elif ! port_open "$preferred"; then
+        echo "$preferred"
+    else
+        "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    fi
+}
+
+LOG_PRINTED=0
+print_server_log() {
+    ((LOG_PRINTED == 0)) || return 0
+    LOG_PRINTED=1
+    echo "---- server log ($SERVER_LOG) ----"
+    cat "$SERVER_LOG" 2>/dev/null || true
+    echo "---- end of server log ----"
+}
+
+# venv_dir and requirements file of client set $1.
+venv_dir() { if [[ "$1" == 1 ]]; then echo "$HERE/.venv"; else echo "$HERE/.venv-mcp$1"; fi; }
+requirements() { if [[ "$1" == 1 ]]; then echo "$HERE/requirements.txt"; else echo "$HERE/requirements-mcp$1.txt"; fi; }
+
+# Creates (or reuses) the venv of client set $1; true when it is ready. (Called in an `if`,
+# where set -e does not apply: every command that matters has its own `|| return 1`.)
+ensure_venv() {
+    local line="$1" venv req stamp started
+    venv="$(venv_dir "$line")"
+    req="$(requirements "$line")"
+    [[ -f "$req" ]] || {
+        echo "no requirements file $req" >&2
+        return 1
+    }
+    # Reused only if built from the same requirements by the same interpreter and intact.
+    stamp="$(sha256sum "$req" | cut -d' ' -f1) $("$PYTHON" -c 'import sys; print(sys.version)' | head -n1)"
+    if [[ -x "$venv/bin/python" && "$(cat "$venv/.e2e-stamp" 2>/dev/null)" == "$stamp" ]] &&
+        "$venv/bin/python" -c 'import mcp, strands, uvicorn' 2>/dev/null; then
+        echo "reusing $venv"
+        return 0
+    fi
+    started=$SECONDS
+    echo "creating $venv from $req"
+    rm -rf "$venv" || return 1
+    "$PYTHON" -m venv "$venv" || return 1
+    if ! timeout "$PIP_TIMEOUT" "$venv/bin/python" -m pip install --no-input --quiet \
+        --progress-bar off --disable-pip-version-check -r "$req" </dev/null; then
+        echo "pip install -r $req failed or timed out" >&2
+        rm -rf "$venv"
+        return 1
+    fi
+    "$venv/bin/python" -c 'import mcp, strands, uvicorn' || return 1
+    echo "$stamp" >"$venv/.e2e-stamp" || return 1
+    echo "installed in $((SECONDS - started)) s"
+}
+
+# Starts the server under test in the background on $PORT; true when it accepts connections.
+start_server() {
+    local venv="$1" deadline
+    case "$E2E_TARGET" in
+    proxy)
+        if [[ ! -x "$PROXY_BIN" ]]; then
+            echo "PROXY_BIN=$PROXY_BIN is not an executable file (build it first)" >&2
+            return 1
+        fi
+        echo "starting $PROXY_BIN demo --listen 127.0.0.1:$PORT --admin 127.0.0.1:$ADMIN_PORT"
+        "$PROXY_BIN" demo --listen "127.0.0.1:$PORT" --admin "127.0.0.1:$ADMIN_PORT" \
+            </dev/null >"$SERVER_LOG" 2>&1 &
+        SERVER_PID=$!
+        ;;
+    standin)
+        echo "starting standin_server.py --port $PORT ($venv)"
+        "$venv/bin/python" "$HERE/standin_server.py" --host 127.0.0.1 --port "$PORT" \
+            </dev/null >"$SERVER_LOG" 2>&1 &
+        SERVER_PID=$!
+        ;;
+    *)
+        echo "E2E_TARGET must be proxy or standin, not '$E2E_TARGET'" >&2
+        return 1
+        ;;
+    esac
+    deadline=$((SECONDS + READY_TIMEOUT))
+    until port_open "$PORT"; do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            echo "the server exited before accepting connections" >&2
+            print_server_log
+            return 1
+        fi
+        if ((SECONDS >= deadline)); then
+            echo "nothing accepted connections on 127.0.0.1:$PORT within ${READY_TIMEOUT} s" >&2
+            print_server_log
+            return 1
+        fi
+        sleep 0.2
+    done
+    echo "127.0.0.1:$PORT accepts connections (pid $SERVER_PID)"
+}
+
+section "e2e: target $E2E_TARGET, client sets: $E2E_MCP_LINES"
+PORT="$(pick_port "${E2E_PORT:-}" 18080)"
+ADMIN_PORT="$(pick_port "${E2E_ADMIN_PORT:-}" 19901)"
+if [[ "$ADMIN_PORT" == "$PORT" ]]; then
+    echo "E2E_PORT and E2E_ADMIN_PORT must differ" >&2
+    exit 1
+fi
+
+LINES=()
+for line in $E2E_MCP_LINES; do
+    section "venv for client set $line ($(requirements "$line"))"
+    if ensure_venv "$line"; then
+        pass "venv for client set $line ($(venv_dir "$line"))"
+        LINES+=("$line")
+    else
+        fail "venv for client set $line: install failed"
+    fi
+done
+if ((${#LINES[@]} == 0)); then
+    fail "no client set could be installed"
+    exit 1
+fi
+
+section "server under test: $E2E_TARGET on 127.0.0.1:$PORT"
+if start_server "$(venv_dir "${LINES[0]}")"; then
+    pass "server ($E2E_TARGET) accepts connections on 127.0.0.1:$PORT"
+else
+    fail "server ($E2E_TARGET) did not come up on 127.0.0.1:$PORT"
+    exit 1
+fi
+
+URL="http://127.0.0.1:$PORT/mcp"
+for line in "${LINES[@]}"; do
+    section "clients, set $line: $(venv_dir "$line")/bin/python clients.py $URL"
+    results="$WORK/results-$line.txt"
+    : >"$results"
+    rc=0
+    timeout --kill-after=5 "$CLIENT_TIMEOUT" "$(venv_dir "$line")/bin/python" \
+        "$HERE/clients.py" "$URL" --results "$results" --deadline $((CLIENT_TIMEOUT - 10)) \
+        </dev/null || rc=$?
+    # Each PASS/FAIL line of clients.py is one step here.
+    while IFS= read -r result; do
+        case "$result" in
+        PASS\ *) PASSED=$((PASSED + 1)) ;;
+        FAIL\ *) FAILED=$((FAILED + 1)) ;;
+        esac
+    done <"$results"
+    if ((rc == 124 || rc == 137)); then
+        fail "clients.py (set $line) killed by timeout after ${CLIENT_TIMEOUT} s (exit $rc)"
+    elif ((rc != 0)) && ! grep -q '^FAIL ' "$results"; then
+        fail "clients.py (set $line) exited with status $rc"
+    elif ((rc != 0)); then
+        echo "clients.py (set $line) exited with status $rc: the FAIL lines above say which steps"
+    fi
+done
+
+section "server still up after the clients"
+if kill -0 "$SERVER_PID" 2>/dev/null && port_open "$PORT"; then
+    pass "server ($E2E_TARGET) still serving after the clients"
+else
+    fail "server ($E2E_TARGET) died during the clients"
+fi
+
+# The demo's walkthrough and access log are worth seeing in CI; the stand-in's only on failure.
+if [[ "$E2E_TARGET" == proxy ]] || ((FAILED > 0)); then print_server_log; fi
