@@ -397,7 +397,7 @@ fn json_answer() -> String {
 /// The one event of an SSE answer, stamped now; about the size of the JSON answer.
 fn sse_answer() -> Bytes {
     Bytes::from(format!(
-        "event: message\nid: 1\ndata: {{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"content\":[{{\"type\":\"text\",\"text\":\"Weather in Seattle: 22 C, sunny, light wind from the north-west.\"}}],\"isError\":false,\"_meta\":{{\"sent_ns\":{}}}}}}}\n\n",
+        "event: message\nid: 1\ndata: {{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"content\":[{{\"type\":\"text\",\"text\":\"Weather in Seattle: 22 C, sunny, light wind from the north-west, humidity 61 %, visibility 10 km, pressure 1016 hPa.\"}}],\"isError\":false,\"_meta\":{{\"sent_ns\":{}}}}}}}\n\n",
         unix_nanos()
     ))
 }

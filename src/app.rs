@@ -99,6 +99,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     runtime(&args.runtime)?.block_on(async {
         let proxy = Proxy::start(&config).await?;
         let reloader = proxy.reloader();
+        tokio::spawn(crate::watch::watch_config(args.clone(), reloader.clone()));
         tokio::spawn(reload_on_sighup(args, reloader));
         proxy.run(shutdown_signal()).await;
         Ok(())
@@ -143,6 +144,9 @@ pub fn check(args: RunArgs) -> Result<(), String> {
         Ok::<_, String>(describe(&config, &table))
     })?;
     print!("{text}");
+    if let Some(warning) = crate::inbound::exposure_warning(&config.inbound, config.listen) {
+        eprintln!("warning: {warning}");
+    }
     Ok(())
 }
 

@@ -36,6 +36,12 @@ pub enum Command {
     /// Start a local demo gateway and the proxy in front of it, walk through an MCP
     /// session, then keep serving on --listen.
     Demo(DemoArgs),
+    /// Check every route as an operator would by hand (DNS, TCP, TLS, credential, MCP)
+    /// and print the likely cause and fix of each failure; exit 0 only if all passed.
+    Doctor(crate::doctor::DoctorArgs),
+    /// Ask a running proxy's admin listener for /healthz (or /readyz); exit 0 on 200.
+    /// For container health checks (the image has no curl).
+    Healthcheck(crate::healthcheck::HealthcheckArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -94,6 +100,9 @@ pub struct RunArgs {
     /// Allow dialing addresses outside the in-VPC ranges (PrivateLink not enforced).
     #[arg(long, env = "MCP_VPCE_PROXY_ALLOW_PUBLIC", value_parser = BoolishValueParser::new())]
     pub allow_public: bool,
+    /// Reload when the --config file changes (polled every 2 s), as on SIGHUP.
+    #[arg(long, env = "MCP_VPCE_PROXY_WATCH_CONFIG", value_parser = BoolishValueParser::new())]
+    pub watch_config: bool,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }

@@ -45,6 +45,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     #[serde(default)]
     pub dns: DnsConfig,
+    /// Bounds on what one agent connection may send or hold.
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// Who may use the proxy (client addresses, inbound token, Origin allow-list, ...).
     #[serde(default)]
     pub inbound: InboundConfig,
@@ -70,6 +73,60 @@ pub struct DnsConfig {
     /// While the name servers fail, keep using the last good answer for at most this long.
     #[serde(default = "default_stale_limit", with = "humantime_serde")]
     pub stale_limit: Duration,
+    /// How often every route's name is resolved again in the background, so that a
+    /// changed endpoint address is noticed even while pooled connections carry all the
+    /// traffic (connections to addresses no longer in the answer are then retired).
+    #[serde(default = "default_dns_refresh", with = "humantime_serde")]
+    pub refresh: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Time an agent has to send complete request headers (slowloris guard).
+    #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Time an agent has to send a whole request body once its headers arrived.
+    #[serde(default = "default_body_read_timeout", with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// Upper bound of one request head (HTTP/1 buffer, HTTP/2 header list), in bytes.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Agent connections served at once; further connections wait in the kernel's
+    /// accept queue until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per agent connection.
+    #[serde(default = "default_h2_streams")]
+    pub h2_max_concurrent_streams: u32,
+}
+
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_body_read_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_header_bytes() -> usize {
+    64 * 1024
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_h2_streams() -> u32 {
+    256
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            header_read_timeout: default_header_read_timeout(),
+            body_read_timeout: default_body_read_timeout(),
+            max_header_bytes: default_max_header_bytes(),
+            max_connections: default_max_connections(),
+            h2_max_concurrent_streams: default_h2_streams(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -94,6 +151,10 @@ pub struct RouteConfig {
     /// Extra PEM CA certificates trusted for this route, on top of the web PKI roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Addresses in these ranges are tried first: the subnets of the agent's own
+    /// availability zone, so that traffic stays in the zone while its endpoint works.
+    #[serde(default)]
+    pub preferred_ranges: Vec<IpNet>,
     /// Refuse to dial addresses outside the in-VPC ranges.
     #[serde(default = "yes")]
     pub require_private: bool,
@@ -172,6 +233,9 @@ fn default_dns_timeout() -> Duration {
 fn default_stale_limit() -> Duration {
     Duration::from_secs(300)
 }
+fn default_dns_refresh() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_path() -> String {
     DEFAULT_PATH.to_string()
 }
@@ -204,6 +268,7 @@ impl Default for DnsConfig {
             private_ranges: default_private_ranges(),
             timeout: default_dns_timeout(),
             stale_limit: default_stale_limit(),
+            refresh: default_dns_refresh(),
         }
     }
 }
@@ -215,6 +280,7 @@ impl Default for Config {
             admin: default_admin(),
             shutdown_grace: default_grace(),
             dns: DnsConfig::default(),
+            limits: LimitsConfig::default(),
             inbound: InboundConfig::default(),
             audit: AuditConfig::default(),
             routes: Vec::new(),
@@ -232,6 +298,7 @@ impl RouteConfig {
             endpoint: None,
             addresses: Vec::new(),
             ca_file: None,
+            preferred_ranges: Vec::new(),
             require_private: true,
             credential: CredentialConfig::None,
             policy: PolicyConfig::default(),
@@ -521,9 +588,24 @@ impl Config {
                 "is empty; every address would count as outside the VPC".into(),
             ));
         }
+        let l = &self.limits;
+        if l.header_read_timeout.is_zero() || l.body_read_timeout.is_zero() {
+            return Err(err("limits".into(), "timeouts must be greater than 0".into()));
+        }
+        if l.max_header_bytes < 8192 {
+            return Err(err("limits.max_header_bytes".into(), "must be at least 8192".into()));
+        }
+        if l.max_connections == 0 || l.h2_max_concurrent_streams == 0 {
+            return Err(err("limits".into(), "max_connections and h2_max_concurrent_streams must be greater than 0".into()));
+        }
+        if self.dns.refresh.is_zero() {
+            return Err(err("dns.refresh".into(), "must be greater than 0".into()));
+        }
         if self.dns.timeout.is_zero() {
             return Err(err("dns.timeout".into(), "must be greater than 0".into()));
         }
+        crate::inbound::validate(&self.inbound, self.listen, &self.routes)
+            .map_err(|(key, problem)| err(key, problem))?;
         let mut seen_paths: Vec<&str> = Vec::new();
         let mut seen_names: Vec<String> = Vec::new();
         for (i, r) in self.routes.iter().enumerate() {

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mcp_vpce_proxy::cli::{Cli, Command};
-use mcp_vpce_proxy::{app, demo};
+use mcp_vpce_proxy::{app, demo, doctor, healthcheck};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -11,6 +11,8 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => app::run(args),
         Some(Command::Check(args)) => app::check(args),
         Some(Command::Demo(args)) => demo::run(args),
+        Some(Command::Doctor(args)) => doctor::run(args),
+        Some(Command::Healthcheck(args)) => healthcheck::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

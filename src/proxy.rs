@@ -9,6 +9,7 @@ use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::capture_connection;
 
 use crate::access_log::AccessLog;
 use crate::body::{self, ProxyBody, ResponseBody};
@@ -19,8 +20,6 @@ use crate::mcp::peek::{peek, RpcPeek};
 use crate::route::{Route, RouteTable};
 use crate::upstream::connector::{ConnectError, ConnectionUse};
 
-/// How long an agent may take to send a request body once its headers have arrived.
-const REQUEST_BODY_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Headers that belong to one hop and never cross the proxy (RFC 9110 7.6.1), plus the
 /// proxy-only ones.
@@ -52,7 +51,8 @@ pub async fn handle(
             let owns_bare_discovery = table
                 .bare_discovery_route()
                 .is_some_and(|r| Arc::ptr_eq(r, &route));
-            forward(route, target, owns_bare_discovery, req, started).await
+            let body_deadline = table.body_read_timeout;
+            forward(route, target, owns_bare_discovery, body_deadline, req, started).await
         }
         Err(err) => {
             let response = respond(&err, None, Answer::Text);
@@ -120,6 +120,7 @@ async fn forward(
     route: Arc<Route>,
     target: Target,
     owns_bare_discovery: bool,
+    body_deadline: Duration,
     req: Request<Incoming>,
     started: Instant,
 ) -> Response<ProxyBody> {
@@ -130,7 +131,7 @@ async fn forward(
     // (bounded) so that a 413 comes before any connection, errors can echo the id, and
     // credentials that sign the body can see it. GET and DELETE carry no body in MCP.
     let (payload, rpc) = if is_post {
-        match body::read_limited(incoming, route.max_body_bytes, REQUEST_BODY_DEADLINE).await {
+        match body::read_limited(incoming, route.max_body_bytes, body_deadline).await {
             Ok(bytes) => {
                 let rpc = peek(&bytes);
                 (bytes, rpc)
@@ -224,11 +225,6 @@ async fn forward(
 
     let (mut parts, upstream_body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    if let Some(connection) = parts.extensions.get::<ConnectionUse>() {
-        if connection.mark_used() {
-            route.metrics.connections_reused.inc();
-        }
-    }
     let upstream_time = sent.elapsed();
     route
         .metrics
@@ -307,7 +303,9 @@ impl Outgoing {
     }
 }
 
-/// One attempt: attach the credential, send, wait for the response head.
+/// One attempt: attach the credential, send, wait for the response head. A connection
+/// to an address the endpoint name no longer resolves to is retired after this request,
+/// so the pool drains towards the endpoint's current addresses.
 async fn send(
     route: &Route,
     mut parts: http::request::Parts,
@@ -323,18 +321,29 @@ async fn send(
     } else {
         body::full(payload.clone())
     };
-    match tokio::time::timeout(
-        route.response_timeout,
-        route.client.request(Request::from_parts(parts, body)),
-    )
-    .await
-    {
-        Err(_) => Err(ProxyError::ResponseTimeout {
-            after: route.response_timeout,
-        }),
-        Ok(Err(e)) => Err(classify(&e)),
-        Ok(Ok(response)) => Ok(response),
+    let mut request = Request::from_parts(parts, body);
+    let connection = capture_connection(&mut request);
+    let response = match tokio::time::timeout(route.response_timeout, route.client.request(request)).await {
+        Err(_) => {
+            return Err(ProxyError::ResponseTimeout {
+                after: route.response_timeout,
+            })
+        }
+        Ok(Err(e)) => return Err(classify(&e)),
+        Ok(Ok(response)) => response,
+    };
+    if let Some(used) = response.extensions().get::<ConnectionUse>() {
+        if used.mark_used() {
+            route.metrics.connections_reused.inc();
+        }
+        if route.is_stale_address(used.addr) {
+            if let Some(connected) = connection.connection_metadata().as_ref() {
+                tracing::info!(route = %route.name, addr = %used.addr, "endpoint address no longer in DNS; retiring its connection");
+                connected.poison();
+            }
+        }
     }
+    Ok(response)
 }
 
 /// An answer made by the proxy itself, with its log line.

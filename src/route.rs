@@ -34,6 +34,7 @@ pub struct Route {
     pub response_timeout: Duration,
     pub idle_timeout: Duration,
     target: DialTarget,
+    dns: Arc<Dns>,
     /// The upstream URI for requests without a query string, built once.
     upstream_uri: Uri,
     /// What the route was built from, for `check` and comparisons on reload.
@@ -75,11 +76,18 @@ impl Route {
             require_private: config.require_private,
             connect_timeout: config.connect_timeout,
             tls_timeout: config.tls_timeout,
+            preferred: config.preferred_ranges.clone(),
         })?;
         let upstream_uri = format!("https://{}{}", gateway.authority, gateway.path)
             .parse()
             .map_err(|e| format!("gateway URL: {e}"))?;
-        let credential = auth::build(&config.credential)?;
+        let credential = auth::build(
+            &config.credential,
+            &auth::Context {
+                route: &name,
+                gateway_host: &gateway.host,
+            },
+        )?;
         let url_map = credential.forwards_caller_authorization().then(|| {
             UrlMap::new(
                 &gateway.authority,
@@ -101,6 +109,7 @@ impl Route {
             idle_timeout: config.idle_timeout,
             upstream_uri,
             target,
+            dns: dns.clone(),
             gateway,
             config: config.clone(),
         })
@@ -114,6 +123,18 @@ impl Route {
                 .parse()
                 // The query came from a URI that parsed; keep the bare path otherwise.
                 .unwrap_or_else(|_| self.upstream_uri.clone()),
+        }
+    }
+
+    /// True when a connection to `addr` should be retired: the name it was resolved
+    /// from now answers with other addresses (the endpoint moved).
+    pub fn is_stale_address(&self, addr: std::net::SocketAddr) -> bool {
+        match &self.target {
+            DialTarget::Name { name, .. } => self
+                .dns
+                .current(name)
+                .is_some_and(|now| !now.contains(&addr.ip())),
+            DialTarget::Static(_) => false,
         }
     }
 
@@ -148,6 +169,8 @@ pub struct RouteTable {
     pub inbound: InboundGuard,
     /// The resolver every route's connector uses.
     pub dns: Arc<Dns>,
+    /// Time an agent has to send a request body (`limits.body_read_timeout`).
+    pub body_read_timeout: std::time::Duration,
     by_path: HashMap<String, Arc<Route>>,
     /// Paths in configuration order, for listings.
     order: Vec<String>,
@@ -170,6 +193,7 @@ impl RouteTable {
         let previous = previous.filter(|p| Arc::ptr_eq(&p.dns, dns));
         let mut table = RouteTable {
             dns: dns.clone(),
+            body_read_timeout: config.limits.body_read_timeout,
             inbound: InboundGuard::build(&config.inbound, config.listen)
                 .map_err(|e| format!("inbound: {e}"))?,
             by_path: HashMap::new(),

@@ -20,15 +20,13 @@ use crate::proxy;
 use crate::route::RouteTable;
 use crate::upstream::dns::Dns;
 
-/// Time an agent has to send complete request headers (slowloris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Upper bound of one request head, in bytes.
-const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 pub struct Server {
     listener: TcpListener,
     routes: Arc<ArcSwap<RouteTable>>,
     grace: Duration,
+    dns_refresh: Duration,
+    limits: crate::config::LimitsConfig,
     reloader: Arc<Reloader>,
 }
 
@@ -113,6 +111,8 @@ impl Server {
             }),
             routes,
             grace: config.shutdown_grace,
+            dns_refresh: config.dns.refresh,
+            limits: config.limits.clone(),
         })
     }
 
@@ -139,17 +139,27 @@ impl Server {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .max_buf_size(MAX_HEADER_BYTES);
+            .header_read_timeout(self.limits.header_read_timeout)
+            .max_buf_size(self.limits.max_header_bytes);
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_concurrent_streams(256)
-            .max_header_list_size(MAX_HEADER_BYTES as u32);
+            .max_concurrent_streams(self.limits.h2_max_concurrent_streams)
+            .max_header_list_size(self.limits.max_header_bytes as u32);
+        // Bounds the connections (hence memory) one misbehaving client can hold.
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.limits.max_connections));
         let graceful = GracefulShutdown::new();
+        let refresher = tokio::spawn(refresh_dns(self.routes.clone(), self.dns_refresh));
         tokio::pin!(shutdown);
         tracing::info!(listen = %self.local_addr(), "proxy listening");
         loop {
+            let slot = tokio::select! {
+                _ = &mut shutdown => break,
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+            };
             let (stream, peer) = tokio::select! {
                 _ = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
@@ -176,15 +186,37 @@ impl Server {
                 if let Err(e) = connection.await {
                     tracing::debug!(%peer, "agent connection ended: {e}");
                 }
+                drop(slot);
             });
         }
         drop(self.listener);
+        refresher.abort();
         crate::systemd::stopping();
         let in_flight = graceful.count();
         tracing::info!(in_flight, grace = %humantime::format_duration(self.grace), "shutting down: draining connections");
         tokio::select! {
             _ = graceful.shutdown() => tracing::info!("all connections drained"),
             _ = tokio::time::sleep(self.grace) => tracing::warn!("grace period over; closing the remaining connections"),
+        }
+    }
+}
+
+/// Resolves every route's dial name again at each interval, so that the last good
+/// answers (readiness, `dns_answer_age_seconds`, retiring connections to addresses an
+/// endpoint gave up) follow DNS even while pooled connections carry all the traffic.
+async fn refresh_dns(routes: Arc<ArcSwap<RouteTable>>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let table = routes.load_full();
+        for route in table.routes() {
+            if let crate::upstream::connector::DialTarget::Name { name, .. } = route.dial_target() {
+                if let Err(e) = table.dns.resolve(name).await {
+                    tracing::warn!(route = %route.name, "DNS refresh: {e}");
+                }
+            }
         }
     }
 }

@@ -96,6 +96,10 @@ pub fn run(args: Args) -> Result<String, String> {
     })?;
 
     let seconds = |ticks: u64| ticks as f64 / args.clk_tck as f64;
+    eprintln!(
+        "{}",
+        one_line(&load, (!forwarder.is_empty()).then(|| seconds(cpu)))
+    );
     let forwarder_json = (!forwarder.is_empty()).then(|| {
         json!({
             "pids": forwarder,
@@ -152,6 +156,21 @@ fn run_bounded(command: &[String], limit: Duration) -> Result<String, String> {
         return Err(format!("{} failed ({status}):\n{text}", command[0]));
     }
     Ok(text)
+}
+
+/// What a person watching the run wants to see of one cell (indented, for the script).
+fn one_line(load: &Value, cpu_s: Option<f64>) -> String {
+    let units = load["units"].as_f64().unwrap_or(0.0);
+    let unit = load["unit"].as_str().unwrap_or("unit");
+    let rate = units / load["seconds"].as_f64().unwrap_or(1.0).max(1e-9);
+    let cpu = match cpu_s {
+        Some(s) if units > 0.0 => format!("{:.1} µs CPU/{unit}", s * 1e6 / units),
+        _ => "-".into(),
+    };
+    format!(
+        "  {rate:.0} {unit}s/s  p50 {} µs  p99 {} µs  {cpu}  errors {}",
+        load["latency_us"]["p50"], load["latency_us"]["p99"], load["errors"]
+    )
 }
 
 fn last_json_line(text: &str) -> Option<Value> {

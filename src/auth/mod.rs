@@ -3,16 +3,42 @@
 //! A route holds one `Arc<dyn Credential>`, built once from its `[route.credential]`
 //! table. The trait sees the whole outgoing request (head and buffered body) so that
 //! sources which sign requests (SigV4) fit the same slot as bearer tokens.
+//!
+//! | source | file | what it attaches |
+//! |---|---|---|
+//! | `none`, `passthrough` | `passthrough.rs` | nothing / the caller's own Authorization |
+//! | `static` | `static_token.rs` | a bearer token from an environment variable |
+//! | `file` | `file_token.rs` | a bearer token from a file, re-read when it changes |
+//! | `oauth2` | `oauth2.rs` | a client-credentials access token, cached and refreshed |
+//! | `command` | `command.rs` | a token printed by a program, cached until it expires |
+//! | `sigv4` | `sigv4.rs` | an AWS SigV4 signature (AWS_IAM inbound authorizer) |
+//! | `agentcore_identity` | `agentcore_identity.rs` | an M2M token from AgentCore Identity |
+//!
+//! The fetching sources share `cache.rs` (single flight, refresh ahead of expiry,
+//! backoff) and `fetch_client.rs` (the HTTPS client for token endpoints, proxy-aware).
 
+#[cfg(feature = "aws")]
+mod agentcore_identity;
+#[cfg(feature = "aws")]
+mod aws_credentials;
+mod cache;
 pub mod cli;
+mod command;
 pub mod config;
 mod file_token;
+mod fetch_client;
+mod jwt;
+mod oauth2;
 mod passthrough;
+mod secret_source;
+#[cfg(feature = "aws")]
+mod sigv4;
 mod static_token;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use http::HeaderValue;
 
@@ -21,6 +47,9 @@ pub use config::CredentialConfig;
 pub use file_token::FileToken;
 pub use passthrough::{NoCredential, Passthrough};
 pub use static_token::StaticToken;
+
+#[cfg(feature = "aws")]
+pub use sigv4::{region_from_gateway_host, sign_request, SigningInput};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -32,6 +61,29 @@ pub struct CredentialError(pub String);
 impl std::fmt::Display for CredentialError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// What `/readyz` and `/routes` may show about a route's credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialState {
+    /// A request arriving now would get a credential: one is cached and unexpired, or
+    /// none was fetched yet and no fetch has failed (the first request fetches it).
+    pub ready: bool,
+    /// When the credential in use expires, if known.
+    pub expires_at: Option<SystemTime>,
+    /// Why the last fetch failed, while it has not succeeded since.
+    pub last_error: Option<String>,
+}
+
+impl CredentialState {
+    /// A source that needs nothing fetched: always ready, never expires.
+    pub fn always_ready() -> Self {
+        CredentialState {
+            ready: true,
+            expires_at: None,
+            last_error: None,
+        }
     }
 }
 
@@ -59,29 +111,76 @@ pub trait Credential: Send + Sync {
     /// `apply` fetches or re-reads a fresh one.
     fn invalidate(&self) {}
 
+    /// The credential's health: ready or not, expiry, last fetch error.
+    fn state(&self) -> CredentialState {
+        CredentialState::always_ready()
+    }
+
     /// Whether a usable credential is at hand now (for `/readyz`), or why not. Sources
     /// that fetch credentials report a failed or expired fetch here.
     fn ready(&self) -> Result<(), String> {
-        Ok(())
+        let state = self.state();
+        if state.ready {
+            Ok(())
+        } else {
+            Err(state
+                .last_error
+                .unwrap_or_else(|| "no credential fetched yet".into()))
+        }
     }
 
     /// What `check` and logs may show: the source and a fingerprint, never the value.
     fn describe(&self) -> String;
 }
 
-/// Builds the credential a route's configuration asks for.
-pub fn build(config: &CredentialConfig) -> Result<Arc<dyn Credential>, String> {
+/// What a credential may need to know about its route.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The route's name, for metrics and logs.
+    pub route: &'a str,
+    /// The gateway's host name: the SigV4 region is read from it.
+    pub gateway_host: &'a str,
+}
+
+/// Builds the credential a route's configuration asks for. Nothing is fetched here: the
+/// fetching sources fetch on the first request (and `check` never calls a token endpoint).
+pub fn build(
+    config: &CredentialConfig,
+    context: &Context<'_>,
+) -> Result<Arc<dyn Credential>, String> {
+    config.validate()?;
     Ok(match config {
         CredentialConfig::None => Arc::new(NoCredential),
         CredentialConfig::Passthrough => Arc::new(Passthrough),
         CredentialConfig::Static { env } => Arc::new(StaticToken::from_env(env)?),
         CredentialConfig::File { path } => Arc::new(FileToken::open(path)?),
+        CredentialConfig::Oauth2(c) => Arc::new(oauth2::OAuth2::build(c, context)?),
+        CredentialConfig::Command(c) => Arc::new(command::TokenCommand::build(c, context)?),
+        #[cfg(feature = "aws")]
+        CredentialConfig::Sigv4(c) => Arc::new(sigv4::Sigv4::build(c, context)?),
+        #[cfg(feature = "aws")]
+        CredentialConfig::AgentcoreIdentity(c) => {
+            Arc::new(agentcore_identity::AgentCoreIdentity::build(c, context)?)
+        }
+        #[cfg(not(feature = "aws"))]
+        CredentialConfig::Sigv4(_) | CredentialConfig::AgentcoreIdentity(_) => {
+            return Err(
+                "this build has no AWS support (cargo feature `aws` is off); rebuild with it"
+                    .into(),
+            )
+        }
     })
 }
 
-/// Validation at load: the source exists and yields a usable header value.
+/// Validation at load: the source exists and yields a usable header value. Needs no
+/// runtime and contacts nothing.
 pub fn check(config: &CredentialConfig) -> Result<(), String> {
-    build(config).map(|_| ())
+    config.validate()?;
+    match config {
+        CredentialConfig::Static { env } => StaticToken::from_env(env).map(|_| ()),
+        CredentialConfig::File { path } => FileToken::open(path).map(|_| ()),
+        _ => Ok(()),
+    }
 }
 
 /// Turns a token into an `Authorization` value: `Bearer <token>` unless the text already

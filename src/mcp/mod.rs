@@ -2,5 +2,14 @@
 
 pub mod cli;
 pub mod config;
+pub mod glob;
 pub mod layer;
+pub mod limits;
+pub mod message;
 pub mod peek;
+pub mod policy;
+pub mod probe;
+pub mod response;
+pub mod sse;
+pub mod tools_filter;
+pub mod watch;

@@ -47,6 +47,7 @@ struct Inner {
     connect_timeout: Duration,
     tls_timeout: Duration,
     metrics: Arc<RouteMetrics>,
+    preferred: Vec<ipnet::IpNet>,
 }
 
 pub struct ConnectorSettings {
@@ -58,6 +59,8 @@ pub struct ConnectorSettings {
     pub connect_timeout: Duration,
     pub tls_timeout: Duration,
     pub metrics: Arc<RouteMetrics>,
+    /// Ranges tried first (the agent's own availability zone).
+    pub preferred: Vec<ipnet::IpNet>,
 }
 
 /// Why no connection could be made; phrased for the agent (no secrets involved).
@@ -138,6 +141,7 @@ impl Connector {
                 connect_timeout: settings.connect_timeout,
                 tls_timeout: settings.tls_timeout,
                 metrics: settings.metrics,
+                preferred: settings.preferred,
             }),
         })
     }
@@ -179,6 +183,9 @@ impl Inner {
             }
             DialTarget::Static(addrs) => addrs.clone(),
         };
+        let mut candidates = candidates;
+        // Same-zone addresses first; the sort is stable, so DNS order is kept otherwise.
+        candidates.sort_by_key(|a| !self.preferred.iter().any(|r| r.contains(&a.ip())));
         if !self.require_private {
             return Ok(candidates);
         }
@@ -258,7 +265,10 @@ impl Inner {
             return Ok(UpstreamStream {
                 tls,
                 h2,
-                used: ConnectionUse::default(),
+                used: ConnectionUse {
+                    used: Arc::default(),
+                    addr,
+                },
                 _open: OpenConnection(self.metrics.clone()),
             });
         }
@@ -303,13 +313,17 @@ pub struct UpstreamStream {
 
 /// Attached to every response (hyper-util copies it from `Connected::extra`), so the
 /// proxy can tell a reused connection from a fresh one.
-#[derive(Clone, Default)]
-pub struct ConnectionUse(Arc<std::sync::atomic::AtomicBool>);
+#[derive(Clone)]
+pub struct ConnectionUse {
+    used: Arc<std::sync::atomic::AtomicBool>,
+    /// The address the connection went to.
+    pub addr: SocketAddr,
+}
 
 impl ConnectionUse {
     /// Marks the connection used; true when it had been used before.
     pub fn mark_used(&self) -> bool {
-        self.0.swap(true, std::sync::atomic::Ordering::Relaxed)
+        self.used.swap(true, std::sync::atomic::Ordering::Relaxed)
     }
 }
 

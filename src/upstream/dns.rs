@@ -138,6 +138,12 @@ impl Dns {
         }
     }
 
+    /// The last good answer for `name`, if it was ever resolved.
+    pub fn current(&self, name: &str) -> Option<Vec<IpAddr>> {
+        let map = self.last_good.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(name).map(|(addrs, _)| addrs.clone())
+    }
+
     /// How old the answer in use is for each name resolved so far.
     pub fn answer_ages(&self) -> Vec<(String, Duration)> {
         let map = self.last_good.lock().unwrap_or_else(|p| p.into_inner());

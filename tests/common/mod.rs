@@ -10,6 +10,7 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod aws;
 pub mod certs;
 pub mod client;
 pub mod dns;
@@ -17,4 +18,5 @@ pub mod http;
 pub mod oauth_upstream;
 pub mod proxy;
 pub mod relay;
+pub mod token_server;
 pub mod upstream;

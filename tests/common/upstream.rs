@@ -19,7 +19,11 @@ use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, ProgressNotificationParam, RequestMetaObject};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::{schemars, tool, tool_router, ErrorData, Peer, RoleServer};
+use rmcp::model::{ListToolsResult, PaginatedRequestParams};
+use rmcp::service::RequestContext;
+use rmcp::{
+    schemars, tool, tool_handler, tool_router, ErrorData, Peer, RoleServer, ServerHandler,
+};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
@@ -49,6 +53,9 @@ pub struct SeenRequest {
     pub headers: HeaderMap,
     /// The status of the response head the upstream returned.
     pub status: u16,
+    /// The request body, when `UpstreamOptions::record_bodies` is on (for checking
+    /// signatures made over it); empty otherwise.
+    pub body: Bytes,
 }
 
 pub struct UpstreamOptions {
@@ -56,6 +63,29 @@ pub struct UpstreamOptions {
     pub cert_names: Vec<String>,
     /// Offer `h2` in ALPN (as well as `http/1.1`). Default: true.
     pub h2: bool,
+    /// Read each request body whole and record it in `SeenRequest::body`. Default: false
+    /// (bodies stream straight to the MCP server).
+    pub record_bodies: bool,
+    /// Answer POSTs with `application/json` instead of SSE (rmcp's stateless mode, as
+    /// an AgentCore Gateway answers). Default: false.
+    pub json_response: bool,
+    /// Serve `tools/list` in pages of this many tools, with `nextCursor`. Default: None
+    /// (one page).
+    pub page_size: Option<usize>,
+    /// Answer JSON-RPC batches (arrays) itself, as a gateway that accepts them would
+    /// (rmcp refuses them): `tools/list` with every tool, `tools/call` with
+    /// "called <name>", anything else with `{}`; notifications get nothing (202 when
+    /// nothing is left). Bodies are then recorded too. Default: None (no batches).
+    pub batches: Option<BatchAnswers>,
+}
+
+/// How the fixture answers a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchAnswers {
+    /// One JSON array.
+    Json,
+    /// An SSE stream with one event per response.
+    Sse,
 }
 
 impl Default for UpstreamOptions {
@@ -63,6 +93,10 @@ impl Default for UpstreamOptions {
         Self {
             cert_names: vec![GATEWAY_HOST.to_string()],
             h2: true,
+            record_bodies: false,
+            json_response: false,
+            page_size: None,
+            batches: None,
         }
     }
 }
@@ -72,6 +106,10 @@ impl Default for UpstreamOptions {
 struct Shared {
     connections: AtomicUsize,
     requests: Mutex<Vec<SeenRequest>>,
+    record_bodies: bool,
+    batches: Option<BatchAnswers>,
+    /// The next this-many requests are answered 401, as a gateway refusing a credential.
+    refuse: AtomicUsize,
 }
 
 /// A running upstream; stops when dropped.
@@ -103,12 +141,18 @@ impl Upstream {
         let gate = Arc::new(Semaphore::new(0));
         // The proxy forwards the Gateway's name as Host, which rmcp's
         // DNS-rebinding guard (loopback names only by default) would refuse.
-        let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
+        let mut config = StreamableHttpServerConfig::default().disable_allowed_hosts();
+        if opts.json_response {
+            config = config
+                .with_legacy_session_mode(false)
+                .with_json_response(true);
+        }
+        let page_size = opts.page_size;
         let session_token = config.cancellation_token.clone();
         let mcp = {
             let gate = gate.clone();
             StreamableHttpService::new(
-                move || Ok(DemoGateway::new(gate.clone())),
+                move || Ok(DemoGateway::new(gate.clone(), page_size)),
                 Arc::new(LocalSessionManager::default()),
                 config,
             )
@@ -118,7 +162,11 @@ impl Upstream {
             .await
             .expect("bind upstream");
         let addr = listener.local_addr().expect("upstream address");
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            record_bodies: opts.record_bodies,
+            batches: opts.batches,
+            ..Shared::default()
+        });
         let accept_task = tokio::spawn(accept_loop(listener, acceptor, mcp, shared.clone()));
 
         Upstream {
@@ -148,6 +196,12 @@ impl Upstream {
     /// were produced.
     pub fn requests(&self) -> Vec<SeenRequest> {
         self.shared.requests.lock().unwrap().clone()
+    }
+
+    /// Answers the next `n` requests with 401 and `WWW-Authenticate`, as a gateway that
+    /// refuses the credential it was sent.
+    pub fn refuse_next_with_401(&self, n: usize) {
+        self.shared.refuse.store(n, Ordering::SeqCst);
     }
 
     /// Lets one `DemoTarget___slow_progress` call finish: each release is a
@@ -237,9 +291,33 @@ async fn serve(
         version: request.version(),
         headers: request.headers().clone(),
         status: 0,
+        body: Bytes::new(),
     };
 
-    let response = if request.uri().path() == MCP_PATH {
+    let refused = shared
+        .refuse
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    let response = if refused {
+        Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header("www-authenticate", "Bearer error=\"invalid_token\"")
+            .body(Full::new(Bytes::from_static(b"invalid token")).boxed())
+            .expect("valid response")
+    } else if request.uri().path() == MCP_PATH && shared.batches.is_some() {
+        let (parts, body) = request.into_parts();
+        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        seen.body = body.clone();
+        match shared.batches {
+            Some(how) if body.trim_ascii_start().starts_with(b"[") => answer_batch(&body, how),
+            _ => mcp.handle(Request::from_parts(parts, Full::new(body))).await,
+        }
+    } else if request.uri().path() == MCP_PATH && shared.record_bodies {
+        let (parts, body) = request.into_parts();
+        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        seen.body = body.clone();
+        mcp.handle(Request::from_parts(parts, Full::new(body))).await
+    } else if request.uri().path() == MCP_PATH {
         mcp.handle(request).await
     } else {
         Response::builder()
@@ -252,12 +330,55 @@ async fn serve(
     Ok(response)
 }
 
+/// The fixture's answer to a JSON-RPC batch (see `UpstreamOptions::batches`).
+fn answer_batch(body: &[u8], how: BatchAnswers) -> Response<ResponseBody> {
+    use serde_json::{json, Value};
+    let items: Vec<Value> = serde_json::from_slice(body).expect("a JSON array");
+    let tools = serde_json::to_value(DemoGateway::tool_router().list_all()).expect("tools");
+    let answers: Vec<Value> = items
+        .iter()
+        .filter_map(|m| {
+            let id = m.get("id")?.clone();
+            let result = match m["method"].as_str() {
+                Some("tools/list") => json!({ "tools": tools }),
+                Some("tools/call") => json!({
+                    "content": [{"type": "text", "text": format!("called {}", m["params"]["name"].as_str().unwrap_or(""))}],
+                    "isError": false
+                }),
+                _ => json!({}),
+            };
+            Some(json!({"jsonrpc": "2.0", "id": id, "result": result}))
+        })
+        .collect();
+    let response = Response::builder();
+    let (response, text) = if answers.is_empty() {
+        (response.status(StatusCode::ACCEPTED), String::new())
+    } else if how == BatchAnswers::Json {
+        (
+            response.header("content-type", "application/json"),
+            Value::Array(answers).to_string(),
+        )
+    } else {
+        let events: String = answers.iter().map(|a| format!("data: {a}\n\n")).collect();
+        (response.header("content-type", "text/event-stream"), events)
+    };
+    response
+        .body(Full::new(Bytes::from(text)).boxed())
+        .expect("valid response")
+}
+
 // ---- The MCP server -------------------------------------------------------
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[schemars(crate = "rmcp::schemars")]
 pub struct WeatherArgs {
     pub city: String,
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct SearchArgs {
+    pub query: String,
 }
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
@@ -271,16 +392,68 @@ pub struct EchoArgs {
 #[derive(Clone)]
 pub struct DemoGateway {
     gate: Arc<Semaphore>,
+    page_size: Option<usize>,
 }
 
 impl DemoGateway {
-    fn new(gate: Arc<Semaphore>) -> Self {
-        Self { gate }
+    fn new(gate: Arc<Semaphore>, page_size: Option<usize>) -> Self {
+        Self { gate, page_size }
     }
 }
 
-#[tool_router(server_handler)]
+/// `tools/list` in pages of `page_size` when set; the cursor is the offset.
+#[tool_handler]
+impl ServerHandler for DemoGateway {
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let all = Self::tool_router().list_all();
+        let Some(size) = self.page_size else {
+            return Ok(ListToolsResult::with_all_items(all));
+        };
+        let offset: usize = request
+            .and_then(|r| r.cursor)
+            .map(|c| c.parse().expect("cursor is an offset"))
+            .unwrap_or(0);
+        let end = (offset + size).min(all.len());
+        let mut page = ListToolsResult::with_all_items(all[offset..end].to_vec());
+        if end < all.len() {
+            page.next_cursor = Some(end.to_string());
+        }
+        Ok(page)
+    }
+}
+
+#[tool_router]
 impl DemoGateway {
+    #[tool(
+        name = "OtherTarget___delete_everything",
+        description = "A tool of another target that a least-privilege policy keeps away"
+    )]
+    fn delete_everything(&self) -> String {
+        "everything deleted".to_string()
+    }
+
+    #[tool(
+        name = "DemoTarget___fail",
+        description = "Always reports a tool error (isError)"
+    )]
+    fn fail(&self) -> CallToolResult {
+        CallToolResult::error(vec![ContentBlock::text("the tool failed")])
+    }
+
+    #[tool(
+        name = "x_amz_bedrock_agentcore_search",
+        description = "The gateway's semantic search: returns every tool, as AgentCore does \
+                       (structuredContent.tools and the same JSON as text)"
+    )]
+    fn search(&self, Parameters(SearchArgs { query: _ }): Parameters<SearchArgs>) -> CallToolResult {
+        let tools = serde_json::to_value(Self::tool_router().list_all()).expect("tools are JSON");
+        CallToolResult::structured(serde_json::json!({ "tools": tools }))
+    }
+
     #[tool(
         name = "DemoTarget___get_weather",
         description = "Current weather in a city"

@@ -57,12 +57,17 @@ def field(obj: Any, snake: str, camel: str) -> Any:
     return getattr(obj, snake) if hasattr(obj, snake) else getattr(obj, camel)
 
 
-def describe(exc: BaseException) -> str:
-    """One line for an exception, looking inside (anyio) exception groups."""
+def describe(exc: BaseException, depth: int = 0) -> str:
+    """One line for an exception, looking inside (anyio) exception groups and following
+    explicit causes (strands wraps the transport's error), skipping repeated messages."""
     if isinstance(exc, BaseExceptionGroup):
-        return "; ".join(describe(e) for e in exc.exceptions)
-    text = str(exc) or repr(exc)
-    return f"{type(exc).__name__}: {text}"
+        return "; ".join(describe(e, depth + 1) for e in exc.exceptions)
+    text = f"{type(exc).__name__}: {str(exc) or '(no message)'}"
+    cause = exc.__cause__
+    if cause is not None and depth < 6 and not isinstance(exc, (AssertionError, StepFailed)):
+        inner = describe(cause, depth + 1)
+        text = inner if str(exc) and str(exc) in inner else f"{text} <- {inner}"
+    return text
 
 
 def is_step_failure(exc: BaseException) -> bool:
@@ -125,6 +130,9 @@ async def astep(steps: Steps, name: str, body: Callable[[], Awaitable[str]]) -> 
     try:
         with anyio.fail_after(STEP_TIMEOUT):
             detail = await body()
+    except TimeoutError:
+        steps.record(name, False, f"no answer within {STEP_TIMEOUT} s")
+        raise StepFailed(name) from None
     except Exception as exc:  # noqa: BLE001 - every failure is a failed step
         if not isinstance(exc, AssertionError):
             traceback.print_exc(file=sys.stderr)

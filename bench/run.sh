@@ -1,0 +1,340 @@
+#!/usr/bin/env bash
+# bench/run.sh: mcp-vpce-proxy beside nginx and HAProxy doing the same job, and the
+# upstream reached directly as the ceiling. See "## Performance" in README.md.
+#
+# It installs what it needs (nginx, haproxy, wrk, curl from apt), builds the proxy and the
+# bench examples in release mode, starts a TLS upstream on loopback (examples/bench_upstream.rs)
+# and the three forwarders, then runs every load against every forwarder, alternating
+# them and repeating rounds so that drift cancels. It prints a table and writes
+# bench/results/<date>-<host>.json. Everything runs on 127.0.0.1, is bounded in time,
+# and every process it starts is stopped on exit.
+#
+# Settings (environment):
+#   BENCH_DURATION=10        seconds per cell (one load against one forwarder)
+#   BENCH_ROUNDS=3           rounds; the figures are the median over rounds
+#   BENCH_WORKERS=min(CPUs,4)  proxy --workers, nginx worker_processes, HAProxy nbthread
+#   BENCH_STREAMS=256        long SSE streams at once (one event per 100 ms)
+#   BENCH_IDLE_STREAMS=10000 idle SSE streams held open once per forwarder (0: skip)
+#   BENCH_IDLE_HOLD=5        seconds the idle streams are held
+#   BENCH_STARTUP_RUNS=10    starts timed per forwarder (0: skip)
+#   BENCH_LOADS="c1 c32 sse_first streams"
+#   BENCH_FORWARDERS="proxy nginx haproxy direct"
+#   BENCH_UPSTREAM_ALPN=h2,http/1.1   what the upstream offers (http/1.1: h1 for all)
+#   BENCH_UPSTREAM_WORKERS=CPUs       upstream runtime threads
+#   BENCH_WRK_THREADS=1      wrk threads for the 32-connection load
+#   BENCH_PORT_BASE=18400    ports BASE..BASE+31 on 127.0.0.1 are used
+#   BENCH_PAUSE=1            seconds between cells
+#   BENCH_INSTALL=1          apt-get install missing tools (0: only check)
+#   BENCH_KEEP=0             1: keep the run directory (configs, logs, raw records)
+#
+# A short check of the harness: BENCH_DURATION=3 BENCH_ROUNDS=1 BENCH_IDLE_STREAMS=1000 bash bench/run.sh
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+DURATION=${BENCH_DURATION:-10}
+ROUNDS=${BENCH_ROUNDS:-3}
+CPUS=$(nproc)
+WORKERS=${BENCH_WORKERS:-$((CPUS < 4 ? CPUS : 4))}
+STREAMS=${BENCH_STREAMS:-256}
+IDLE_STREAMS=${BENCH_IDLE_STREAMS:-10000}
+IDLE_HOLD=${BENCH_IDLE_HOLD:-5}
+STARTUP_RUNS=${BENCH_STARTUP_RUNS:-10}
+LOADS=${BENCH_LOADS:-"c1 c32 sse_first streams"}
+FORWARDERS=${BENCH_FORWARDERS:-"proxy nginx haproxy direct"}
+UPSTREAM_ALPN=${BENCH_UPSTREAM_ALPN:-h2,http/1.1}
+UPSTREAM_WORKERS=${BENCH_UPSTREAM_WORKERS:-$CPUS}
+WRK_THREADS=${BENCH_WRK_THREADS:-1}
+PORT_BASE=${BENCH_PORT_BASE:-18400}
+PAUSE=${BENCH_PAUSE:-1}
+INSTALL=${BENCH_INSTALL:-1}
+KEEP=${BENCH_KEEP:-0}
+
+UPSTREAM_PORT=$PORT_BASE
+STATS_PORT=$((PORT_BASE + 1))
+PROXY_PORT=$((PORT_BASE + 10))
+PROXY_ADMIN_PORT=$((PORT_BASE + 11))
+NGINX_PORT=$((PORT_BASE + 20))
+HAPROXY_PORT=$((PORT_BASE + 30))
+GATEWAY=bench-gw-0123456789.gateway.bedrock-agentcore.us-east-1.amazonaws.com
+ENDPOINT=vpce-0123456789abcdef0-bench123.gateway.bedrock-agentcore.us-east-1.vpce.amazonaws.com
+TOKEN=bench-token-$RANDOM$RANDOM
+export BENCH_GATEWAY_TOKEN=$TOKEN
+
+log() { printf '%s\n' "bench: $*" >&2; }
+die() {
+    log "$*"
+    exit 1
+}
+
+# ---------------------------------------------------------------- tools and build
+need_packages=()
+for tool in nginx haproxy wrk curl; do
+    command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || need_packages+=("$tool")
+done
+if [ ${#need_packages[@]} -gt 0 ]; then
+    [ "$INSTALL" = 1 ] || die "missing: ${need_packages[*]} (BENCH_INSTALL=0)"
+    SUDO=
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    log "installing ${need_packages[*]} from apt"
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_packages[@]}" >&2
+fi
+export PATH=$PATH:/usr/sbin:/sbin
+command -v cargo >/dev/null || die "cargo not found: install Rust >= 1.88 with rustup (https://rustup.rs)"
+
+log "building (release)"
+cargo build --release --quiet
+cargo build --release --quiet --example bench_upstream --example bench_client
+PROXY_BIN=$ROOT/target/release/mcp-vpce-proxy
+UPSTREAM_BIN=$ROOT/target/release/examples/bench_upstream
+CLIENT_BIN=$ROOT/target/release/examples/bench_client
+
+# ---------------------------------------------------------------- run directory, cleanup
+RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mcp-vpce-bench.XXXXXX")
+chmod 755 "$RUN_DIR"
+mkdir -p "$RUN_DIR/nginx-tmp" && chmod 1777 "$RUN_DIR/nginx-tmp"
+RECORDS=$RUN_DIR/records.jsonl
+: >"$RECORDS"
+declare -A PID=()
+
+stop_pid() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+cleanup() {
+    local status=$?
+    for name in "${!PID[@]}"; do
+        stop_pid "${PID[$name]}"
+    done
+    wait 2>/dev/null || true
+    if [ "$KEEP" = 1 ] || [ $status -ne 0 ]; then
+        log "run directory kept: $RUN_DIR"
+    else
+        rm -rf "$RUN_DIR"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Idle streams need one descriptor each on the agent side and one per upstream connection.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+MAX_CONNECTIONS=$(((NOFILE - 1024) / 2))
+
+for port in $UPSTREAM_PORT $STATS_PORT $PROXY_PORT $PROXY_ADMIN_PORT $NGINX_PORT $HAPROXY_PORT; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        die "127.0.0.1:$port is in use; set BENCH_PORT_BASE"
+    fi
+done
+
+# Waits until something answers HTTP on the port (any status).
+wait_http() {
+    local port=$1 name=$2
+    for _ in $(seq 200); do
+        if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/bench-ready"; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    die "$name did not come up on 127.0.0.1:$port (logs in $RUN_DIR)"
+}
+
+# ---------------------------------------------------------------- upstream and configs
+log "starting the upstream (ALPN $UPSTREAM_ALPN, $UPSTREAM_WORKERS threads)"
+"$UPSTREAM_BIN" --listen "127.0.0.1:$UPSTREAM_PORT" --stats-listen "127.0.0.1:$STATS_PORT" \
+    --gateway "$GATEWAY" --ca-out "$RUN_DIR/ca.pem" --token "$TOKEN" \
+    --alpn "$UPSTREAM_ALPN" --workers "$UPSTREAM_WORKERS" \
+    >"$RUN_DIR/upstream.out" 2>"$RUN_DIR/upstream.log" &
+PID[upstream]=$!
+wait_http "$STATS_PORT" upstream
+
+render() {
+    sed -e "s|@WORKERS@|$WORKERS|g" \
+        -e "s|@NOFILE@|$NOFILE|g" \
+        -e "s|@MAX_CONNECTIONS@|$MAX_CONNECTIONS|g" \
+        -e "s|@RUN_DIR@|$RUN_DIR|g" \
+        -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
+        -e "s|@PROXY_PORT@|$PROXY_PORT|g" \
+        -e "s|@PROXY_ADMIN_PORT@|$PROXY_ADMIN_PORT|g" \
+        -e "s|@NGINX_PORT@|$NGINX_PORT|g" \
+        -e "s|@HAPROXY_PORT@|$HAPROXY_PORT|g" \
+        -e "s|@GATEWAY@|$GATEWAY|g" \
+        -e "s|@ENDPOINT@|$ENDPOINT|g" \
+        -e "s|@TOKEN@|$TOKEN|g" \
+        -e "s|@CA_FILE@|$RUN_DIR/ca.pem|g" \
+        "$1" >"$2"
+}
+render bench/proxy.toml.in "$RUN_DIR/proxy.toml"
+render bench/nginx.conf.in "$RUN_DIR/nginx.conf"
+render bench/haproxy.cfg.in "$RUN_DIR/haproxy.cfg"
+"$PROXY_BIN" check --config "$RUN_DIR/proxy.toml" >/dev/null || die "the proxy rejected its bench configuration"
+nginx -t -q -e "$RUN_DIR/nginx-error.log" -p "$RUN_DIR/" -c "$RUN_DIR/nginx.conf" || die "nginx rejected its bench configuration"
+haproxy -c -q -f "$RUN_DIR/haproxy.cfg" || die "HAProxy rejected its bench configuration"
+
+# The command line of each forwarder, and where agents reach it.
+forwarder_cmd() {
+    case $1 in
+    proxy) echo "$PROXY_BIN run --config $RUN_DIR/proxy.toml --workers $WORKERS --log-level warn" ;;
+    nginx) echo "nginx -e $RUN_DIR/nginx-error.log -p $RUN_DIR/ -c $RUN_DIR/nginx.conf" ;;
+    haproxy) echo "haproxy -db -f $RUN_DIR/haproxy.cfg" ;;
+    esac
+}
+forwarder_port() {
+    case $1 in
+    proxy) echo "$PROXY_PORT" ;;
+    nginx) echo "$NGINX_PORT" ;;
+    haproxy) echo "$HAPROXY_PORT" ;;
+    direct) echo "$UPSTREAM_PORT" ;;
+    esac
+}
+
+# ---------------------------------------------------------------- meta
+json_str() { printf '"%s"' "$(printf '%s' "$*" | tr -d '"\\' | tr '\n\t' '  ')"; }
+DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+HOST=$(hostname -s 2>/dev/null || hostname)
+CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || echo unknown)
+BINARY_BYTES=$(stat -c %s "$PROXY_BIN")
+{
+    printf '{"kind":"meta","date":%s,"host":%s,"cpus":%d,"cpu_model":%s,"kernel":%s,' \
+        "$(json_str "$DATE")" "$(json_str "$HOST")" "$CPUS" "$(json_str "$CPU_MODEL")" "$(json_str "$(uname -r)")"
+    printf '"proxy_version":%s,"rustc":%s,"nginx":%s,"haproxy":%s,"wrk":%s,' \
+        "$(json_str "$("$PROXY_BIN" --version)")" "$(json_str "$(rustc --version)")" \
+        "$(json_str "$(nginx -v 2>&1)")" "$(json_str "$(haproxy -v | head -1)")" \
+        "$(json_str "$(wrk -v 2>&1 | head -1)")"
+    printf '"duration_s":%d,"rounds":%d,"workers":%d,"upstream_alpn":%s,"upstream_workers":%d,' \
+        "$DURATION" "$ROUNDS" "$WORKERS" "$(json_str "$UPSTREAM_ALPN")" "$UPSTREAM_WORKERS"
+    printf '"streams":%d,"idle_streams":%d,"nofile":%d,"binary_bytes":%d,"git":%s}\n' \
+        "$STREAMS" "$IDLE_STREAMS" "$NOFILE" "$BINARY_BYTES" \
+        "$(json_str "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)")"
+} >>"$RECORDS"
+
+# ---------------------------------------------------------------- startup to ready
+if [ "$STARTUP_RUNS" -gt 0 ]; then
+    for f in proxy nginx haproxy; do
+        case " $FORWARDERS " in *" $f "*) ;; *) continue ;; esac
+        log "startup to ready: $f x$STARTUP_RUNS"
+        # shellcheck disable=SC2046
+        result=$("$CLIENT_BIN" startup --port "$(forwarder_port $f)" --runs "$STARTUP_RUNS" -- $(forwarder_cmd $f))
+        printf '{"kind":"startup","forwarder":"%s","result":%s}\n' "$f" "$result" >>"$RECORDS"
+    done
+fi
+
+# ---------------------------------------------------------------- forwarders
+for f in proxy nginx haproxy; do
+    case " $FORWARDERS " in *" $f "*) ;; *) continue ;; esac
+    # shellcheck disable=SC2046
+    $(forwarder_cmd $f) >"$RUN_DIR/$f.out" 2>"$RUN_DIR/$f.log" &
+    PID[$f]=$!
+    wait_http "$(forwarder_port $f)" "$f"
+done
+
+REQUEST='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"DemoTarget___get_weather","arguments":{"city":"Seattle"}}}'
+# Direct requests carry what the forwarders add.
+DIRECT_HEADERS=(-H "Authorization: Bearer $TOKEN" -H "Host: $GATEWAY:$UPSTREAM_PORT")
+DIRECT_TLS=(--ca "$RUN_DIR/ca.pem" --sni "$GATEWAY")
+
+for f in $FORWARDERS; do
+    if [ "$f" = direct ]; then
+        status=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$RUN_DIR/ca.pem" \
+            --resolve "$GATEWAY:$UPSTREAM_PORT:127.0.0.1" -H "Authorization: Bearer $TOKEN" \
+            -H 'Content-Type: application/json' -d "$REQUEST" "https://$GATEWAY:$UPSTREAM_PORT/mcp")
+    else
+        status=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
+            -d "$REQUEST" "http://127.0.0.1:$(forwarder_port "$f")/mcp")
+    fi
+    [ "$status" = 200 ] || die "$f does not forward: HTTP $status (logs in $RUN_DIR)"
+done
+log "all forwarders answer through the upstream; settling"
+sleep 1
+for f in proxy nginx haproxy; do
+    [ -n "${PID[$f]:-}" ] || continue
+    printf '{"kind":"idle","forwarder":"%s","result":%s}\n' "$f" "$("$CLIENT_BIN" memory --pid "${PID[$f]}")" >>"$RECORDS"
+done
+
+# ---------------------------------------------------------------- cells
+# The load command of one cell, one word per line (for mapfile).
+load_cmd() {
+    local f=$1 load=$2 port url
+    port=$(forwarder_port "$f")
+    local -a direct_headers=() direct_tls=()
+    if [ "$f" = direct ]; then
+        url=https://127.0.0.1:$port/mcp
+        direct_headers=("${DIRECT_HEADERS[@]}")
+        direct_tls=("${DIRECT_TLS[@]}")
+    else
+        url=http://127.0.0.1:$port/mcp
+    fi
+    case $load in
+    c1) printf '%s\n' wrk -t1 -c1 "-d${DURATION}s" --timeout 10s -s bench/wrk/post_mcp.lua "${direct_headers[@]}" "$url" ;;
+    c32) printf '%s\n' wrk "-t$WRK_THREADS" -c32 "-d${DURATION}s" --timeout 10s -s bench/wrk/post_mcp.lua "${direct_headers[@]}" "$url" ;;
+    sse_first) printf '%s\n' "$CLIENT_BIN" sse-first --url "$url" --seconds "$DURATION" "${direct_tls[@]}" "${direct_headers[@]}" ;;
+    streams) printf '%s\n' "$CLIENT_BIN" streams --url "$url" --count "$STREAMS" --seconds "$DURATION" --interval-ms 100 "${direct_tls[@]}" "${direct_headers[@]}" ;;
+    idle_streams) printf '%s\n' "$CLIENT_BIN" idle-streams --url "$url" --count "$(idle_count "$f")" --hold-seconds "$IDLE_HOLD" "${direct_tls[@]}" "${direct_headers[@]}" ;;
+    *) die "unknown load $load" ;;
+    esac
+}
+
+# Streams the forwarder can hold within the descriptor limit: one descriptor per agent
+# connection plus one per upstream connection (none when it multiplexes over h2).
+idle_count() {
+    local limit=$MAX_CONNECTIONS
+    if [ "$1" = proxy ] && [[ $UPSTREAM_ALPN == h2* ]]; then
+        limit=$((NOFILE - 1024))
+    fi
+    echo $((IDLE_STREAMS < limit ? IDLE_STREAMS : limit))
+}
+
+run_cell() {
+    local f=$1 load=$2 round=$3 result
+    local -a cmd measure_pid=()
+    mapfile -t cmd < <(load_cmd "$f" "$load")
+    [ "$f" = direct ] || measure_pid=(--pid "${PID[$f]}")
+    log "round $round/$ROUNDS  $load  $f"
+    if result=$("$CLIENT_BIN" measure "${measure_pid[@]}" --upstream-pid "${PID[upstream]}" \
+        --stats "127.0.0.1:$STATS_PORT" --clk-tck "$(getconf CLK_TCK)" \
+        --timeout-seconds $((DURATION + IDLE_HOLD + 180)) -- "${cmd[@]}" 2>"$RUN_DIR/cell.err"); then
+        printf '{"kind":"cell","forwarder":"%s","load":"%s","round":%d,"result":%s}\n' "$f" "$load" "$round" "$result" >>"$RECORDS"
+        grep '^  ' "$RUN_DIR/cell.err" >&2 || true
+    else
+        log "  failed: $(tail -3 "$RUN_DIR/cell.err" | tr '\n' ' ')"
+        printf '{"kind":"cell","forwarder":"%s","load":"%s","round":%d,"error":%s}\n' \
+            "$f" "$load" "$round" "$(json_str "$(tail -3 "$RUN_DIR/cell.err")")" >>"$RECORDS"
+    fi
+    sleep "$PAUSE"
+}
+
+for load in $LOADS; do
+    case $load in c1 | c32 | sse_first | streams) ;; *) die "BENCH_LOADS: unknown load $load" ;; esac
+done
+read -r -a forwarders <<<"$FORWARDERS"
+n=${#forwarders[@]}
+for ((round = 1; round <= ROUNDS; round++)); do
+    for load in $LOADS; do
+        # Each round starts with the next forwarder, so no one always runs first.
+        for ((i = 0; i < n; i++)); do
+            run_cell "${forwarders[$(((i + round - 1) % n))]}" "$load" "$round"
+        done
+    done
+done
+
+# A bounded check, once per forwarder: many quiet streams held open.
+if [ "$IDLE_STREAMS" -gt 0 ]; then
+    for f in proxy nginx haproxy; do
+        [ -n "${PID[$f]:-}" ] || continue
+        run_cell "$f" idle_streams 1
+    done
+fi
+
+# ---------------------------------------------------------------- report
+mkdir -p bench/results
+OUT=bench/results/$(date -u +%Y%m%d-%H%M%S)-$HOST.json
+"$CLIENT_BIN" report --records "$RECORDS" --out "$OUT" >/dev/null
+log "results written to $OUT"

@@ -1,0 +1,216 @@
+//! A token printed by a configured program: the escape hatch for any identity system.
+//!
+//! The program prints the token, or JSON `{"token"|"access_token": "...",
+//! "expires_in": seconds | "expires_at": unix seconds or RFC 3339}`. Its output is cached
+//! until the token expires (JSON expiry, else the JWT's `exp`, else `cache_for`), with
+//! the single flight, refresh-ahead and backoff of `cache.rs`. The program runs without
+//! a shell when given as a list, with stdin closed, killed when it overruns `timeout`.
+//! Its stderr may hold secrets, so only a scrubbed first line ever reaches a message.
+
+use std::process::Stdio;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::AUTHORIZATION;
+use http::HeaderValue;
+
+use super::cache::{CacheSettings, Fetch, Fetched, TokenCache};
+use super::config::{CommandConfig, CommandLine};
+use super::oauth2::seconds;
+use super::{bearer_value, jwt, BoxFuture, Context, Credential, CredentialError, CredentialState};
+use crate::secret::fingerprint;
+
+pub struct TokenCommand {
+    cache: TokenCache<HeaderValue>,
+    description: String,
+}
+
+impl TokenCommand {
+    pub fn build(config: &CommandConfig, context: &Context<'_>) -> Result<Self, String> {
+        let runner = Runner {
+            command: config.command.clone(),
+        };
+        let description = format!(
+            "token printed by command {} (cached until it expires, else for {})",
+            config.command.program(),
+            humantime::format_duration(config.cache_for)
+        );
+        let cache = TokenCache::new(
+            CacheSettings {
+                route: context.route.to_string(),
+                source: "command",
+                refresh_margin: config.refresh_margin,
+                timeout: config.timeout,
+                unknown_expiry_lifetime: config.cache_for,
+            },
+            runner,
+        );
+        Ok(TokenCommand { cache, description })
+    }
+}
+
+impl Credential for TokenCommand {
+    fn apply<'a>(
+        &'a self,
+        parts: &'a mut http::request::Parts,
+        _body: &'a [u8],
+    ) -> BoxFuture<'a, Result<(), CredentialError>> {
+        Box::pin(async move {
+            let value = self.cache.get().await.map_err(CredentialError)?;
+            parts.headers.insert(AUTHORIZATION, value);
+            Ok(())
+        })
+    }
+
+    fn refreshable(&self) -> bool {
+        true
+    }
+
+    fn invalidate(&self) {
+        self.cache.invalidate();
+    }
+
+    fn state(&self) -> CredentialState {
+        self.cache.state()
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}
+
+struct Runner {
+    command: CommandLine,
+}
+
+impl Fetch<HeaderValue> for Runner {
+    fn fetch(&self) -> BoxFuture<'_, Result<Fetched<HeaderValue>, String>> {
+        Box::pin(self.run())
+    }
+
+    fn endpoint(&self) -> String {
+        format!("token command {}", self.command.program())
+    }
+}
+
+impl Runner {
+    async fn run(&self) -> Result<Fetched<HeaderValue>, String> {
+        let program = self.command.program();
+        let argv = self.command.argv();
+        let child = tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // The cache's timeout drops this future: the program must not outlive it.
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("token command {program} could not be started: {e}"))?;
+        let output = child
+            .wait_with_output()
+            .await
+            .map_err(|e| format!("token command {program}: {e}"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let hint = scrubbed_first_line(&stderr)
+                .map(|line| format!(": {line}"))
+                .unwrap_or_default();
+            return Err(format!(
+                "token command {program} failed ({}){hint}",
+                output.status
+            ));
+        }
+        let (token, expires_at) =
+            parse_output(&stdout).map_err(|e| format!("token command {program}: {e}"))?;
+        let value = bearer_value(&token, &format!("the token printed by {program}"))?;
+        tracing::debug!(program = %program, fingerprint = %fingerprint(value.as_bytes()), "token command printed a token");
+        Ok(Fetched {
+            value,
+            expires_at: expires_at.or_else(|| jwt::expiry(&token)),
+        })
+    }
+}
+
+/// The token and its expiry from the program's output: plain text, or JSON.
+fn parse_output(stdout: &str) -> Result<(String, Option<SystemTime>), String> {
+    let text = stdout.trim();
+    if text.is_empty() {
+        return Err("printed nothing".into());
+    }
+    if !text.starts_with('{') {
+        return Ok((text.to_string(), None));
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("printed JSON that does not parse ({e})"))?;
+    let token = ["token", "access_token", "accessToken"]
+        .iter()
+        .find_map(|k| json.get(k).and_then(|v| v.as_str()))
+        .ok_or("printed JSON without a \"token\" or \"access_token\" string")?
+        .to_string();
+    let expires_at = if let Some(secs) = json.get("expires_in").and_then(seconds) {
+        Some(SystemTime::now() + Duration::from_secs(secs))
+    } else {
+        match json.get("expires_at") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) => Some(
+                humantime::parse_rfc3339_weak(s.trim())
+                    .map_err(|e| format!("expires_at {s:?} is not an RFC 3339 time ({e})"))?,
+            ),
+            Some(v) => Some(
+                seconds(v)
+                    .map(|secs| UNIX_EPOCH + Duration::from_secs(secs))
+                    .ok_or("expires_at is neither unix seconds nor an RFC 3339 time")?,
+            ),
+        }
+    };
+    Ok((token, expires_at))
+}
+
+/// The first non-empty line of stderr with anything that looks like a token (a long run
+/// of token characters) blanked out, at most 200 characters.
+fn scrubbed_first_line(stderr: &str) -> Option<String> {
+    let line = stderr.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let words: Vec<String> = line
+        .split(' ')
+        .map(|word| {
+            let tokenish = word.len() >= 16
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.+/=:".contains(&b));
+            if tokenish {
+                "[redacted]".to_string()
+            } else {
+                word.chars().filter(|c| !c.is_control()).collect()
+            }
+        })
+        .collect();
+    Some(words.join(" ").chars().take(200).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_and_json_outputs_are_understood() {
+        assert_eq!(parse_output("  tok-1\n").unwrap(), ("tok-1".into(), None));
+        let (t, at) = parse_output(r#"{"access_token":"tok-2","expires_at":1900000000}"#).unwrap();
+        assert_eq!(t, "tok-2");
+        assert_eq!(at, Some(UNIX_EPOCH + Duration::from_secs(1_900_000_000)));
+        let (_, at) = parse_output(r#"{"token":"t","expires_at":"2030-01-01T00:00:00Z"}"#).unwrap();
+        assert_eq!(at, Some(UNIX_EPOCH + Duration::from_secs(1_893_456_000)));
+        let (_, at) = parse_output(r#"{"token":"t","expires_in":60}"#).unwrap();
+        assert!(at.unwrap() > SystemTime::now());
+        assert!(parse_output("").is_err());
+        assert!(parse_output(r#"{"tok":"t"}"#).unwrap_err().contains("without"));
+    }
+
+    #[test]
+    fn stderr_is_scrubbed_of_token_like_words() {
+        assert_eq!(
+            scrubbed_first_line("\nerror: token eyJhbGciOiJSUzI1NiJ9.abc expired\nmore").unwrap(),
+            "error: token [redacted] expired"
+        );
+        assert_eq!(scrubbed_first_line("  \n"), None);
+    }
+}

@@ -1,0 +1,113 @@
+//! Per-route request limits: a token bucket for the request rate and a semaphore for the
+//! POSTs in flight, so that one runaway agent loop cannot use up the gateway's quota for
+//! every other agent behind the same proxy.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// `rate` requests per second on average, up to `burst` at once.
+#[derive(Debug)]
+pub struct RateLimit {
+    rate: f64,
+    burst: f64,
+    bucket: Mutex<Bucket>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl RateLimit {
+    pub fn new(rate: f64, burst: u32) -> RateLimit {
+        let burst = f64::from(burst.max(1));
+        RateLimit {
+            rate,
+            burst,
+            bucket: Mutex::new(Bucket {
+                tokens: burst,
+                at: Instant::now(),
+            }),
+        }
+    }
+
+    /// Takes one token, or says how long until one is there.
+    pub fn try_acquire(&self) -> Result<(), Duration> {
+        self.try_acquire_at(Instant::now())
+    }
+
+    fn try_acquire_at(&self, now: Instant) -> Result<(), Duration> {
+        let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * self.rate).min(self.burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - b.tokens) / self.rate))
+        }
+    }
+}
+
+/// At most `limit` requests in flight; a permit is held until the response has been sent.
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    limit: usize,
+    semaphore: Arc<Semaphore>,
+}
+
+impl InFlight {
+    pub fn new(limit: usize) -> InFlight {
+        InFlight {
+            limit,
+            semaphore: Arc::new(Semaphore::new(limit)),
+        }
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    pub fn try_acquire(&self) -> Option<OwnedSemaphorePermit> {
+        self.semaphore.clone().try_acquire_owned().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_the_rate() {
+        let limit = RateLimit::new(2.0, 3);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            limit.try_acquire_at(t0).unwrap();
+        }
+        let wait = limit.try_acquire_at(t0).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(500));
+        let later = t0 + Duration::from_millis(500);
+        limit.try_acquire_at(later).unwrap();
+        assert!(limit.try_acquire_at(later).is_err());
+        // Idle time refills the bucket up to the burst, not beyond.
+        let much_later = later + Duration::from_secs(3600);
+        for _ in 0..3 {
+            limit.try_acquire_at(much_later).unwrap();
+        }
+        assert!(limit.try_acquire_at(much_later).is_err());
+    }
+
+    #[test]
+    fn permits_come_back_when_dropped() {
+        let f = InFlight::new(1);
+        let p = f.try_acquire().unwrap();
+        assert!(f.try_acquire().is_none());
+        drop(p);
+        assert!(f.try_acquire().is_some());
+    }
+}

@@ -1,0 +1,496 @@
+//! The response body of a watched request: frames pass through as they arrive while the
+//! probe notes tool-call outcomes; only the answers the tool policy must filter are held
+//! (one SSE event, or a JSON body), bounded by `max_filter_bytes`.
+//!
+//! - JSON answers that need no change stream through untouched. A JSON answer holding a
+//!   `tools/list` or search result, or one that refused batch elements must be merged
+//!   into, is held whole (bounded), rewritten and sent in one frame.
+//! - SSE answers: while a filtered answer is still due, each event is held until it is
+//!   complete (as `Bytes` pieces of the frames, not copied) and released as soon as it is
+//!   known not to be that answer; only the event carrying it is parsed and rewritten.
+//!   Errors for refused batch elements go out as events of their own, first.
+//! - A filtered answer over the bound, or one that cannot be read, is replaced by a
+//!   JSON-RPC error for its request (fail closed): refused tools are never shown.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use serde_json::Value;
+
+use super::probe::Probe;
+use super::sse::{self, Collect, Field, Scanner, Sink};
+use super::watch::{Ending, Watch};
+use crate::audit::Outcome;
+use crate::body::{BoxError, ProxyBody};
+use crate::error::ProxyError;
+
+/// How the answer is read.
+pub enum Kind {
+    Json,
+    Sse,
+    /// An HTTP error from the gateway: passed through; pending calls failed upstream.
+    Error,
+}
+
+pub struct McpBody {
+    inner: ProxyBody,
+    out: VecDeque<Bytes>,
+    watch: Watch,
+    status: u16,
+    received: u64,
+    mode: Mode,
+    /// The inner body is done (or abandoned after a fail-closed answer).
+    ended: bool,
+}
+
+enum Mode {
+    Json(JsonState),
+    Sse(Box<SseState>),
+    Error,
+}
+
+struct JsonState {
+    probe: Probe,
+    /// Held frames, when the body must be rewritten.
+    held: Option<Vec<Bytes>>,
+    held_len: usize,
+}
+
+#[derive(Default)]
+struct SseState {
+    scanner: Scanner,
+    probe: Probe,
+    data_lines: usize,
+    /// The current event is being held.
+    holding: bool,
+    held: Vec<Bytes>,
+    held_len: usize,
+    /// The rest of the current event is dropped (it was answered by an error instead).
+    dropping: bool,
+}
+
+/// Feeds the data of SSE events to the probe, a newline between data lines.
+struct ProbeSink<'a> {
+    probe: &'a mut Probe,
+    data_lines: &'a mut usize,
+}
+
+impl Sink for ProbeSink<'_> {
+    fn field_start(&mut self, field: Field) {
+        if field == Field::Data {
+            if *self.data_lines > 0 {
+                self.probe.feed(b"\n");
+            }
+            *self.data_lines += 1;
+        }
+    }
+
+    fn value(&mut self, field: Field, bytes: &[u8]) {
+        if field == Field::Data {
+            self.probe.feed(bytes);
+        }
+    }
+}
+
+impl McpBody {
+    pub fn new(inner: ProxyBody, watch: Watch, status: u16, kind: Kind) -> McpBody {
+        let mut out = VecDeque::new();
+        let mut watch = watch;
+        let mode = match kind {
+            Kind::Json => {
+                let hold = watch.filtering() || !watch.extras.is_empty();
+                Mode::Json(JsonState {
+                    probe: Probe::default(),
+                    held: hold.then(Vec::new),
+                    held_len: 0,
+                })
+            }
+            Kind::Sse => {
+                for extra in std::mem::take(&mut watch.extras) {
+                    out.push_back(Bytes::from(sse::event(&extra.to_string())));
+                }
+                let holding = watch.filtering();
+                Mode::Sse(Box::new(SseState {
+                    holding,
+                    ..SseState::default()
+                }))
+            }
+            Kind::Error => {
+                if !watch.extras.is_empty() {
+                    tracing::warn!(
+                        route = %watch.info.route,
+                        status,
+                        "the gateway refused the rest of the batch; the errors for the elements the policy refused are not delivered"
+                    );
+                }
+                Mode::Error
+            }
+        };
+        McpBody {
+            inner,
+            out,
+            watch,
+            status,
+            received: 0,
+            mode,
+            ended: false,
+        }
+    }
+
+    fn process(&mut self, data: Bytes) {
+        self.received += data.len() as u64;
+        match &mut self.mode {
+            Mode::Error => self.out.push_back(data),
+            Mode::Json(_) => self.json_frame(data),
+            Mode::Sse(_) => self.sse_frame(data),
+        }
+    }
+
+    fn json_frame(&mut self, data: Bytes) {
+        let Mode::Json(st) = &mut self.mode else { return };
+        st.probe.feed(&data);
+        for facts in st.probe.take_done() {
+            self.watch.settle(&facts, self.status, self.received);
+        }
+        let Some(held) = &mut st.held else {
+            self.out.push_back(data);
+            return;
+        };
+        st.held_len += data.len();
+        held.push(data);
+        if st.held_len <= self.watch.max_filter_bytes {
+            return;
+        }
+        let held = st.held.take().unwrap_or_default();
+        if self.watch.filtering() {
+            let err = too_large(self.watch.max_filter_bytes);
+            let errors = self.watch.fail_closed(&err);
+            self.answer_json(errors);
+            self.cut();
+        } else {
+            tracing::warn!(
+                route = %self.watch.info.route,
+                "the gateway's answer to a batch is larger than policy.max_filter_bytes; passing it on without the errors for the elements the policy refused"
+            );
+            self.watch.extras.clear();
+            self.out.extend(held);
+        }
+    }
+
+    fn json_end(&mut self) {
+        let Mode::Json(st) = &mut self.mode else { return };
+        let Some(held) = st.held.take() else { return };
+        let body = concat(&held);
+        let parsed = if body.iter().all(u8::is_ascii_whitespace) {
+            // 202 Accepted: nothing came back for the forwarded part of a batch.
+            Ok(Value::Array(Vec::new()))
+        } else {
+            serde_json::from_slice::<Value>(&body)
+        };
+        match parsed {
+            Ok(mut value) => {
+                let removed = self.watch.filter(&mut value);
+                if removed > 0 {
+                    tracing::debug!(route = %self.watch.info.route, removed, "tools hidden by the tool policy");
+                }
+                if !self.watch.targets.is_empty() && !self.watch.filter_any {
+                    // Answers we had to filter never came: say so rather than guess.
+                    let err = unreadable("the gateway's answer did not contain the tools/list result");
+                    let errors = self.watch.fail_closed(&err);
+                    merge(&mut value, errors);
+                }
+                let extras = std::mem::take(&mut self.watch.extras);
+                merge(&mut value, extras);
+                self.out.push_back(Bytes::from(value.to_string()));
+            }
+            Err(e) if self.watch.filtering() => {
+                let err = unreadable(&format!("the gateway's answer is not JSON ({e})"));
+                let errors = self.watch.fail_closed(&err);
+                self.answer_json(errors);
+            }
+            Err(_) => {
+                tracing::warn!(
+                    route = %self.watch.info.route,
+                    "the gateway's answer to a batch is not JSON; passing it on without the errors for the elements the policy refused"
+                );
+                self.watch.extras.clear();
+                self.out.push_back(body);
+            }
+        }
+    }
+
+    /// A JSON answer made of `errors` (and the extras), in place of the gateway's.
+    fn answer_json(&mut self, mut errors: Vec<Value>) {
+        errors.append(&mut self.watch.extras);
+        let value = if errors.len() == 1 && !self.watch.batch {
+            errors.pop().unwrap_or(Value::Null)
+        } else {
+            Value::Array(errors)
+        };
+        self.out.push_back(Bytes::from(value.to_string()));
+    }
+
+    /// Stops reading the gateway's answer (it was replaced).
+    fn cut(&mut self) {
+        self.ended = true;
+        let received = self.received;
+        let status = self.status;
+        self.watch.end_all(|| Ending {
+            outcome: Outcome::UpstreamFailure,
+            error_code: Some(-32014),
+            reason: Some("filter_failed".into()),
+            status,
+            response_bytes: received,
+        });
+    }
+
+    fn sse_frame(&mut self, data: Bytes) {
+        let mut start = 0;
+        let mut pass: Option<(usize, usize)> = None;
+        while start < data.len() {
+            let Mode::Sse(st) = &mut self.mode else { return };
+            let fed = {
+                let mut sink = ProbeSink {
+                    probe: &mut st.probe,
+                    data_lines: &mut st.data_lines,
+                };
+                st.scanner.feed(&data[start..], &mut sink)
+            };
+            let end = fed.map_or(data.len(), |n| start + n);
+            if st.dropping {
+                flush(&mut self.out, &data, &mut pass);
+            } else if st.holding {
+                flush(&mut self.out, &data, &mut pass);
+                st.held.push(data.slice(start..end));
+                st.held_len += end - start;
+                if !could_be_target(&st.probe, &self.watch) {
+                    st.holding = false;
+                    st.held_len = 0;
+                    self.out.extend(st.held.drain(..));
+                } else if st.held_len > self.watch.max_filter_bytes {
+                    st.holding = false;
+                    st.dropping = true;
+                    st.held.clear();
+                    st.held_len = 0;
+                    let err = too_large(self.watch.max_filter_bytes);
+                    for e in self.watch.fail_closed(&err) {
+                        self.out.push_back(Bytes::from(sse::event(&e.to_string())));
+                    }
+                }
+            } else {
+                pass = Some((pass.map_or(start, |p| p.0), end));
+            }
+            if fed.is_some() {
+                flush(&mut self.out, &data, &mut pass);
+                self.sse_event_end();
+            }
+            start = end;
+        }
+        flush(&mut self.out, &data, &mut pass);
+    }
+
+    fn sse_event_end(&mut self) {
+        let Mode::Sse(st) = &mut self.mode else { return };
+        let done = st.probe.take_done();
+        st.probe.reset();
+        st.data_lines = 0;
+        st.dropping = false;
+        if st.holding {
+            let held = std::mem::take(&mut st.held);
+            st.held_len = 0;
+            if done.iter().any(|f| self.watch.is_target(f)) {
+                let rewritten = self.rewrite_event(&held);
+                self.out.push_back(rewritten);
+            } else {
+                self.out.extend(held);
+            }
+        }
+        for facts in &done {
+            self.watch.settle(facts, self.status, self.received);
+        }
+        if let Mode::Sse(st) = &mut self.mode {
+            st.holding = self.watch.filtering();
+        }
+    }
+
+    /// The held event carries an answer to filter: parse it, filter, write it again.
+    fn rewrite_event(&mut self, held: &[Bytes]) -> Bytes {
+        let mut scanner = Scanner::default();
+        let mut fields = Collect::default();
+        for piece in held {
+            scanner.feed(piece, &mut fields);
+        }
+        match serde_json::from_slice::<Value>(&fields.data) {
+            Ok(mut value) => {
+                let removed = self.watch.filter(&mut value);
+                if removed > 0 {
+                    tracing::debug!(route = %self.watch.info.route, removed, "tools hidden by the tool policy");
+                }
+                Bytes::from(fields.rewrite(&value.to_string()))
+            }
+            Err(e) => {
+                let err = unreadable(&format!("an event of the gateway's answer is not JSON ({e})"));
+                let errors = self.watch.fail_closed(&err);
+                let mut out = Vec::new();
+                for e in errors {
+                    out.extend(sse::event(&e.to_string()));
+                }
+                Bytes::from(out)
+            }
+        }
+    }
+
+    fn end(&mut self) {
+        match &self.mode {
+            Mode::Json(_) => self.json_end(),
+            Mode::Sse(_) => {
+                // An unfinished event at the end is not dispatched by clients; one that
+                // might carry a filtered answer is not passed on either.
+                if let Mode::Sse(st) = &mut self.mode {
+                    if st.holding && !st.held.is_empty() {
+                        st.held.clear();
+                    }
+                }
+            }
+            Mode::Error => {}
+        }
+        let (status, received) = (self.status, self.received);
+        let error = matches!(self.mode, Mode::Error);
+        self.watch.end_all(|| Ending {
+            outcome: Outcome::UpstreamFailure,
+            error_code: None,
+            reason: Some(if error { "http_error" } else { "no_answer" }.into()),
+            status,
+            response_bytes: received,
+        });
+    }
+}
+
+/// While the current event is held: could it still be an answer to filter? A single
+/// message known to be a request/notification, or a response to another request, is not.
+/// Batches (arrays) are held whole.
+fn could_be_target(probe: &Probe, watch: &Watch) -> bool {
+    match probe.current() {
+        Some(facts) => !facts.method && facts.id.as_ref().is_none_or(|id| watch.wants(id)),
+        // Nothing read yet (only `id:`/`event:` lines so far), or between batch elements.
+        None => true,
+    }
+}
+
+fn flush(out: &mut VecDeque<Bytes>, data: &Bytes, pass: &mut Option<(usize, usize)>) {
+    if let Some((a, b)) = pass.take() {
+        if b > a {
+            out.push_back(data.slice(a..b));
+        }
+    }
+}
+
+fn concat(pieces: &[Bytes]) -> Bytes {
+    match pieces {
+        [] => Bytes::new(),
+        [one] => one.clone(),
+        many => {
+            let mut all = Vec::with_capacity(many.iter().map(Bytes::len).sum());
+            for p in many {
+                all.extend_from_slice(p);
+            }
+            Bytes::from(all)
+        }
+    }
+}
+
+/// Adds `more` responses to a JSON answer (making a single response a batch).
+fn merge(value: &mut Value, more: Vec<Value>) {
+    if more.is_empty() {
+        return;
+    }
+    match value {
+        Value::Array(items) => items.extend(more),
+        single => {
+            let first = std::mem::take(single);
+            let mut items = vec![first];
+            items.extend(more);
+            *single = Value::Array(items);
+        }
+    }
+}
+
+fn too_large(limit: usize) -> ProxyError {
+    ProxyError::FilterFailed(format!(
+        "the gateway's answer listing tools is larger than policy.max_filter_bytes ({limit} bytes), the most the tool policy filters; it is withheld rather than shown unfiltered"
+    ))
+}
+
+fn unreadable(why: &str) -> ProxyError {
+    ProxyError::FilterFailed(format!(
+        "{why}; the tool policy cannot filter it, so it is withheld"
+    ))
+}
+
+impl Body for McpBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(bytes) = this.out.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => this.process(data),
+                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+                },
+                Poll::Ready(Some(Err(e))) => {
+                    let (status, received) = (this.status, this.received);
+                    this.watch.end_all(|| Ending {
+                        outcome: Outcome::UpstreamFailure,
+                        error_code: None,
+                        reason: Some("stream_failed".into()),
+                        status,
+                        response_bytes: received,
+                    });
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    this.end();
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended && self.out.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+impl Drop for McpBody {
+    fn drop(&mut self) {
+        // The agent went away (or the stream was cut) before every answer came.
+        let (status, received) = (self.status, self.received);
+        self.watch.end_all(|| Ending {
+            outcome: Outcome::UpstreamFailure,
+            error_code: None,
+            reason: Some("client_went_away".into()),
+            status,
+            response_bytes: received,
+        });
+    }
+}

@@ -1,0 +1,82 @@
+//! `--watch-config`: reload when the configuration file changes, as SIGHUP does.
+//!
+//! Polling, not inotify: a mounted ConfigMap is updated by swapping a symlink in the
+//! directory, which file-level notifications miss, and a stat plus a read of a small
+//! file every two seconds costs nothing. The file's content decides, so a `touch` or a
+//! rewrite with the same text does not reload, and an edit within the same second does.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cli::RunArgs;
+use crate::config::Config;
+use crate::server::Reloader;
+
+/// How often the file is looked at.
+pub const POLL_EVERY: Duration = Duration::from_secs(2);
+/// An editor may write a file in several steps: a change is acted on only once the
+/// content has stayed the same for this long.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// Watches the file of `args` (when `--watch-config` is on) and applies each change.
+pub async fn watch_config(args: RunArgs, reloader: Arc<Reloader>) {
+    if !args.watch_config {
+        return;
+    }
+    let Some(path) = args.config.clone() else {
+        tracing::warn!("--watch-config needs --config FILE; nothing to watch");
+        return;
+    };
+    tracing::info!(file = %path.display(), "watching the configuration file for changes");
+    let mut last = digest(&path);
+    let mut tick = tokio::time::interval(POLL_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = digest(&path);
+        if now == last {
+            continue;
+        }
+        tokio::time::sleep(SETTLE).await;
+        let settled = digest(&path);
+        if settled != now {
+            // Still being written; look again at the next tick.
+            continue;
+        }
+        last = settled;
+        if last.is_none() {
+            // Gone (mid-swap, or deleted): keep what is in force until a file is back.
+            tracing::warn!(file = %path.display(), "configuration file unreadable; keeping the configuration in force");
+            continue;
+        }
+        tracing::info!(file = %path.display(), "configuration file changed; reloading");
+        reload(&args, &reloader);
+    }
+}
+
+/// Loads the configuration as at start (file, flags, environment) and applies it; an
+/// invalid one is logged and counted, and the one in force stays. The same steps as the
+/// SIGHUP handler.
+pub fn reload(args: &RunArgs, reloader: &Reloader) {
+    crate::systemd::reloading();
+    let loaded = args
+        .overrides()
+        .and_then(|o| Config::load(args.config.as_deref(), &o).map_err(|e| e.to_string()));
+    let result = loaded.and_then(|config| reloader.apply(config));
+    if let Err(e) = result {
+        tracing::error!("reload refused, keeping the configuration in force: {e}");
+    }
+    crate::systemd::ready();
+}
+
+/// SHA-256 of the file's content, `None` when it cannot be read.
+fn digest(path: &Path) -> Option<Vec<u8>> {
+    let bytes = std::fs::read(path).ok()?;
+    Some(
+        ring::digest::digest(&ring::digest::SHA256, &bytes)
+            .as_ref()
+            .to_vec(),
+    )
+}
