@@ -9,6 +9,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use mcp_vpce_proxy::mcp::peek::peek;
+use mcp_vpce_proxy::mcp::sse::{Collect, Field, Scanner, Sink};
 use mcp_vpce_proxy::proxy::rewrite_request_headers;
 
 /// Request bodies as MCP clients send them, from the smallest to a tool call with a
@@ -95,5 +96,63 @@ fn bench_rewrite(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_peek, bench_rewrite);
+/// A sink that only counts the value bytes: the cost of finding event boundaries.
+#[derive(Default)]
+struct CountValues(usize);
+
+impl Sink for CountValues {
+    fn value(&mut self, _field: Field, bytes: &[u8]) {
+        self.0 += bytes.len();
+    }
+}
+
+/// Feeds `pieces` (frames as they arrive) to one scanner, with a fresh sink per event as
+/// the response path keeps one; returns the events that ended.
+fn scan_all<S: Sink + Default>(pieces: &[&[u8]]) -> usize {
+    let mut scanner = Scanner::default();
+    let mut sink = S::default();
+    let mut events = 0;
+    for piece in pieces {
+        let mut rest = *piece;
+        while let Some(used) = scanner.feed(rest, &mut sink) {
+            events += 1;
+            rest = &rest[used..];
+            black_box(std::mem::take(&mut sink));
+        }
+    }
+    events
+}
+
+fn bench_sse_scan(c: &mut Criterion) {
+    // A tools/call answer as one ~300-byte message event, as the gateway sends it.
+    let one = b"event: message\nid: 1\ndata: {\"jsonrpc\":\"2.0\",\"id\":42,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"Weather in Seattle: 22 C, sunny, light wind from the north-west, humidity 61 %, visibility 10 km, pressure 1016 hPa; tomorrow 19 C.\"}],\"isError\":false}}\n\n".to_vec();
+    let sixteen = one.repeat(16);
+    // The same event split over three frames, CRLF line ends and a comment first.
+    let crlf = String::from_utf8(one.clone())
+        .unwrap()
+        .replace('\n', "\r\n");
+    let crlf = format!(": keep-alive\r\n\r\n{crlf}").into_bytes();
+    let (a, rest) = crlf.split_at(20);
+    let (b, c_) = rest.split_at(rest.len() / 2);
+
+    let mut group = c.benchmark_group("sse_scan");
+    let cases: [(&str, Vec<&[u8]>); 3] = [
+        ("one_event_one_frame", vec![&one]),
+        ("sixteen_events_one_frame", vec![&sixteen]),
+        ("crlf_comment_three_frames", vec![a, b, c_]),
+    ];
+    for (name, pieces) in &cases {
+        let bytes: usize = pieces.iter().map(|p| p.len()).sum();
+        group.throughput(Throughput::Bytes(bytes as u64));
+        group.bench_function(format!("{name}/boundaries"), |bench| {
+            bench.iter(|| scan_all::<CountValues>(black_box(pieces)))
+        });
+        group.bench_function(format!("{name}/collect_fields"), |bench| {
+            bench.iter(|| scan_all::<Collect>(black_box(pieces)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_peek, bench_rewrite, bench_sse_scan);
 criterion_main!(benches);

@@ -412,7 +412,10 @@ mod tests {
         assert!(c.validate().unwrap_err().starts_with("audit.path: "));
         let c: AuditConfig =
             toml::from_str("to = \"file\"\npath = \"/nonexistent-dir/audit.jsonl\"").unwrap();
-        assert!(c.validate().unwrap_err().starts_with("audit.path: cannot write"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .starts_with("audit.path: cannot write"));
         assert!(toml::from_str::<AuditConfig>("to = \"syslog\"").is_err());
         assert!(toml::from_str::<AuditConfig>("pth = \"x\"").is_err());
     }
@@ -428,14 +431,28 @@ mod tests {
             max_bytes: 25,
             max_files: 2,
         };
-        for line in ["aaaaaaaaaa\n", "bbbbbbbbbb\n", "cccccccccc\n", "dddddddddd\n", "eeeeeeeeee\n", "ffffffffff\n", "gggggggggg\n"] {
+        for line in [
+            "aaaaaaaaaa\n",
+            "bbbbbbbbbb\n",
+            "cccccccccc\n",
+            "dddddddddd\n",
+            "eeeeeeeeee\n",
+            "ffffffffff\n",
+            "gggggggggg\n",
+        ] {
             f.write(line.as_bytes()).unwrap();
         }
         f.file.as_mut().unwrap().flush().unwrap();
         let read = |p: &Path| std::fs::read_to_string(p).unwrap();
         assert_eq!(read(&path), "gggggggggg\n");
-        assert_eq!(read(&dir.path().join("audit.jsonl.1")), "eeeeeeeeee\nffffffffff\n");
-        assert_eq!(read(&dir.path().join("audit.jsonl.2")), "cccccccccc\ndddddddddd\n");
+        assert_eq!(
+            read(&dir.path().join("audit.jsonl.1")),
+            "eeeeeeeeee\nffffffffff\n"
+        );
+        assert_eq!(
+            read(&dir.path().join("audit.jsonl.2")),
+            "cccccccccc\ndddddddddd\n"
+        );
         assert!(!dir.path().join("audit.jsonl.3").exists());
     }
 

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use crate::audit::{AuditConfig, AuditSink};
+use crate::auth::CredentialConfig;
 use crate::cli::RunArgs;
 use crate::route::{Route, RouteTable};
 use crate::upstream::dns::Dns;
@@ -106,7 +107,7 @@ pub async fn diagnose(args: &DoctorArgs) -> Report {
     };
     let mut routes = Vec::new();
     for (i, route) in table.routes().enumerate() {
-        let credential_error = loaded.credential_errors.get(&i).map(String::as_str);
+        let credential_error = loaded.credential_errors.get(&i);
         routes.push(diagnose_route(route, &resolver, credential_error).await);
     }
     Report::new(Vec::new(), routes)
@@ -115,7 +116,7 @@ pub async fn diagnose(args: &DoctorArgs) -> Report {
 async fn diagnose_route(
     route: &Route,
     resolver: &Resolver<'_>,
-    credential_error: Option<&str>,
+    credential_error: Option<&(CredentialConfig, String)>,
 ) -> RouteReport {
     let mut checks = Vec::new();
     let resolution = names::check(route, resolver).await;

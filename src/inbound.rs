@@ -223,7 +223,8 @@ impl InboundGuard {
         }
         // CONNECT and absolute-form targets are refused by the router with their own
         // answers; their Host names another server by design.
-        let proxy_form = *method == Method::CONNECT || (version < Version::HTTP_2 && uri.authority().is_some());
+        let proxy_form =
+            *method == Method::CONNECT || (version < Version::HTTP_2 && uri.authority().is_some());
         if !proxy_form {
             let host = if version >= Version::HTTP_2 {
                 uri.authority().map(|a| a.host().to_string())
@@ -364,7 +365,10 @@ mod tests {
     fn check(g: &InboundGuard, peer: &str, headers: &[(&str, &str)]) -> Result<(), ProxyError> {
         let mut map = http::HeaderMap::new();
         for (k, v) in headers {
-            map.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            map.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         g.check_parts(
             Some(peer.parse().unwrap()),
@@ -378,21 +382,46 @@ mod tests {
     #[test]
     fn hosts_must_be_ours() {
         let g = guard("allowed_hosts = [\"proxy.internal\"]");
-        for host in ["127.0.0.1:8080", "localhost:8080", "LOCALHOST", "[::1]:8080", "10.1.2.3", "proxy.internal:80", "Proxy.Internal."] {
-            assert_eq!(check(&g, "127.0.0.1:1", &[("host", host)]), Ok(()), "{host}");
+        for host in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "LOCALHOST",
+            "[::1]:8080",
+            "10.1.2.3",
+            "proxy.internal:80",
+            "Proxy.Internal.",
+        ] {
+            assert_eq!(
+                check(&g, "127.0.0.1:1", &[("host", host)]),
+                Ok(()),
+                "{host}"
+            );
         }
         assert_eq!(
             check(&g, "127.0.0.1:1", &[("host", "evil.example:8080")]),
-            Err(ProxyError::HostRefused { host: "evil.example".into() })
+            Err(ProxyError::HostRefused {
+                host: "evil.example".into()
+            })
         );
     }
 
     #[test]
     fn origins_need_the_allow_list() {
         let g = guard("allowed_origins = [\"https://Console.example.com/\"]");
-        assert_eq!(check(&g, "127.0.0.1:1", &[("origin", "https://console.example.com")]), Ok(()));
+        assert_eq!(
+            check(
+                &g,
+                "127.0.0.1:1",
+                &[("origin", "https://console.example.com")]
+            ),
+            Ok(())
+        );
         assert!(matches!(
-            check(&g, "127.0.0.1:1", &[("origin", "http://console.example.com")]),
+            check(
+                &g,
+                "127.0.0.1:1",
+                &[("origin", "http://console.example.com")]
+            ),
             Err(ProxyError::OriginRefused { .. })
         ));
         assert!(check(&guard(""), "127.0.0.1:1", &[("origin", "null")]).is_err());
@@ -405,17 +434,47 @@ mod tests {
     fn clients_and_tokens() {
         let g = guard("allowed_clients = [\"10.0.0.0/8\", \"::1/128\"]");
         assert_eq!(check(&g, "10.9.8.7:1", &[]), Ok(()));
-        assert_eq!(check(&g, "[::ffff:10.0.0.1]:1", &[]), Ok(()), "v4-mapped addresses count as v4");
+        assert_eq!(
+            check(&g, "[::ffff:10.0.0.1]:1", &[]),
+            Ok(()),
+            "v4-mapped addresses count as v4"
+        );
         assert_eq!(
             check(&g, "127.0.0.1:1", &[]),
-            Err(ProxyError::ClientRefused { peer: "127.0.0.1".parse().unwrap() })
+            Err(ProxyError::ClientRefused {
+                peer: "127.0.0.1".parse().unwrap()
+            })
         );
         std::env::set_var("INBOUND_TEST_TOKEN", "0123456789abcdef-token");
         let g = guard("token_env = \"INBOUND_TEST_TOKEN\"");
-        assert_eq!(check(&g, "127.0.0.1:1", &[("authorization", "Bearer 0123456789abcdef-token")]), Ok(()));
-        assert_eq!(check(&g, "127.0.0.1:1", &[("authorization", "bearer  0123456789abcdef-token")]), Ok(()));
-        assert_eq!(check(&g, "127.0.0.1:1", &[("authorization", "Bearer 0123456789abcdef-tokem")]), Err(ProxyError::Unauthenticated));
-        assert_eq!(check(&g, "127.0.0.1:1", &[]), Err(ProxyError::Unauthenticated));
+        assert_eq!(
+            check(
+                &g,
+                "127.0.0.1:1",
+                &[("authorization", "Bearer 0123456789abcdef-token")]
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &g,
+                "127.0.0.1:1",
+                &[("authorization", "bearer  0123456789abcdef-token")]
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &g,
+                "127.0.0.1:1",
+                &[("authorization", "Bearer 0123456789abcdef-tokem")]
+            ),
+            Err(ProxyError::Unauthenticated)
+        );
+        assert_eq!(
+            check(&g, "127.0.0.1:1", &[]),
+            Err(ProxyError::Unauthenticated)
+        );
     }
 
     #[test]
@@ -437,9 +496,15 @@ mod tests {
         assert!(err.1.contains("route[0]"), "{}", err.1);
         std::env::set_var("INBOUND_TEST_TOKEN_3", "short");
         let short: InboundConfig = toml::from_str("token_env = \"INBOUND_TEST_TOKEN_3\"").unwrap();
-        assert_eq!(validate(&short, listen_any, &[]).unwrap_err().0, "inbound.token_env");
+        assert_eq!(
+            validate(&short, listen_any, &[]).unwrap_err().0,
+            "inbound.token_env"
+        );
         let bad: InboundConfig = toml::from_str("allowed_origins = [\"evil\"]").unwrap();
-        assert_eq!(validate(&bad, listen_any, &[]).unwrap_err().0, "inbound.allowed_origins[0]");
+        assert_eq!(
+            validate(&bad, listen_any, &[]).unwrap_err().0,
+            "inbound.allowed_origins[0]"
+        );
     }
 
     #[tokio::test]
@@ -453,9 +518,14 @@ mod tests {
         drop(listener);
         // A stale socket is replaced; a regular file is not.
         let _again = bind_unix(&path, 0o660, None, None).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o660);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o660
+        );
         let file = dir.path().join("file");
         std::fs::write(&file, "x").unwrap();
-        assert!(bind_unix(&file, 0o600, None, None).unwrap_err().contains("not a socket"));
+        assert!(bind_unix(&file, 0o600, None, None)
+            .unwrap_err()
+            .contains("not a socket"));
     }
 }

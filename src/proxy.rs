@@ -164,6 +164,9 @@ async fn forward(
             inspection,
         }) => (payload, Some(inspection)),
         Some(Verdict::Answer(response)) => {
+            route
+                .metrics
+                .request(&head.method, rpc.method_label(), response.status().as_u16());
             tracing::warn!(
                 target: "mcp_vpce_proxy::access",
                 route = %route.name,

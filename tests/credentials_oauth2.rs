@@ -68,7 +68,10 @@ scope = "gateway/invoke"
 
     /// The Authorization the gateway saw on its last request.
     fn last_authorization(&self) -> Option<String> {
-        self.upstream.requests().last().and_then(|r| r.authorization.clone())
+        self.upstream
+            .requests()
+            .last()
+            .and_then(|r| r.authorization.clone())
     }
 }
 
@@ -126,7 +129,10 @@ async fn client_secret_basic_sends_the_form_encoded_pair_in_basic_auth() {
     let request = &seen[0];
     assert_eq!(request.method, "POST");
     assert_eq!(request.path, TOKEN_PATH);
-    assert_eq!(request.body, "grant_type=client_credentials&scope=gateway%2Finvoke");
+    assert_eq!(
+        request.body,
+        "grant_type=client_credentials&scope=gateway%2Finvoke"
+    );
     assert_eq!(
         request.headers["content-type"],
         "application/x-www-form-urlencoded"
@@ -139,7 +145,10 @@ async fn client_secret_basic_sends_the_form_encoded_pair_in_basic_auth() {
         base64::engine::general_purpose::STANDARD.encode(pair)
     );
     assert_eq!(request.headers["authorization"], expected.as_str());
-    assert_eq!(rig.last_authorization().as_deref(), Some(bearer(1).as_str()));
+    assert_eq!(
+        rig.last_authorization().as_deref(),
+        Some(bearer(1).as_str())
+    );
 }
 
 #[tokio::test]
@@ -165,7 +174,11 @@ async fn the_token_is_refreshed_before_it_expires() {
     let mut rounds = 0;
     while rig.last_authorization().as_deref() != Some(bearer(2).as_str()) {
         rounds += 1;
-        assert!(rounds < 300, "no refresh seen; token requests: {}", tokens.requests().len());
+        assert!(
+            rounds < 300,
+            "no refresh seen; token requests: {}",
+            tokens.requests().len()
+        );
         assert_ok(&rig.initialize().await);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -345,4 +358,74 @@ client_secret_env = "PATH"
         "test.toml: route[0].credential: token_url \"http://auth.example.com/oauth2/token\" \
          must be https (plain http only on a loopback address)"
     );
+}
+
+/// The token endpoint is reached through `HTTPS_PROXY` (a CONNECT tunnel, TLS inside it
+/// with the endpoint's name), unless `NO_PROXY` names it; the gateway never is. Runs the
+/// proxy as a child process, since the proxy settings are environment variables.
+#[tokio::test(flavor = "multi_thread")]
+async fn token_requests_honour_https_proxy_and_no_proxy() {
+    const TOKEN_HOST: &str = "auth.token-endpoint.test";
+    let tokens = TokenServer::start_tls(TOKEN_HOST, Some(3600)).await;
+    let connect_proxy = common::token_server::ConnectProxy::start(tokens.addr).await;
+    let upstream = Upstream::start().await;
+    let dns = DnsServer::start(&[(GATEWAY_HOST, "127.0.0.1".parse().unwrap())]).await;
+    let toml = format!(
+        r#"{head}
+[[route]]
+name = "proxied"
+gateway = "https://{GATEWAY_HOST}:{port}/mcp"
+ca_file = "{ca}"
+[route.credential]
+type = "oauth2"
+token_url = "{url}"
+client_id = "{CLIENT_ID}"
+client_secret_env = "CLIENT_SECRET"
+ca_file = "{token_ca}"
+"#,
+        head = head(&dns),
+        port = upstream.port(),
+        ca = upstream.ca_file().display(),
+        url = tokens.url(),
+        token_ca = tokens.ca_file().unwrap().display(),
+    );
+    let proxy_url = format!("http://{}", connect_proxy.addr);
+    let env = |no_proxy: &str| {
+        vec![
+            ("CLIENT_SECRET", CLIENT_SECRET.to_string()),
+            ("HTTPS_PROXY", proxy_url.clone()),
+            ("NO_PROXY", no_proxy.to_string()),
+        ]
+    };
+
+    let proxy = common::aws::ChildProxy::start(&toml, &env("localhost"), "info").await;
+    let answer = post_rpc(&proxy.url(), INITIALIZE).await;
+    assert_eq!(answer.status, 200, "{}\n{}", answer.body, proxy.logs());
+    assert_eq!(
+        *connect_proxy.connects.lock().unwrap(),
+        [format!("{TOKEN_HOST}:{}", tokens.addr.port())]
+    );
+    assert_eq!(tokens.requests().len(), 1);
+    assert_eq!(
+        upstream.requests()[0].authorization.as_deref(),
+        Some(bearer(1).as_str())
+    );
+    drop(proxy);
+
+    // NO_PROXY names the endpoint: dialed directly, where its test name does not resolve.
+    let proxy = common::aws::ChildProxy::start(&toml, &env(TOKEN_HOST), "info").await;
+    let answer = post_rpc(&proxy.url(), INITIALIZE).await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    let message = answer.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.starts_with(&format!(
+            "mcp-vpce-proxy: route proxied: no gateway credential: token endpoint {}",
+            tokens.url()
+        )),
+        "{message}"
+    );
+    assert_eq!(connect_proxy.connects.lock().unwrap().len(), 1);
 }

@@ -6,6 +6,8 @@
 //! Tests that need AWS environment variables run the proxy as a child process, so that
 //! no variable leaks into another test of this binary.
 
+#![cfg(feature = "aws")]
+
 mod common;
 
 use std::path::Path;
@@ -131,7 +133,11 @@ fn the_signer_passes_the_aws_sigv4_test_suite() {
             "X-Amz-Security-Token",
             "x-amz-content-sha256",
         ] {
-            let expected = v.expected.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+            let expected = v
+                .expected
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str());
             let got = parts
                 .headers
                 .get(name.to_ascii_lowercase().as_str())
@@ -144,12 +150,17 @@ fn the_signer_passes_the_aws_sigv4_test_suite() {
 #[test]
 fn the_independent_verifier_accepts_every_vector_and_refuses_a_changed_body() {
     for v in vectors() {
-        let secret = v.context["credentials"]["secret_access_key"].as_str().unwrap();
+        let secret = v.context["credentials"]["secret_access_key"]
+            .as_str()
+            .unwrap();
         let headers = header_map(&v.expected);
         let signed = verify_sigv4(&v.method, &v.path, &headers, v.body.as_bytes(), secret)
             .unwrap_or_else(|e| panic!("{}: {e}", v.name));
         assert_eq!(signed.access_key_id, "AKIDEXAMPLE");
-        assert_eq!((signed.region.as_str(), signed.service.as_str()), ("us-east-1", "service"));
+        assert_eq!(
+            (signed.region.as_str(), signed.service.as_str()),
+            ("us-east-1", "service")
+        );
         if v.method == "POST" && !headers.contains_key("x-amz-content-sha256") {
             assert!(verify_sigv4(&v.method, &v.path, &headers, b"tampered", secret).is_err());
         }
@@ -241,7 +252,10 @@ async fn requests_are_signed_with_credentials_from_the_environment() {
     let keys = verify_all(&upstream, |_| secret.to_string());
     assert_eq!(keys, ["AKIAENVTEST000000001"; 3]);
     // Long-lived keys carry no session token.
-    assert!(upstream.requests()[0].headers.get("x-amz-security-token").is_none());
+    assert!(upstream.requests()[0]
+        .headers
+        .get("x-amz-security-token")
+        .is_none());
 }
 
 /// Temporary credentials from `kind`, living 6 s: the proxy refreshes them from 3 s on,
@@ -253,7 +267,12 @@ async fn temporary_credentials_are_picked_up_and_refreshed(kind: CredentialKind)
     let mut rounds = 0;
     while server.issued() < 2 || upstream.requests().len() < 2 {
         rounds += 1;
-        assert!(rounds < 400, "no refresh; issued {}\n{}", server.issued(), proxy.logs());
+        assert!(
+            rounds < 400,
+            "no refresh; issued {}\n{}",
+            server.issued(),
+            proxy.logs()
+        );
         let answer = post_rpc(&proxy.url(), INITIALIZE).await;
         assert_eq!(answer.status, 200, "{}\n{}", answer.body, proxy.logs());
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -227,9 +227,16 @@ async fn a_certificate_for_another_name_is_refused() {
     assert!(s.upstream.requests().is_empty());
 }
 
+/// With `validate = false` the route forwards what it cannot read; by default it answers
+/// -32700 itself (tests/request_validation.rs).
 #[tokio::test]
 async fn malformed_json_is_forwarded_for_the_gateway_to_judge() {
-    let s = Setup::start(Mode::PrivateDnsOff).await;
+    let s = Setup::start_with(
+        Mode::PrivateDnsOff,
+        UpstreamOptions::default(),
+        "[route.policy]\nvalidate = false\n",
+    )
+    .await;
     let answer = post_rpc(&s.proxy.url(), "{not json").await;
     // The gateway's own answer, not one of ours.
     assert!(!answer.body.contains("mcp-vpce-proxy"), "{}", answer.body);

@@ -79,7 +79,10 @@ async fn a_refused_call_is_answered_by_the_proxy_and_never_reaches_the_gateway()
     for json in [false, true] {
         let s = Setup::start_with(Mode::PrivateDnsOff, options(json, None), POLICY).await;
         let agent = client::connect(&s.proxy.url()).await;
-        for tool in ["OtherTarget___delete_everything", "DemoTarget___slow_progress"] {
+        for tool in [
+            "OtherTarget___delete_everything",
+            "DemoTarget___slow_progress",
+        ] {
             let err = client::try_call_tool(&agent, tool, json!({}))
                 .await
                 .expect_err("refused");
@@ -91,11 +94,15 @@ async fn a_refused_call_is_answered_by_the_proxy_and_never_reaches_the_gateway()
                 e.message,
                 format!("mcp-vpce-proxy: route mcp: tool \"{tool}\" is not allowed by this route's tool policy")
             );
-            assert_eq!(e.data, Some(json!({"reason": "tool_refused", "route": "mcp"})));
+            assert_eq!(
+                e.data,
+                Some(json!({"reason": "tool_refused", "route": "mcp"}))
+            );
             assert_eq!(seen_with(&s, tool), 0, "{tool} reached the gateway");
         }
         // The session goes on: allowed tools still work.
-        let ok = client::call_tool(&agent, "DemoTarget___echo", json!({"text": "still here"})).await;
+        let ok =
+            client::call_tool(&agent, "DemoTarget___echo", json!({"text": "still here"})).await;
         assert_eq!(client::first_text(&ok), Some("still here"));
         agent.cancel().await.unwrap();
     }
@@ -133,7 +140,10 @@ async fn search_results_are_filtered() {
                 .map(|t| t["name"].as_str().unwrap().to_string())
                 .collect()
         };
-        let structured = result.structured_content.clone().expect("structuredContent");
+        let structured = result
+            .structured_content
+            .clone()
+            .expect("structuredContent");
         assert_eq!(names(&structured["tools"]), VISIBLE, "json: {json}");
         let text: Value = serde_json::from_str(client::first_text(&result).unwrap()).unwrap();
         assert_eq!(names(&text["tools"]), VISIBLE, "json: {json}");
@@ -168,7 +178,10 @@ async fn batches_are_judged_element_by_element_json() {
     assert_eq!(all.len(), 3, "{all:?}");
     assert_eq!(all[0]["error"]["code"], -32010);
     assert_eq!(all[0]["error"]["message"], REFUSED_MESSAGE);
-    assert_eq!(all[1]["result"]["content"][0]["text"], "called DemoTarget___echo");
+    assert_eq!(
+        all[1]["result"]["content"][0]["text"],
+        "called DemoTarget___echo"
+    );
     let listed: Vec<&str> = all[2]["result"]["tools"]
         .as_array()
         .unwrap()
@@ -214,7 +227,10 @@ async fn batch_refusals_come_first_as_events_of_their_own_in_sse_answers() {
     assert_eq!(events[0]["id"], 1);
     assert_eq!(events[0]["error"]["code"], -32010);
     assert_eq!(events[1]["id"], 3);
-    assert_eq!(events[1]["result"]["tools"].as_array().unwrap().len(), VISIBLE.len());
+    assert_eq!(
+        events[1]["result"]["tools"].as_array().unwrap().len(),
+        VISIBLE.len()
+    );
 }
 
 #[tokio::test]
@@ -265,10 +281,13 @@ async fn refused_calls_beside_notifications_still_get_their_answer() {
     assert_eq!(answer.status, 200);
     assert_eq!(answer.headers["content-type"], "application/json");
     let all = answer.json();
-    assert_eq!(all, json!([{
-        "jsonrpc": "2.0", "id": 7,
-        "error": {"code": -32010, "message": REFUSED_MESSAGE, "data": {"reason": "tool_refused", "route": "mcp"}}
-    }]));
+    assert_eq!(
+        all,
+        json!([{
+            "jsonrpc": "2.0", "id": 7,
+            "error": {"code": -32010, "message": REFUSED_MESSAGE, "data": {"reason": "tool_refused", "route": "mcp"}}
+        }])
+    );
     assert_eq!(s.upstream.requests().len(), 1);
 }
 

@@ -84,11 +84,9 @@ impl Chain {
                 if let Some(profile) = &self.profile {
                     loader = loader.profile_name(profile);
                 }
-                loader
-                    .load()
-                    .await
-                    .credentials_provider()
-                    .ok_or_else(|| "AWS credentials: no credential provider is configured".to_string())
+                loader.load().await.credentials_provider().ok_or_else(|| {
+                    "AWS credentials: no credential provider is configured".to_string()
+                })
             })
             .await
     }

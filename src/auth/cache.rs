@@ -119,7 +119,10 @@ impl<T: Clone + Send + Sync + 'static> TokenCache<T> {
             result: result.to_string(),
         };
         let fetched_ok = m.credential_refreshes.get_or_create(&labels("ok")).clone();
-        let fetch_failed = m.credential_refreshes.get_or_create(&labels("error")).clone();
+        let fetch_failed = m
+            .credential_refreshes
+            .get_or_create(&labels("error"))
+            .clone();
         let expiry_seconds = m
             .credential_expiry_seconds
             .get_or_create(&route(&settings.route))
@@ -347,9 +350,12 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// A scripted answer: a value and its lifetime, or an error.
+    type Scripted = Result<(String, Option<Duration>), String>;
+
     struct Script {
         calls: Arc<AtomicUsize>,
-        answers: Arc<Mutex<Vec<Result<(String, Option<Duration>), String>>>>,
+        answers: Arc<Mutex<Vec<Scripted>>>,
         delay: Duration,
     }
 
@@ -370,10 +376,7 @@ mod tests {
         }
     }
 
-    fn cache(
-        answers: Vec<Result<(String, Option<Duration>), String>>,
-        delay: Duration,
-    ) -> (TokenCache<String>, Arc<AtomicUsize>) {
+    fn cache(answers: Vec<Scripted>, delay: Duration) -> (TokenCache<String>, Arc<AtomicUsize>) {
         let calls = Arc::new(AtomicUsize::new(0));
         let cache = TokenCache::new(
             CacheSettings {
@@ -410,7 +413,10 @@ mod tests {
 
     #[tokio::test]
     async fn waiters_get_the_error_of_the_fetch_they_waited_for() {
-        let (cache, calls) = cache(vec![Err("endpoint said no".into())], Duration::from_millis(50));
+        let (cache, calls) = cache(
+            vec![Err("endpoint said no".into())],
+            Duration::from_millis(50),
+        );
         let cache = Arc::new(cache);
         let (a, b) = tokio::join!(cache.get(), cache.get());
         assert_eq!(a.unwrap_err(), "endpoint said no");

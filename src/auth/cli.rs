@@ -7,8 +7,8 @@ use clap::builder::BoolishValueParser;
 use clap::Args;
 
 use super::config::{
-    default_cache_for, default_fetch_timeout, default_refresh_margin, default_service,
-    ClientAuth, CommandConfig, CommandLine, CredentialConfig, OAuth2Config, Sigv4Config,
+    default_cache_for, default_fetch_timeout, default_refresh_margin, default_service, ClientAuth,
+    CommandConfig, CommandLine, CredentialConfig, OAuth2Config, Sigv4Config,
 };
 
 #[derive(Debug, Clone, Default, Args)]
@@ -32,16 +32,29 @@ pub struct CredentialArgs {
     #[arg(long, env = "MCP_VPCE_PROXY_OAUTH_CLIENT_ID_ENV", value_name = "VAR")]
     pub oauth_client_id_env: Option<String>,
     /// Environment variable holding the OAuth2 client secret.
-    #[arg(long, env = "MCP_VPCE_PROXY_OAUTH_CLIENT_SECRET_ENV", value_name = "VAR")]
+    #[arg(
+        long,
+        env = "MCP_VPCE_PROXY_OAUTH_CLIENT_SECRET_ENV",
+        value_name = "VAR"
+    )]
     pub oauth_client_secret_env: Option<String>,
     /// File holding the OAuth2 client secret (re-read at each token fetch).
-    #[arg(long, env = "MCP_VPCE_PROXY_OAUTH_CLIENT_SECRET_FILE", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "MCP_VPCE_PROXY_OAUTH_CLIENT_SECRET_FILE",
+        value_name = "FILE"
+    )]
     pub oauth_client_secret_file: Option<PathBuf>,
     /// Space-separated scopes to request.
     #[arg(long, env = "MCP_VPCE_PROXY_OAUTH_SCOPE", value_name = "SCOPE")]
     pub oauth_scope: Option<String>,
     /// Client authentication at the token endpoint [default: basic].
-    #[arg(long, env = "MCP_VPCE_PROXY_OAUTH_CLIENT_AUTH", value_enum, value_name = "basic|post")]
+    #[arg(
+        long,
+        env = "MCP_VPCE_PROXY_OAUTH_CLIENT_AUTH",
+        value_enum,
+        value_name = "basic|post"
+    )]
     pub oauth_client_auth: Option<ClientAuth>,
     /// Sign requests with AWS SigV4 (AWS_IAM inbound authorizer), credentials from the
     /// standard AWS chain.
@@ -104,8 +117,14 @@ impl CredentialArgs {
             let stray = [
                 ("--oauth-client-id", self.oauth_client_id.is_some()),
                 ("--oauth-client-id-env", self.oauth_client_id_env.is_some()),
-                ("--oauth-client-secret-env", self.oauth_client_secret_env.is_some()),
-                ("--oauth-client-secret-file", self.oauth_client_secret_file.is_some()),
+                (
+                    "--oauth-client-secret-env",
+                    self.oauth_client_secret_env.is_some(),
+                ),
+                (
+                    "--oauth-client-secret-file",
+                    self.oauth_client_secret_file.is_some(),
+                ),
                 ("--oauth-scope", self.oauth_scope.is_some()),
                 ("--oauth-client-auth", self.oauth_client_auth.is_some()),
             ];

@@ -140,8 +140,8 @@ fn parse_output(stdout: &str) -> Result<(String, Option<SystemTime>), String> {
     if !text.starts_with('{') {
         return Ok((text.to_string(), None));
     }
-    let json: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("printed JSON that does not parse ({e})"))?;
+    let json: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| format!("printed JSON that does not parse ({e})"))?;
     let token = ["token", "access_token", "accessToken"]
         .iter()
         .find_map(|k| json.get(k).and_then(|v| v.as_str()))
@@ -202,7 +202,9 @@ mod tests {
         let (_, at) = parse_output(r#"{"token":"t","expires_in":60}"#).unwrap();
         assert!(at.unwrap() > SystemTime::now());
         assert!(parse_output("").is_err());
-        assert!(parse_output(r#"{"tok":"t"}"#).unwrap_err().contains("without"));
+        assert!(parse_output(r#"{"tok":"t"}"#)
+            .unwrap_err()
+            .contains("without"));
     }
 
     #[test]

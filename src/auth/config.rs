@@ -329,7 +329,9 @@ pub fn check_region(region: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("region {region:?} is not an AWS region name like us-east-1"))
+        Err(format!(
+            "region {region:?} is not an AWS region name like us-east-1"
+        ))
     }
 }
 
@@ -377,9 +379,11 @@ mod tests {
             check_fetch_url("token_url", "http://auth.example.com/token").unwrap_err(),
             "token_url \"http://auth.example.com/token\" must be https (plain http only on a loopback address)"
         );
-        assert!(check_fetch_url("token_url", "https://u:p@auth.example.com/t")
-            .unwrap_err()
-            .contains("user information"));
+        assert!(
+            check_fetch_url("token_url", "https://u:p@auth.example.com/t")
+                .unwrap_err()
+                .contains("user information")
+        );
     }
 
     #[test]

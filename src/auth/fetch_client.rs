@@ -40,6 +40,8 @@ pub struct FetchClient {
 /// A response read whole.
 pub struct FetchResponse {
     pub status: StatusCode,
+    // Read by AgentCore Identity (the AWS error type), which needs the `aws` feature.
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -168,8 +170,12 @@ impl ConnectorInner {
             }
             None => tcp.call(dst).await?,
         };
-        let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_string())
-            .map_err(|e| format!("{host}: {e}"))?;
+        let name = ServerName::try_from(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+        )
+        .map_err(|e| format!("{host}: {e}"))?;
         let tls = self.tls.connect(name, io.into_inner()).await?;
         Ok(FetchStream::Tls(TokioIo::new(Box::new(tls))))
     }

@@ -165,7 +165,8 @@ pub fn token_request(
     headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
     match auth {
         ClientAuth::Basic => {
-            let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let encode =
+                |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             let pair = format!(
                 "{}:{}",
                 encode(client_id.expose()),
@@ -215,14 +216,21 @@ fn parse_token_response(
                     .error_description
                     .map(|d| format!(": {}", printable(&d, secrets)))
                     .unwrap_or_default();
-                format!("{} {}{description}", status.as_u16(), printable(&e.error, secrets))
+                format!(
+                    "{} {}{description}",
+                    status.as_u16(),
+                    printable(&e.error, secrets)
+                )
             }
             Err(_) => status.to_string(),
         };
         return Err(format!("token endpoint {url} answered {detail}"));
     }
     let answer: TokenAnswer = serde_json::from_slice(&response.body).map_err(|e| {
-        format!("token endpoint {url} answered {} with a body that is not a token response ({e})", status.as_u16())
+        format!(
+            "token endpoint {url} answered {} with a body that is not a token response ({e})",
+            status.as_u16()
+        )
     })?;
     let token = answer
         .access_token
@@ -247,7 +255,9 @@ fn parse_token_response(
 /// `expires_in` as a number, or a string holding one (some issuers send that).
 pub fn seconds(value: &serde_json::Value) -> Option<u64> {
     match value {
-        serde_json::Value::Number(n) => n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)),
+        serde_json::Value::Number(n) => {
+            n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64))
+        }
         serde_json::Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -290,9 +300,12 @@ mod tests {
             Some("gateway/invoke read"),
             ClientAuth::Basic,
         );
-        assert_eq!(body, "grant_type=client_credentials&scope=gateway%2Finvoke+read");
-        let expected = base64::engine::general_purpose::STANDARD
-            .encode("client+id%3A1:s3cr%2Bt%2F%3D%25");
+        assert_eq!(
+            body,
+            "grant_type=client_credentials&scope=gateway%2Finvoke+read"
+        );
+        let expected =
+            base64::engine::general_purpose::STANDARD.encode("client+id%3A1:s3cr%2Bt%2F%3D%25");
         assert_eq!(headers[AUTHORIZATION], format!("Basic {expected}").as_str());
         assert!(headers[AUTHORIZATION].is_sensitive());
         assert_eq!(headers[CONTENT_TYPE], "application/x-www-form-urlencoded");
@@ -300,8 +313,12 @@ mod tests {
 
     #[test]
     fn post_auth_puts_the_client_in_the_body() {
-        let (headers, body) =
-            token_request(&Secret::new("id"), &Secret::new("a&b"), None, ClientAuth::Post);
+        let (headers, body) = token_request(
+            &Secret::new("id"),
+            &Secret::new("a&b"),
+            None,
+            ClientAuth::Post,
+        );
         assert_eq!(
             body,
             "grant_type=client_credentials&client_id=id&client_secret=a%26b"
@@ -313,7 +330,10 @@ mod tests {
     fn errors_name_the_endpoint_status_and_code_but_no_secret() {
         let e = parse_token_response(
             "https://auth.example/t",
-            &answer(400, r#"{"error":"invalid_client","error_description":"bad secret hunter2"}"#),
+            &answer(
+                400,
+                r#"{"error":"invalid_client","error_description":"bad secret hunter2"}"#,
+            ),
             &["hunter2"],
         )
         .err()
@@ -325,30 +345,49 @@ mod tests {
         let e = parse_token_response("https://a/t", &answer(503, "<html>"), &[])
             .err()
             .unwrap();
-        assert_eq!(e, "token endpoint https://a/t answered 503 Service Unavailable");
+        assert_eq!(
+            e,
+            "token endpoint https://a/t answered 503 Service Unavailable"
+        );
     }
 
     #[test]
     fn expiry_comes_from_expires_in_else_the_jwt() {
         let t = parse_token_response(
             "u",
-            &answer(200, r#"{"access_token":"abc","token_type":"Bearer","expires_in":"3600"}"#),
+            &answer(
+                200,
+                r#"{"access_token":"abc","token_type":"Bearer","expires_in":"3600"}"#,
+            ),
             &[],
         )
         .unwrap();
-        let left = t.expires_at.unwrap().duration_since(SystemTime::now()).unwrap();
+        let left = t
+            .expires_at
+            .unwrap()
+            .duration_since(SystemTime::now())
+            .unwrap();
         assert!(left > Duration::from_secs(3590) && left <= Duration::from_secs(3600));
         assert_eq!(t.value, "Bearer abc");
         let jwt = format!(
             "e30.{}.sig",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"exp":2000000000}"#)
         );
-        let t = parse_token_response("u", &answer(200, &format!(r#"{{"access_token":"{jwt}"}}"#)), &[])
-            .unwrap();
+        let t = parse_token_response(
+            "u",
+            &answer(200, &format!(r#"{{"access_token":"{jwt}"}}"#)),
+            &[],
+        )
+        .unwrap();
         assert_eq!(
             t.expires_at,
             Some(std::time::UNIX_EPOCH + Duration::from_secs(2_000_000_000))
         );
-        assert!(parse_token_response("u", &answer(200, r#"{"access_token":"x","token_type":"mac"}"#), &[]).is_err());
+        assert!(parse_token_response(
+            "u",
+            &answer(200, r#"{"access_token":"x","token_type":"mac"}"#),
+            &[]
+        )
+        .is_err());
     }
 }

@@ -66,8 +66,14 @@ mod tests {
         assert_eq!(source.read().unwrap().expose(), "s3cr3t-value");
         std::fs::write(&path, "bad\u{7}value").unwrap();
         let e = source.read().unwrap_err();
-        assert!(e.contains("control characters") && !e.contains("value\u{7}"), "{e}");
+        assert!(
+            e.contains("control characters") && !e.contains("value\u{7}"),
+            "{e}"
+        );
         let missing = SecretSource::File(dir.path().join("nope"), "client secret");
-        assert!(missing.read().unwrap_err().starts_with("client secret: cannot read"));
+        assert!(missing
+            .read()
+            .unwrap_err()
+            .starts_with("client secret: cannot read"));
     }
 }

@@ -14,18 +14,19 @@ use crate::secret::fingerprint;
 /// A token endpoint or signing source gets this long, at most the route's own timeout.
 const OBTAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `load_error`: why the source could not even be opened at load (the route then runs
-/// with no credential, so that the other steps can still be diagnosed).
-pub async fn check(route: &Route, load_error: Option<&str>) -> Check {
-    let source = source_name(&route.config.credential);
-    if let Some(error) = load_error {
+/// `load_error`: the configured credential whose source could not even be opened at
+/// load, and why (the route then runs with none, so that the other steps can still be
+/// diagnosed).
+pub async fn check(route: &Route, load_error: Option<&(CredentialConfig, String)>) -> Check {
+    if let Some((configured, error)) = load_error {
         return Check::fail(
             Step::Credential,
-            format!("{source}: {error}"),
+            format!("{}: {error}", source_name(configured)),
             "the proxy cannot read its credential source, so no request would carry one",
-            fix_for(&route.config.credential),
+            fix_for(configured),
         );
     }
+    let source = source_name(&route.config.credential);
     let description = route.credential.describe();
     let (mut parts, ()) = http::Request::post(route.upstream_uri(None))
         .body(())

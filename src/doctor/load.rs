@@ -11,8 +11,8 @@ use crate::config::Config;
 
 pub struct Loaded {
     pub config: Config,
-    /// Route index -> why its credential source cannot be used.
-    pub credential_errors: BTreeMap<usize, String>,
+    /// Route index -> the credential set aside and why its source cannot be used.
+    pub credential_errors: BTreeMap<usize, (CredentialConfig, String)>,
 }
 
 pub fn load(args: &RunArgs) -> Result<Loaded, String> {
@@ -21,7 +21,7 @@ pub fn load(args: &RunArgs) -> Result<Loaded, String> {
     // A credential given by flags replaces the one of the (single) route.
     if let Some(credential) = &overrides.credential {
         if let Err(e) = auth::check(credential) {
-            credential_errors.insert(0, e);
+            credential_errors.insert(0, (credential.clone(), e));
             overrides.credential = Some(CredentialConfig::None);
         }
     }
@@ -55,7 +55,7 @@ pub fn load(args: &RunArgs) -> Result<Loaded, String> {
                     continue;
                 };
                 if let Err(e) = auth::check(&credential) {
-                    credential_errors.insert(i, e);
+                    credential_errors.insert(i, (credential, e));
                     let mut none = toml::Table::new();
                     none.insert("type".into(), toml::Value::String("none".into()));
                     route.insert("credential".into(), toml::Value::Table(none));

@@ -48,3 +48,51 @@ impl PolicyArgs {
         Ok(Some(config))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        policy: PolicyArgs,
+    }
+
+    #[test]
+    fn flags_repeat_and_the_variables_take_lists() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--allow-tool",
+            "DemoTarget___*",
+            "--allow-tool",
+            "x_amz_bedrock_agentcore_search",
+            "--deny-tool",
+            "*___delete_*",
+        ])
+        .unwrap();
+        let config = cli.policy.to_config().unwrap().unwrap();
+        assert_eq!(
+            config.allow_tools,
+            ["DemoTarget___*", "x_amz_bedrock_agentcore_search"]
+        );
+        assert_eq!(config.deny_tools, ["*___delete_*"]);
+        assert!(
+            config.validate,
+            "the other policy settings keep their defaults"
+        );
+
+        std::env::set_var("MCP_VPCE_PROXY_DENY_TOOL", "A___*, B___x");
+        let from_env = Cli::try_parse_from(["x"]).unwrap();
+        std::env::remove_var("MCP_VPCE_PROXY_DENY_TOOL");
+        let config = from_env.policy.to_config().unwrap().unwrap();
+        assert_eq!(config.deny_tools, ["A___*", "B___x"]);
+        assert!(config.allow_tools.is_empty());
+
+        assert_eq!(
+            Cli::try_parse_from(["x"]).unwrap().policy.to_config(),
+            Ok(None)
+        );
+    }
+}

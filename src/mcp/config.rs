@@ -124,11 +124,17 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let p: PolicyConfig = toml::from_str("allow_tools = [\"\"]").unwrap();
-        assert!(p.validate().unwrap_err().starts_with("policy.allow_tools[0]: "));
+        assert!(p
+            .validate()
+            .unwrap_err()
+            .starts_with("policy.allow_tools[0]: "));
         let p: PolicyConfig = toml::from_str("burst = 3").unwrap();
         assert!(p.validate().unwrap_err().starts_with("policy.burst: "));
         let p: PolicyConfig = toml::from_str("requests_per_second = -1.0").unwrap();
-        assert!(p.validate().unwrap_err().starts_with("policy.requests_per_second: "));
+        assert!(p
+            .validate()
+            .unwrap_err()
+            .starts_with("policy.requests_per_second: "));
         assert!(toml::from_str::<PolicyConfig>("allow_tool = []").is_err());
     }
 }

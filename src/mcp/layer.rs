@@ -71,7 +71,11 @@ struct Refusal {
 }
 
 impl RouteLayer {
-    pub fn build(route: &str, policy: &PolicyConfig, audit: &AuditSink) -> Result<RouteLayer, String> {
+    pub fn build(
+        route: &str,
+        policy: &PolicyConfig,
+        audit: &AuditSink,
+    ) -> Result<RouteLayer, String> {
         policy.validate()?;
         let tools = Arc::new(ToolPolicy::new(policy)?);
         let methods = MethodPolicy::new(policy)?;
@@ -117,11 +121,7 @@ impl RouteLayer {
         let info = RequestInfo {
             route: self.route.clone(),
             audit: self.audit.clone(),
-            session: head
-                .headers
-                .get("mcp-session-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
+            session: session_of(head),
             started: Instant::now(),
             request_bytes: payload.len() as u64,
         };
@@ -177,10 +177,19 @@ impl RouteLayer {
                 return self.forward_unread(payload, info);
             }
             Err(Invalid::NotJson(why)) => {
-                return self.refuse_whole(&info, rpc, None, ProxyError::ParseError(why))
+                return self.refuse_whole(
+                    &info,
+                    &RpcPeek::Unreadable,
+                    None,
+                    ProxyError::ParseError(why),
+                )
             }
             Err(Invalid::NotJsonRpc(why)) => {
-                return self.refuse_whole(&info, rpc, None, ProxyError::InvalidRequest(why))
+                // Echo the id only when it is one (JSON-RPC: null when it cannot be told).
+                let id_ok = matches!(rpc, RpcPeek::Single(m)
+                    if m.id.as_ref().is_some_and(|id| id.is_string() || id.is_number()));
+                let rpc = if id_ok { rpc } else { &RpcPeek::Unreadable };
+                return self.refuse_whole(&info, rpc, None, ProxyError::InvalidRequest(why));
             }
         };
         let first = body.messages.first();
@@ -198,11 +207,20 @@ impl RouteLayer {
                 .unwrap_or("response")
                 .to_string()
         };
-        let single_id = (!body.batch).then(|| first.and_then(|m| m.id.clone())).flatten();
+        let single_id = (!body.batch)
+            .then(|| first.and_then(|m| m.id.clone()))
+            .flatten();
         if let Some(rate) = &self.rate {
             if let Err(retry_after) = rate.try_acquire() {
                 let err = ProxyError::RateLimited { retry_after };
-                return self.refuse_whole_as(&info, rpc, &single_method, single_id.as_ref(), single_tool.as_deref(), err);
+                return self.refuse_whole_as(
+                    &info,
+                    rpc,
+                    &single_method,
+                    single_id.as_ref(),
+                    single_tool.as_deref(),
+                    err,
+                );
             }
         }
         let permit = match &self.in_flight {
@@ -213,7 +231,14 @@ impl RouteLayer {
                     let err = ProxyError::ConcurrencyLimited {
                         limit: limit.limit(),
                     };
-                    return self.refuse_whole_as(&info, rpc, &single_method, single_id.as_ref(), single_tool.as_deref(), err);
+                    return self.refuse_whole_as(
+                        &info,
+                        rpc,
+                        &single_method,
+                        single_id.as_ref(),
+                        single_tool.as_deref(),
+                        err,
+                    );
                 }
             },
         };
@@ -221,7 +246,7 @@ impl RouteLayer {
         let mut watch = self.watch(info, body.batch);
         watch.permit = permit;
         let mut kept: Vec<&Message<'_>> = Vec::with_capacity(body.messages.len());
-        let mut refusals: Vec<Refusal> = Vec::new();
+        let mut refusals: Vec<Box<Refusal>> = Vec::new();
         for m in &body.messages {
             match self.judge(m, &mut watch) {
                 Ok(()) => kept.push(m),
@@ -236,7 +261,10 @@ impl RouteLayer {
         }
         let errors: Vec<Value> = refusals
             .iter()
-            .filter_map(|r| r.id.as_ref().map(|id| error_object(id, &r.err, Some(&self.route))))
+            .filter_map(|r| {
+                r.id.as_ref()
+                    .map(|id| error_object(id, &r.err, Some(&self.route)))
+            })
             .collect();
         if kept.is_empty() {
             return Verdict::Answer(answer_errors(errors, body.batch));
@@ -250,16 +278,18 @@ impl RouteLayer {
     }
 
     /// Applies the method and tool policy to one message; notes what its answer needs.
-    fn judge(&self, m: &Message<'_>, watch: &mut Watch) -> Result<(), Refusal> {
+    fn judge(&self, m: &Message<'_>, watch: &mut Watch) -> Result<(), Box<Refusal>> {
         let Some(method) = m.method.as_deref() else {
             return Ok(()); // the agent answering a gateway request
         };
         let refuse = |err: ProxyError, tool: Option<&str>, arguments| {
-            watch.info.refused(&err, m.id.as_ref(), method, tool, arguments);
-            Err(Refusal {
+            watch
+                .info
+                .refused(&err, m.id.as_ref(), method, tool, arguments);
+            Err(Box::new(Refusal {
                 err,
                 id: m.id.clone(),
-            })
+            }))
         };
         if !self.methods.allows(method) {
             return refuse(
@@ -339,7 +369,14 @@ impl RouteLayer {
         if let Some(rate) = &self.rate {
             if let Err(retry_after) = rate.try_acquire() {
                 let err = ProxyError::RateLimited { retry_after };
-                return self.refuse_whole_as(&watch.info, &RpcPeek::Unreadable, "-", None, None, err);
+                return self.refuse_whole_as(
+                    &watch.info,
+                    &RpcPeek::Unreadable,
+                    "-",
+                    None,
+                    None,
+                    err,
+                );
             }
         }
         if let Some(limit) = &self.in_flight {
@@ -349,7 +386,14 @@ impl RouteLayer {
                     let err = ProxyError::ConcurrencyLimited {
                         limit: limit.limit(),
                     };
-                    return self.refuse_whole_as(&watch.info, &RpcPeek::Unreadable, "-", None, None, err);
+                    return self.refuse_whole_as(
+                        &watch.info,
+                        &RpcPeek::Unreadable,
+                        "-",
+                        None,
+                        None,
+                        err,
+                    );
                 }
             }
         }
@@ -410,7 +454,8 @@ impl RouteLayer {
         } else {
             Kind::Json
         };
-        let rewrites = !matches!(kind, Kind::Error) && (watch.filtering() || !watch.extras.is_empty());
+        let rewrites =
+            !matches!(kind, Kind::Error) && (watch.filtering() || !watch.extras.is_empty());
         if rewrites {
             parts.headers.remove(CONTENT_LENGTH);
             if matches!(kind, Kind::Json) && parts.status == StatusCode::ACCEPTED {
@@ -425,6 +470,27 @@ impl RouteLayer {
         http_body_util::BodyExt::boxed_unsync(McpBody::new(body, watch, status, kind))
     }
 
+    /// For refusals made before `inspect` (body over the limit, body not received): the
+    /// audit record and `refused` metric the layer keeps for its own refusals.
+    pub fn refused_before(&self, head: &request::Parts, rpc: &RpcPeek, err: &ProxyError) {
+        if self.idle {
+            return;
+        }
+        let info = RequestInfo {
+            route: self.route.clone(),
+            audit: self.audit.clone(),
+            session: session_of(head),
+            started: Instant::now(),
+            request_bytes: 0,
+        };
+        let (method, id) = match rpc {
+            RpcPeek::Single(m) => (m.method.as_deref().unwrap_or("-"), m.id.as_ref()),
+            RpcPeek::Batch(_) => ("batch", None),
+            RpcPeek::Unreadable => (head.method.as_str(), None),
+        };
+        info.refused(err, id, method, None, None);
+    }
+
     /// The request failed before the upstream answered.
     pub fn failed(&self, inspection: Inspection, err: &ProxyError) {
         if let Some(mut watch) = inspection.watch {
@@ -433,12 +499,22 @@ impl RouteLayer {
     }
 }
 
+fn session_of(head: &request::Parts) -> Option<String> {
+    head.headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 /// The answer when every element of the request was refused.
 fn answer_errors(mut errors: Vec<Value>, batch: bool) -> Response<ProxyBody> {
     let (status, body) = match errors.len() {
         // Only notifications, all refused: nothing to answer them with.
         0 => (StatusCode::ACCEPTED, body::empty()),
-        1 if !batch => (StatusCode::OK, body::full(errors.pop().unwrap_or(Value::Null).to_string())),
+        1 if !batch => (
+            StatusCode::OK,
+            body::full(errors.pop().unwrap_or(Value::Null).to_string()),
+        ),
         _ => (StatusCode::OK, body::full(Value::Array(errors).to_string())),
     };
     let mut response = Response::new(body);

@@ -35,7 +35,7 @@ impl RateLimit {
         }
     }
 
-    /// Takes one token, or says how long until one is there.
+    /// Takes one token, or says how long until one is there (whole seconds, at least 1).
     pub fn try_acquire(&self) -> Result<(), Duration> {
         self.try_acquire_at(Instant::now())
     }
@@ -49,7 +49,9 @@ impl RateLimit {
             b.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - b.tokens) / self.rate))
+            // Whole seconds, rounded up: what Retry-After can say.
+            let wait = ((1.0 - b.tokens) / self.rate).ceil().max(1.0);
+            Err(Duration::from_secs(wait as u64))
         }
     }
 }
@@ -90,7 +92,7 @@ mod tests {
             limit.try_acquire_at(t0).unwrap();
         }
         let wait = limit.try_acquire_at(t0).unwrap_err();
-        assert_eq!(wait, Duration::from_millis(500));
+        assert_eq!(wait, Duration::from_secs(1), "half a second, rounded up");
         let later = t0 + Duration::from_millis(500);
         limit.try_acquire_at(later).unwrap();
         assert!(limit.try_acquire_at(later).is_err());

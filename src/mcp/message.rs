@@ -89,8 +89,8 @@ fn present_any<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<()>, D::
 }
 
 pub fn parse(body: &[u8]) -> Result<Body<'_>, Invalid> {
-    let text = std::str::from_utf8(body)
-        .map_err(|e| Invalid::NotJson(format!("not UTF-8 text ({e})")))?;
+    let text =
+        std::str::from_utf8(body).map_err(|e| Invalid::NotJson(format!("not UTF-8 text ({e})")))?;
     match text.trim_start().as_bytes().first() {
         Some(b'[') => {
             let items: Vec<&RawValue> = serde_json::from_str(text).map_err(classify)?;
@@ -148,12 +148,10 @@ fn element(raw: &str) -> Result<Message<'_>, Invalid> {
                 "a request must not carry \"result\" or \"error\"".into(),
             ))
         }
-        _ => {
-            return Err(Invalid::NotJsonRpc(
-                "neither a request (\"method\") nor a response (\"id\" with \"result\" or \"error\")"
-                    .into(),
-            ))
-        }
+        _ => return Err(Invalid::NotJsonRpc(
+            "neither a request (\"method\") nor a response (\"id\" with \"result\" or \"error\")"
+                .into(),
+        )),
     }
     Ok(Message {
         raw,
@@ -215,9 +213,15 @@ mod tests {
 
     #[test]
     fn batches_keep_each_element_text() {
-        let b = parse(br#" [ {"jsonrpc":"2.0","id":1,"method":"ping"} , {"jsonrpc":"2.0","method":"n"} ] "#).unwrap();
+        let b = parse(
+            br#" [ {"jsonrpc":"2.0","id":1,"method":"ping"} , {"jsonrpc":"2.0","method":"n"} ] "#,
+        )
+        .unwrap();
         assert!(b.batch);
-        assert_eq!(b.messages[0].raw, r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+        assert_eq!(
+            b.messages[0].raw,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#
+        );
         assert_eq!(
             rebatch(&[&b.messages[1], &b.messages[0]]),
             r#"[{"jsonrpc":"2.0","method":"n"},{"jsonrpc":"2.0","id":1,"method":"ping"}]"#
@@ -230,7 +234,10 @@ mod tests {
         assert!(matches!(invalid(""), Invalid::NotJson(_)));
         assert!(matches!(invalid("[1,"), Invalid::NotJson(_)));
         assert!(matches!(invalid("\u{0}"), Invalid::NotJson(_)));
-        assert!(matches!(parse(&[0xff, 0xfe]).unwrap_err(), Invalid::NotJson(_)));
+        assert!(matches!(
+            parse(&[0xff, 0xfe]).unwrap_err(),
+            Invalid::NotJson(_)
+        ));
         for body in [
             "42",
             "\"text\"",
@@ -262,11 +269,21 @@ mod tests {
 
     #[test]
     fn call_params_must_name_the_tool() {
-        let b = parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{}}}"#).unwrap();
+        let b =
+            parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{}}}"#)
+                .unwrap();
         assert!(b.messages[0].call_params().is_err());
-        let b = parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#).unwrap();
-        assert!(b.messages[0].call_params().is_err(), "duplicate names are not guessed at");
-        let b = parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a\u0062"}}"#).unwrap();
+        let b = parse(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#,
+        )
+        .unwrap();
+        assert!(
+            b.messages[0].call_params().is_err(),
+            "duplicate names are not guessed at"
+        );
+        let b =
+            parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a\u0062"}}"#)
+                .unwrap();
         assert_eq!(b.messages[0].call_params().unwrap().name, "ab");
     }
 }

@@ -100,10 +100,7 @@ mod tests {
         let only_deny = policy(&[], &["OtherTarget___*"]);
         assert!(only_deny.allows("DemoTarget___echo"));
         assert!(!only_deny.allows("OtherTarget___echo"));
-        assert_eq!(
-            p.describe(),
-            "allow [DemoTarget___*] except [*___delete_*]"
-        );
+        assert_eq!(p.describe(), "allow [DemoTarget___*] except [*___delete_*]");
     }
 
     #[test]

@@ -280,7 +280,8 @@ impl Probe {
         match slot {
             Slot::Id => self.current.id = serde_json::from_slice(text).ok(),
             Slot::Code => {
-                self.current.error_code = std::str::from_utf8(text).ok().and_then(|t| t.parse().ok())
+                self.current.error_code =
+                    std::str::from_utf8(text).ok().and_then(|t| t.parse().ok())
             }
             Slot::IsError => self.current.tool_error = text.as_slice() == b"true",
             Slot::Result | Slot::Error => {}
@@ -391,7 +392,10 @@ mod tests {
         assert!(f[0].method && !f[0].is_response());
         assert_eq!(f[0].id, None);
         assert_eq!(f[1].id, Some(json!("ab")));
-        assert!(!f[1].tool_error, "isError nested deeper is not the result's");
+        assert!(
+            !f[1].tool_error,
+            "isError nested deeper is not the result's"
+        );
         assert_eq!(f[2].error_code, Some(-32000));
     }
 
@@ -410,7 +414,13 @@ mod tests {
 
     #[test]
     fn garbage_does_not_panic() {
-        for text in ["", "}}}]]]", "\"\\", "[[[[[[[[[[[[{\"id\":1}]]]]]]]]]]]]", "{\"id\":tru"] {
+        for text in [
+            "",
+            "}}}]]]",
+            "\"\\",
+            "[[[[[[[[[[[[{\"id\":1}]]]]]]]]]]]]",
+            "{\"id\":tru",
+        ] {
             let mut p = Probe::default();
             p.feed(text.as_bytes());
             p.take_done();

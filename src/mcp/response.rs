@@ -150,7 +150,9 @@ impl McpBody {
     }
 
     fn json_frame(&mut self, data: Bytes) {
-        let Mode::Json(st) = &mut self.mode else { return };
+        let Mode::Json(st) = &mut self.mode else {
+            return;
+        };
         st.probe.feed(&data);
         for facts in st.probe.take_done() {
             self.watch.settle(&facts, self.status, self.received);
@@ -181,7 +183,9 @@ impl McpBody {
     }
 
     fn json_end(&mut self) {
-        let Mode::Json(st) = &mut self.mode else { return };
+        let Mode::Json(st) = &mut self.mode else {
+            return;
+        };
         let Some(held) = st.held.take() else { return };
         let body = concat(&held);
         let parsed = if body.iter().all(u8::is_ascii_whitespace) {
@@ -193,18 +197,29 @@ impl McpBody {
         match parsed {
             Ok(mut value) => {
                 let removed = self.watch.filter(&mut value);
-                if removed > 0 {
+                let mut changed = removed > 0;
+                if changed {
                     tracing::debug!(route = %self.watch.info.route, removed, "tools hidden by the tool policy");
                 }
                 if !self.watch.targets.is_empty() && !self.watch.filter_any {
                     // Answers we had to filter never came: say so rather than guess.
-                    let err = unreadable("the gateway's answer did not contain the tools/list result");
+                    let err =
+                        unreadable("the gateway's answer did not contain the tools/list result");
                     let errors = self.watch.fail_closed(&err);
                     merge(&mut value, errors);
+                    changed = true;
                 }
                 let extras = std::mem::take(&mut self.watch.extras);
-                merge(&mut value, extras);
-                self.out.push_back(Bytes::from(value.to_string()));
+                if !extras.is_empty() {
+                    merge(&mut value, extras);
+                    changed = true;
+                }
+                // Nothing hidden, nothing added: the gateway's own bytes go on.
+                self.out.push_back(if changed {
+                    Bytes::from(value.to_string())
+                } else {
+                    body
+                });
             }
             Err(e) if self.watch.filtering() => {
                 let err = unreadable(&format!("the gateway's answer is not JSON ({e})"));
@@ -251,7 +266,9 @@ impl McpBody {
         let mut start = 0;
         let mut pass: Option<(usize, usize)> = None;
         while start < data.len() {
-            let Mode::Sse(st) = &mut self.mode else { return };
+            let Mode::Sse(st) = &mut self.mode else {
+                return;
+            };
             let fed = {
                 let mut sink = ProbeSink {
                     probe: &mut st.probe,
@@ -293,7 +310,9 @@ impl McpBody {
     }
 
     fn sse_event_end(&mut self) {
-        let Mode::Sse(st) = &mut self.mode else { return };
+        let Mode::Sse(st) = &mut self.mode else {
+            return;
+        };
         let done = st.probe.take_done();
         st.probe.reset();
         st.data_lines = 0;
@@ -326,13 +345,17 @@ impl McpBody {
         match serde_json::from_slice::<Value>(&fields.data) {
             Ok(mut value) => {
                 let removed = self.watch.filter(&mut value);
-                if removed > 0 {
-                    tracing::debug!(route = %self.watch.info.route, removed, "tools hidden by the tool policy");
+                if removed == 0 {
+                    // Nothing to hide: the gateway's own bytes go on.
+                    return concat(held);
                 }
+                tracing::debug!(route = %self.watch.info.route, removed, "tools hidden by the tool policy");
                 Bytes::from(fields.rewrite(&value.to_string()))
             }
             Err(e) => {
-                let err = unreadable(&format!("an event of the gateway's answer is not JSON ({e})"));
+                let err = unreadable(&format!(
+                    "an event of the gateway's answer is not JSON ({e})"
+                ));
                 let errors = self.watch.fail_closed(&err);
                 let mut out = Vec::new();
                 for e in errors {
@@ -344,6 +367,8 @@ impl McpBody {
     }
 
     fn end(&mut self) {
+        // The answer is complete: the in-flight slot is free again.
+        self.watch.permit = None;
         match &self.mode {
             Mode::Json(_) => self.json_end(),
             Mode::Sse(_) => {

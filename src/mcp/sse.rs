@@ -271,7 +271,10 @@ mod tests {
 
     fn events(stream: &str) -> Vec<(String, Option<String>, Option<String>)> {
         let bytes = stream.as_bytes();
-        let whole: Vec<_> = scan(&[bytes]).into_iter().map(|(d, i, e, _)| (d, i, e)).collect();
+        let whole: Vec<_> = scan(&[bytes])
+            .into_iter()
+            .map(|(d, i, e, _)| (d, i, e))
+            .collect();
         for cut in 0..=bytes.len() {
             let split: Vec<_> = scan(&[&bytes[..cut], &bytes[cut..]])
                 .into_iter()
@@ -280,26 +283,40 @@ mod tests {
             assert_eq!(split, whole, "split at {cut} of {stream:?}");
         }
         let pieces: Vec<&[u8]> = bytes.chunks(1).collect();
-        let bytewise: Vec<_> = scan(&pieces).into_iter().map(|(d, i, e, _)| (d, i, e)).collect();
+        let bytewise: Vec<_> = scan(&pieces)
+            .into_iter()
+            .map(|(d, i, e, _)| (d, i, e))
+            .collect();
         assert_eq!(bytewise, whole, "byte by byte");
         whole
     }
 
-    fn ev(data: &str, id: Option<&str>, event: Option<&str>) -> (String, Option<String>, Option<String>) {
+    fn ev(
+        data: &str,
+        id: Option<&str>,
+        event: Option<&str>,
+    ) -> (String, Option<String>, Option<String>) {
         (data.into(), id.map(Into::into), event.map(Into::into))
     }
 
     #[test]
     fn lf_crlf_and_cr_line_ends() {
         for nl in ["\n", "\r\n", "\r"] {
-            let stream = format!("id: 1{nl}data: {{\"a\":1}}{nl}{nl}event: message{nl}data:x{nl}{nl}");
+            let stream =
+                format!("id: 1{nl}data: {{\"a\":1}}{nl}{nl}event: message{nl}data:x{nl}{nl}");
             assert_eq!(
                 events(&stream),
-                [ev("{\"a\":1}", Some("1"), None), ev("x", None, Some("message"))],
+                [
+                    ev("{\"a\":1}", Some("1"), None),
+                    ev("x", None, Some("message"))
+                ],
                 "{nl:?}"
             );
         }
-        assert_eq!(events("data: a\r\n\ndata: b\n\r\n"), [ev("a", None, None), ev("b", None, None)]);
+        assert_eq!(
+            events("data: a\r\n\ndata: b\n\r\n"),
+            [ev("a", None, None), ev("b", None, None)]
+        );
     }
 
     #[test]
@@ -328,8 +345,13 @@ mod tests {
     fn rewrite_keeps_event_and_id() {
         let mut c = Collect::default();
         let mut s = Scanner::default();
-        assert!(s.feed(b"event: message\nid: 42\nretry: 5\ndata: {}\n\n", &mut c).is_some());
-        assert_eq!(c.rewrite("{\"x\":1}"), b"event: message\nid: 42\ndata: {\"x\":1}\n\n");
+        assert!(s
+            .feed(b"event: message\nid: 42\nretry: 5\ndata: {}\n\n", &mut c)
+            .is_some());
+        assert_eq!(
+            c.rewrite("{\"x\":1}"),
+            b"event: message\nid: 42\ndata: {\"x\":1}\n\n"
+        );
         assert_eq!(event("{}"), b"data: {}\n\n");
     }
 }

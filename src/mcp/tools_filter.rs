@@ -108,7 +108,10 @@ mod tests {
 
     fn policy() -> ToolPolicy {
         ToolPolicy::new(&PolicyConfig {
-            allow_tools: vec!["DemoTarget___*".into(), "x_amz_bedrock_agentcore_search".into()],
+            allow_tools: vec![
+                "DemoTarget___*".into(),
+                "x_amz_bedrock_agentcore_search".into(),
+            ],
             deny_tools: vec!["*___delete_*".into()],
             ..PolicyConfig::default()
         })

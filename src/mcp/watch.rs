@@ -134,7 +134,8 @@ impl Watch {
     }
 
     pub fn is_target(&self, facts: &Facts) -> bool {
-        facts.is_response() && (self.filter_any || facts.id.as_ref().is_some_and(|id| self.wants(id)))
+        facts.is_response()
+            && (self.filter_any || facts.id.as_ref().is_some_and(|id| self.wants(id)))
     }
 
     /// Whether a response with this id must be filtered.

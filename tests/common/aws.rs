@@ -86,6 +86,26 @@ fn percent_decode(text: &str) -> Vec<u8> {
     out
 }
 
+/// RFC 3986 5.2.4 dot-segment removal, with empty segments collapsed, as SigV4 does
+/// before encoding a path.
+fn normalize_path(path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = format!("/{}", segments.join("/"));
+    if path.ends_with('/') && !out.ends_with('/') {
+        out.push('/');
+    }
+    out
+}
+
 /// Recomputes the SigV4 signature of a request (`path_and_query` as sent, the headers
 /// including Host, the body) with `secret_key`, and compares it with the one in its
 /// Authorization header. Paths are encoded twice, as for every service but S3.
@@ -130,7 +150,7 @@ pub fn verify_sigv4(
     let (path, query) = path_and_query
         .split_once('?')
         .unwrap_or((path_and_query, ""));
-    let canonical_uri = uri_encode(path.as_bytes(), true);
+    let canonical_uri = uri_encode(normalize_path(path).as_bytes(), true);
     let mut params: Vec<(String, String)> = query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -268,7 +288,10 @@ impl CredentialServer {
                 "AWS_CONTAINER_CREDENTIALS_FULL_URI",
                 format!("http://{}/v2/credentials/task-role", self.addr),
             ),
-            CredentialKind::Imds => ("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://{}", self.addr)),
+            CredentialKind::Imds => (
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                format!("http://{}", self.addr),
+            ),
         }
     }
 
@@ -300,8 +323,8 @@ fn credential_answer(
             },
             state.issued,
         );
-        let expiration = humantime::format_rfc3339_seconds(SystemTime::now() + state.lifetime)
-            .to_string();
+        let expiration =
+            humantime::format_rfc3339_seconds(SystemTime::now() + state.lifetime).to_string();
         json!({
             "Code": "Success",
             "Type": "AWS-HMAC",
@@ -332,7 +355,9 @@ fn credential_answer(
                 (Method::GET, "/latest/meta-data/iam/security-credentials/") => {
                     text(200, IMDS_ROLE)
                 }
-                (Method::GET, p) if p == format!("/latest/meta-data/iam/security-credentials/{IMDS_ROLE}") => {
+                (Method::GET, p)
+                    if p == format!("/latest/meta-data/iam/security-credentials/{IMDS_ROLE}") =>
+                {
                     text(200, &issue(&mut state).to_string())
                 }
                 _ => text(404, ""),
@@ -364,7 +389,11 @@ where
                     let handler = handler.clone();
                     async move {
                         let (parts, body) = req.into_parts();
-                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
                         Ok::<_, Infallible>(handler(parts, body).await)
                     }
                 });
@@ -405,7 +434,11 @@ impl Drop for IdentityService {
 impl IdentityService {
     /// Accepts calls signed with `secret_key` for region `region`; issues JWT access
     /// tokens living `token_lifetime_secs`.
-    pub async fn start(secret_key: &str, region: &str, token_lifetime_secs: u64) -> IdentityService {
+    pub async fn start(
+        secret_key: &str,
+        region: &str,
+        token_lifetime_secs: u64,
+    ) -> IdentityService {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let tokens = Arc::new(Mutex::new(Vec::new()));
         let (c, t) = (calls.clone(), tokens.clone());
@@ -512,7 +545,14 @@ impl ChildProxy {
         command
             .args(["run", "--config"])
             .arg(&config)
-            .args(["--admin", "off", "--log-format", "json", "--log-level", log_level])
+            .args([
+                "--admin",
+                "off",
+                "--log-format",
+                "json",
+                "--log-level",
+                log_level,
+            ])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", &home)

@@ -198,7 +198,11 @@ async fn answer(
     shared: Arc<Shared>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     shared.seen.lock().unwrap().push(SeenTokenRequest {
         method: parts.method.clone(),
         path: parts.uri.path().to_string(),
@@ -236,7 +240,10 @@ async fn answer(
         Answer::Jwt { lifetime_secs } => {
             let token = jwt(&token_name(issued.len() + 1), lifetime_secs);
             issued.push(token.clone());
-            json(200, serde_json::json!({"access_token": token, "token_type": "Bearer"}))
+            json(
+                200,
+                serde_json::json!({"access_token": token, "token_type": "Bearer"}),
+            )
         }
         Answer::Error {
             status,
@@ -288,7 +295,9 @@ impl ConnectProxy {
                     let mut words = text.split_whitespace();
                     if words.next() != Some("CONNECT") {
                         let _ = client
-                            .write_all(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n")
+                            .write_all(
+                                b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n",
+                            )
                             .await;
                         return;
                     }

@@ -17,13 +17,11 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, ProgressNotificationParam, RequestMetaObject};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::model::{ListToolsResult, PaginatedRequestParams};
 use rmcp::service::RequestContext;
-use rmcp::{
-    schemars, tool, tool_handler, tool_router, ErrorData, Peer, RoleServer, ServerHandler,
-};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{schemars, tool, tool_handler, tool_router, ErrorData, Peer, RoleServer, ServerHandler};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
@@ -306,17 +304,29 @@ async fn serve(
             .expect("valid response")
     } else if request.uri().path() == MCP_PATH && shared.batches.is_some() {
         let (parts, body) = request.into_parts();
-        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         seen.body = body.clone();
         match shared.batches {
             Some(how) if body.trim_ascii_start().starts_with(b"[") => answer_batch(&body, how),
-            _ => mcp.handle(Request::from_parts(parts, Full::new(body))).await,
+            _ => {
+                mcp.handle(Request::from_parts(parts, Full::new(body)))
+                    .await
+            }
         }
     } else if request.uri().path() == MCP_PATH && shared.record_bodies {
         let (parts, body) = request.into_parts();
-        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         seen.body = body.clone();
-        mcp.handle(Request::from_parts(parts, Full::new(body))).await
+        mcp.handle(Request::from_parts(parts, Full::new(body)))
+            .await
     } else if request.uri().path() == MCP_PATH {
         mcp.handle(request).await
     } else {
@@ -449,7 +459,10 @@ impl DemoGateway {
         description = "The gateway's semantic search: returns every tool, as AgentCore does \
                        (structuredContent.tools and the same JSON as text)"
     )]
-    fn search(&self, Parameters(SearchArgs { query: _ }): Parameters<SearchArgs>) -> CallToolResult {
+    fn search(
+        &self,
+        Parameters(SearchArgs { query: _ }): Parameters<SearchArgs>,
+    ) -> CallToolResult {
         let tools = serde_json::to_value(Self::tool_router().list_all()).expect("tools are JSON");
         CallToolResult::structured(serde_json::json!({ "tools": tools }))
     }

@@ -1,0 +1,229 @@
+//! Secrets never leave their route: a log captured at trace level during the credential
+//! flows (OAuth2 fetch, forced refresh after a 401, failure after expiry; SigV4 with ECS
+//! credentials; AgentCore Identity), the agent's error bodies and `check` output contain
+//! none of the client secret, the tokens or the AWS secret key.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine;
+use common::aws::ChildProxy;
+use common::dns::DnsServer;
+use common::http::post_rpc;
+use common::proxy::head;
+use common::token_server::{token_name, Answer, TokenServer};
+use common::upstream::{Upstream, GATEWAY_HOST};
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"secrets-test","version":"1"}}}"#;
+const CLIENT_SECRET: &str = "client-secret-Zx81kQ0pLm3Vt7";
+
+fn route(upstream: &Upstream, dns: &DnsServer, credential: &str) -> String {
+    format!(
+        r#"{head}
+[[route]]
+name = "secrets"
+gateway = "https://{GATEWAY_HOST}:{port}/mcp"
+ca_file = "{ca}"
+[route.credential]
+{credential}
+"#,
+        head = head(dns),
+        port = upstream.port(),
+        ca = upstream.ca_file().display(),
+    )
+}
+
+/// Fails with the offending excerpt when `text` contains any of `secrets`.
+fn assert_free_of(what: &str, text: &str, secrets: &[String]) {
+    for secret in secrets {
+        if let Some(at) = text.find(secret.as_str()) {
+            let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+            let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+            panic!(
+                "{what} contains a secret ({secret}):\n{}",
+                &text[start..end]
+            );
+        }
+    }
+}
+
+/// The log has trace lines from the proxy itself, so the capture really was at trace.
+fn assert_trace_level(logs: &str) {
+    assert!(
+        logs.lines().any(|l| l.contains("\"level\":\"TRACE\"")),
+        "no trace-level line captured"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oauth2_flows_log_no_client_secret_and_no_token() {
+    let tokens = TokenServer::start(Some(2)).await;
+    let upstream = Upstream::start().await;
+    let dns = DnsServer::start(&[(GATEWAY_HOST, "127.0.0.1".parse().unwrap())]).await;
+    let toml = route(
+        &upstream,
+        &dns,
+        &format!(
+            "type = \"oauth2\"\ntoken_url = \"{}\"\nclient_id = \"proxy-client\"\nclient_secret_env = \"GATEWAY_CLIENT_SECRET\"",
+            tokens.url()
+        ),
+    );
+    let env = [("GATEWAY_CLIENT_SECRET", CLIENT_SECRET.to_string())];
+    let proxy = ChildProxy::start(&toml, &env, "trace").await;
+    let mut bodies = String::new();
+
+    // A fetch, a forced refresh after a 401, then the endpoint failing after expiry.
+    assert_eq!(post_rpc(&proxy.url(), INITIALIZE).await.status, 200);
+    upstream.refuse_next_with_401(1);
+    assert_eq!(post_rpc(&proxy.url(), INITIALIZE).await.status, 200);
+    tokens.answer_with(Answer::Error {
+        status: 400,
+        error: "invalid_client",
+        description: None,
+    });
+    let mut rounds = 0;
+    loop {
+        let answer = post_rpc(&proxy.url(), INITIALIZE).await;
+        bodies.push_str(&answer.body);
+        if answer.status == 503 {
+            break;
+        }
+        rounds += 1;
+        assert!(rounds < 400, "never failed:\n{}", proxy.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let issued = tokens.issued();
+    assert!(issued.len() >= 2, "{issued:?}");
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("proxy-client:{CLIENT_SECRET}"));
+    let mut secrets = vec![CLIENT_SECRET.to_string(), basic];
+    secrets.extend(issued.iter().cloned());
+    let logs = proxy.logs();
+    assert!(logs.contains("credential fetched"), "{logs}");
+    assert_trace_level(&logs);
+    assert_free_of("the trace log", &logs, &secrets);
+    assert_free_of("the agent's answers", &bodies, &secrets);
+    assert!(issued.contains(&token_name(1)));
+}
+
+#[cfg(feature = "aws")]
+#[tokio::test(flavor = "multi_thread")]
+async fn sigv4_flows_log_no_aws_secret_key_or_session_token() {
+    use common::aws::{credentials, CredentialKind, CredentialServer};
+    let upstream = Upstream::start().await;
+    let dns = DnsServer::start(&[(GATEWAY_HOST, "127.0.0.1".parse().unwrap())]).await;
+    let ecs = CredentialServer::start(CredentialKind::Ecs, Duration::from_secs(4)).await;
+    let proxy = ChildProxy::start(
+        &route(&upstream, &dns, "type = \"sigv4\""),
+        &[ecs.env()],
+        "trace",
+    )
+    .await;
+    let mut rounds = 0;
+    while ecs.issued() < 2 {
+        rounds += 1;
+        assert!(rounds < 400, "no refresh:\n{}", proxy.logs());
+        assert_eq!(post_rpc(&proxy.url(), INITIALIZE).await.status, 200);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut secrets = Vec::new();
+    for n in 1..=ecs.issued() {
+        let (_, secret, token) = credentials("ecs", n);
+        secrets.push(secret);
+        secrets.push(token);
+    }
+    let logs = proxy.logs();
+    assert_trace_level(&logs);
+    assert_free_of("the trace log", &logs, &secrets);
+}
+
+#[cfg(feature = "aws")]
+#[tokio::test(flavor = "multi_thread")]
+async fn agentcore_identity_flows_log_no_token() {
+    use common::aws::IdentityService;
+    let secret = "identity-secret-key-Qm5sT2xQaWxkZXJ";
+    let identity = IdentityService::start(secret, "us-east-1", 3600).await;
+    let upstream = Upstream::start().await;
+    let dns = DnsServer::start(&[(GATEWAY_HOST, "127.0.0.1".parse().unwrap())]).await;
+    let credential = format!(
+        "type = \"agentcore_identity\"\nworkload_name = \"w\"\nprovider_name = \"p\"\nendpoint = \"{}\"",
+        identity.endpoint()
+    );
+    let proxy = ChildProxy::start(
+        &route(&upstream, &dns, &credential),
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIASECRETSTEST00001".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", secret.to_string()),
+        ],
+        "trace",
+    )
+    .await;
+    assert_eq!(post_rpc(&proxy.url(), INITIALIZE).await.status, 200);
+    let mut secrets = vec![
+        secret.to_string(),
+        common::aws::WORKLOAD_ACCESS_TOKEN.to_string(),
+    ];
+    secrets.extend(identity.tokens());
+    assert_eq!(secrets.len(), 3);
+    let logs = proxy.logs();
+    assert_trace_level(&logs);
+    assert_free_of("the trace log", &logs, &secrets);
+}
+
+#[test]
+fn check_output_shows_fingerprints_and_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "file-secret-Vb93nQ2").unwrap();
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[[route]]
+path = "/a"
+gateway = "https://{GATEWAY_HOST}/mcp"
+credential = {{ type = "oauth2", token_url = "https://auth.example.com/oauth2/token", client_id = "proxy-client", client_secret_env = "GATEWAY_CLIENT_SECRET", scope = "gateway/invoke" }}
+[[route]]
+path = "/b"
+gateway = "https://{GATEWAY_HOST}/mcp"
+credential = {{ type = "oauth2", token_url = "https://auth.example.com/oauth2/token", client_id = "proxy-client", client_secret_file = "{}", client_auth = "post" }}
+[[route]]
+path = "/c"
+gateway = "https://{GATEWAY_HOST}/mcp"
+credential = {{ type = "sigv4" }}
+"#,
+            secret_file.display()
+        ),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_mcp-vpce-proxy"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .env("GATEWAY_CLIENT_SECRET", CLIENT_SECRET)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let secrets = [CLIENT_SECRET.to_string(), "file-secret-Vb93nQ2".to_string()];
+    assert_free_of("check output", &stdout, &secrets);
+    assert_free_of("check output", &stderr, &secrets);
+    let fingerprint = mcp_vpce_proxy::secret::Secret::new(CLIENT_SECRET).fingerprint();
+    assert!(
+        stdout.contains(&format!(
+            "oauth2 client credentials from https://auth.example.com/oauth2/token \
+             (client id \"proxy-client\", secret env GATEWAY_CLIENT_SECRET ({fingerprint}), \
+             client_secret_basic, scope \"gateway/invoke\")"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "AWS SigV4 (service bedrock-agentcore, region us-east-1, credentials from the default AWS chain)"
+        ),
+        "{stdout}"
+    );
+}
