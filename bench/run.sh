@@ -179,12 +179,13 @@ render bench/haproxy.cfg.in "$RUN_DIR/haproxy.cfg"
 nginx -t -q -e "$RUN_DIR/nginx-error.log" -p "$RUN_DIR/" -c "$RUN_DIR/nginx.conf" || die "nginx rejected its bench configuration"
 haproxy -c -q -f "$RUN_DIR/haproxy.cfg" || die "HAProxy rejected its bench configuration"
 
-# The command line of each forwarder, and where agents reach it.
+# The command line of each forwarder (one word per line, for mapfile), and where agents
+# reach it.
 forwarder_cmd() {
     case $1 in
-    proxy) echo "$PROXY_BIN run --config $RUN_DIR/proxy.toml --workers $WORKERS --log-level warn" ;;
-    nginx) echo "nginx -e $RUN_DIR/nginx-error.log -p $RUN_DIR/ -c $RUN_DIR/nginx.conf" ;;
-    haproxy) echo "haproxy -db -f $RUN_DIR/haproxy.cfg" ;;
+    proxy) printf '%s\n' "$PROXY_BIN" run --config "$RUN_DIR/proxy.toml" --workers "$WORKERS" --log-level warn ;;
+    nginx) printf '%s\n' nginx -e "$RUN_DIR/nginx-error.log" -p "$RUN_DIR/" -c "$RUN_DIR/nginx.conf" ;;
+    haproxy) printf '%s\n' haproxy -db -f "$RUN_DIR/haproxy.cfg" ;;
     esac
 }
 forwarder_port() {
@@ -197,6 +198,8 @@ forwarder_port() {
 }
 
 # ---------------------------------------------------------------- meta
+# A JSON string of the text, with quotes and backslashes dropped (versions, errors).
+# shellcheck disable=SC1003
 json_str() { printf '"%s"' "$(printf '%s' "$*" | tr -d '"\\' | tr '\n\t' '  ')"; }
 DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 HOST=$(hostname -s 2>/dev/null || hostname)
@@ -221,8 +224,8 @@ if [ "$STARTUP_RUNS" -gt 0 ]; then
     for f in proxy nginx haproxy; do
         case " $FORWARDERS " in *" $f "*) ;; *) continue ;; esac
         log "startup to ready: $f x$STARTUP_RUNS"
-        # shellcheck disable=SC2046
-        result=$("$CLIENT_BIN" startup --port "$(forwarder_port $f)" --runs "$STARTUP_RUNS" -- $(forwarder_cmd $f))
+        mapfile -t cmd < <(forwarder_cmd $f)
+        result=$("$CLIENT_BIN" startup --port "$(forwarder_port $f)" --runs "$STARTUP_RUNS" -- "${cmd[@]}")
         printf '{"kind":"startup","forwarder":"%s","result":%s}\n' "$f" "$result" >>"$RECORDS"
     done
 fi
@@ -230,8 +233,8 @@ fi
 # ---------------------------------------------------------------- forwarders
 for f in proxy nginx haproxy; do
     case " $FORWARDERS " in *" $f "*) ;; *) continue ;; esac
-    # shellcheck disable=SC2046
-    $(forwarder_cmd $f) >"$RUN_DIR/$f.out" 2>"$RUN_DIR/$f.log" &
+    mapfile -t cmd < <(forwarder_cmd $f)
+    "${cmd[@]}" >"$RUN_DIR/$f.out" 2>"$RUN_DIR/$f.log" &
     PID[$f]=$!
     wait_http "$(forwarder_port $f)" "$f"
 done

@@ -117,15 +117,7 @@ async fn reload_on_sighup(args: RunArgs, reloader: Arc<Reloader>) {
             return;
         };
         while hangup.recv().await.is_some() {
-            crate::systemd::reloading();
-            let loaded = args
-                .overrides()
-                .and_then(|o| Config::load(args.config.as_deref(), &o).map_err(|e| e.to_string()));
-            let result = loaded.and_then(|config| reloader.apply(config));
-            if let Err(e) = result {
-                tracing::error!("reload refused, keeping the configuration in force: {e}");
-            }
-            crate::systemd::ready();
+            crate::watch::reload(&args, &reloader);
         }
     }
     #[cfg(not(unix))]

@@ -56,15 +56,28 @@ pub async fn watch_config(args: RunArgs, reloader: Arc<Reloader>) {
     }
 }
 
-/// Loads the configuration as at start (file, flags, environment) and applies it; an
-/// invalid one is logged and counted, and the one in force stays. The same steps as the
-/// SIGHUP handler.
+/// One reload, for SIGHUP and for a changed file alike: loads the configuration as at
+/// start (file, flags, environment) and applies it. A configuration that does not load
+/// or does not apply is logged and counted as `config_reloads{result="error"}`; the one
+/// in force stays.
 pub fn reload(args: &RunArgs, reloader: &Reloader) {
     crate::systemd::reloading();
     let loaded = args
         .overrides()
         .and_then(|o| Config::load(args.config.as_deref(), &o).map_err(|e| e.to_string()));
-    let result = loaded.and_then(|config| reloader.apply(config));
+    let result = match loaded {
+        // `apply` counts its own outcome.
+        Ok(config) => reloader.apply(config),
+        Err(e) => {
+            crate::metrics::metrics()
+                .config_reloads
+                .get_or_create(&crate::metrics::ResultLabels {
+                    result: "error".to_string(),
+                })
+                .inc();
+            Err(e)
+        }
+    };
     if let Err(e) = result {
         tracing::error!("reload refused, keeping the configuration in force: {e}");
     }

@@ -149,6 +149,15 @@ async fn client_secret_basic_sends_the_form_encoded_pair_in_basic_auth() {
         rig.last_authorization().as_deref(),
         Some(bearer(1).as_str())
     );
+    // The time left on the token in use is exported.
+    let metrics = mcp_vpce_proxy::metrics::metrics().encode();
+    let left: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"mcp_vpce_proxy_credential_expiry_seconds{route="basic"} "#))
+        .unwrap_or_else(|| panic!("no expiry gauge in {metrics}"))
+        .parse()
+        .unwrap();
+    assert!(left > 3500.0 && left <= 3600.0, "{left}");
 }
 
 #[tokio::test]

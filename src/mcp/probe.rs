@@ -110,6 +110,16 @@ impl Probe {
         std::mem::take(&mut self.done)
     }
 
+    /// Messages completed since the last `take_done`.
+    pub fn done(&self) -> &[Facts] {
+        &self.done
+    }
+
+    /// Inside a top-level array (a batch) that has not ended yet.
+    pub fn in_batch(&self) -> bool {
+        self.msg_depth == Some(2) && self.depth >= 1
+    }
+
     /// What is known of the message being read now (None between messages).
     pub fn current(&self) -> Option<&Facts> {
         match self.msg_depth {

@@ -70,6 +70,9 @@ struct SseState {
     held_len: usize,
     /// The rest of the current event is dropped (it was answered by an error instead).
     dropping: bool,
+    /// The previous event ended with a CR as the last byte of a frame: the LF that may
+    /// open this event's bytes still belongs to that line end.
+    starts_after_cr: bool,
 }
 
 /// Feeds the data of SSE events to the probe, a newline between data lines.
@@ -317,11 +320,13 @@ impl McpBody {
         st.probe.reset();
         st.data_lines = 0;
         st.dropping = false;
+        let after_cr = st.scanner.after_cr();
         if st.holding {
             let held = std::mem::take(&mut st.held);
             st.held_len = 0;
             if done.iter().any(|f| self.watch.is_target(f)) {
-                let rewritten = self.rewrite_event(&held);
+                let starts_after_cr = st.starts_after_cr;
+                let rewritten = self.rewrite_event(&held, starts_after_cr);
                 self.out.push_back(rewritten);
             } else {
                 self.out.extend(held);
@@ -332,14 +337,22 @@ impl McpBody {
         }
         if let Mode::Sse(st) = &mut self.mode {
             st.holding = self.watch.filtering();
+            st.starts_after_cr = after_cr;
         }
     }
 
     /// The held event carries an answer to filter: parse it, filter, write it again.
-    fn rewrite_event(&mut self, held: &[Bytes]) -> Bytes {
+    fn rewrite_event(&mut self, held: &[Bytes], starts_after_cr: bool) -> Bytes {
         let mut scanner = Scanner::default();
         let mut fields = Collect::default();
-        for piece in held {
+        let mut lf = false;
+        for (i, piece) in held.iter().enumerate() {
+            let mut piece = &piece[..];
+            if i == 0 && starts_after_cr && piece.first() == Some(&b'\n') {
+                // The LF of the previous event's CRLF: keep it where it was.
+                lf = true;
+                piece = &piece[1..];
+            }
             scanner.feed(piece, &mut fields);
         }
         match serde_json::from_slice::<Value>(&fields.data) {
@@ -350,7 +363,12 @@ impl McpBody {
                     return concat(held);
                 }
                 tracing::debug!(route = %self.watch.info.route, removed, "tools hidden by the tool policy");
-                Bytes::from(fields.rewrite(&value.to_string()))
+                let mut out = Vec::new();
+                if lf {
+                    out.push(b'\n');
+                }
+                out.extend(fields.rewrite(&value.to_string()));
+                Bytes::from(out)
             }
             Err(e) => {
                 let err = unreadable(&format!(
@@ -398,10 +416,13 @@ impl McpBody {
 /// message known to be a request/notification, or a response to another request, is not.
 /// Batches (arrays) are held whole.
 fn could_be_target(probe: &Probe, watch: &Watch) -> bool {
+    if probe.done().iter().any(|f| watch.is_target(f)) {
+        return true;
+    }
     match probe.current() {
         Some(facts) => !facts.method && facts.id.as_ref().is_none_or(|id| watch.wants(id)),
         // Nothing read yet (only `id:`/`event:` lines so far), or between batch elements.
-        None => true,
+        None => probe.done().is_empty() || probe.in_batch(),
     }
 }
 
@@ -517,5 +538,218 @@ impl Drop for McpBody {
             status,
             response_bytes: received,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditSink;
+    use crate::mcp::config::PolicyConfig;
+    use crate::mcp::policy::ToolPolicy;
+    use crate::mcp::tools_filter::Listing;
+    use crate::mcp::watch::RequestInfo;
+    use http_body_util::BodyExt;
+    use serde_json::json;
+    use std::sync::{Arc, Mutex};
+
+    /// A body whose frames the test hands over one at a time; Pending in between.
+    #[derive(Clone, Default)]
+    struct Gate(Arc<Mutex<(VecDeque<Bytes>, bool)>>);
+
+    impl Gate {
+        fn push(&self, b: &[u8]) {
+            self.0.lock().unwrap().0.push_back(Bytes::copy_from_slice(b));
+        }
+        fn close(&self) {
+            self.0.lock().unwrap().1 = true;
+        }
+    }
+
+    impl Body for Gate {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            let mut s = self.0.lock().unwrap();
+            match s.0.pop_front() {
+                Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                None if s.1 => Poll::Ready(None),
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    fn watch(targets: Vec<(Value, Listing)>, limit: usize) -> Watch {
+        let policy = ToolPolicy::new(&PolicyConfig {
+            deny_tools: vec!["Other___*".into()],
+            ..PolicyConfig::default()
+        })
+        .unwrap();
+        Watch {
+            info: RequestInfo {
+                route: Arc::from("mcp"),
+                audit: AuditSink::default(),
+                session: None,
+                started: std::time::Instant::now(),
+                request_bytes: 0,
+            },
+            calls: Vec::new(),
+            policy: Arc::new(policy),
+            targets,
+            filter_any: false,
+            extras: Vec::new(),
+            batch: false,
+            max_filter_bytes: limit,
+            permit: None,
+        }
+    }
+
+    /// Polls until Pending or the end; returns the frames that came out.
+    fn drain(body: &mut McpBody) -> (Vec<Bytes>, bool) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut out = Vec::new();
+        loop {
+            match Pin::new(&mut *body).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(f))) => out.push(f.into_data().unwrap()),
+                Poll::Ready(Some(Err(e))) => panic!("{e}"),
+                Poll::Ready(None) => return (out, true),
+                Poll::Pending => return (out, false),
+            }
+        }
+    }
+
+    const NOTE: &str = "event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\r\n\r\n";
+
+    fn list_event() -> String {
+        let answer = json!({"jsonrpc":"2.0","id":1,"result":{"tools":[
+            {"name":"Demo___echo"},{"name":"Other___delete"},{"name":"Demo___weather"}
+        ],"nextCursor":"c2"}});
+        format!("id: 5\ndata: {answer}\n\n")
+    }
+
+    fn filtered_event() -> String {
+        let answer = json!({"jsonrpc":"2.0","id":1,"result":{"tools":[
+            {"name":"Demo___echo"},{"name":"Demo___weather"}
+        ],"nextCursor":"c2"}});
+        format!("id: 5\ndata: {answer}\n\n")
+    }
+
+    #[tokio::test]
+    async fn sse_only_the_answer_is_rewritten_wherever_the_frames_split() {
+        let stream = format!("{NOTE}{}: ping\n\n", list_event());
+        let expected = format!("{NOTE}{}: ping\n\n", filtered_event());
+        for cut in 0..=stream.len() {
+            let gate = Gate::default();
+            gate.push(&stream.as_bytes()[..cut]);
+            gate.push(&stream.as_bytes()[cut..]);
+            gate.close();
+            let body = McpBody::new(
+                gate.boxed_unsync(),
+                watch(vec![(json!(1), Listing::List)], 1 << 20),
+                200,
+                Kind::Sse,
+            );
+            let out = body.collect().await.unwrap().to_bytes();
+            assert_eq!(String::from_utf8_lossy(&out), expected, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn sse_other_events_go_out_at_once_and_uncopied() {
+        let gate = Gate::default();
+        let list = list_event();
+        let (head, tail) = list.split_at(20);
+        let first = format!("{NOTE}{head}");
+        gate.push(first.as_bytes());
+        let mut body = McpBody::new(
+            gate.clone().boxed_unsync(),
+            watch(vec![(json!(1), Listing::List)], 1 << 20),
+            200,
+            Kind::Sse,
+        );
+        let (out, ended) = drain(&mut body);
+        assert!(!ended);
+        assert_eq!(out.len(), 1, "the notification, while the answer is still held");
+        assert_eq!(out[0], NOTE.as_bytes());
+        gate.push(tail.as_bytes());
+        gate.push(NOTE.as_bytes());
+        gate.close();
+        let (out, ended) = drain(&mut body);
+        assert!(ended);
+        assert_eq!(out[0], filtered_event().as_bytes());
+        // After the answer nothing is held or parsed: the frame itself goes on.
+        assert_eq!(out[1], NOTE.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn sse_answer_over_the_bound_is_replaced_by_an_error() {
+        let gate = Gate::default();
+        gate.push(NOTE.as_bytes());
+        gate.push(list_event().as_bytes());
+        gate.close();
+        let body = McpBody::new(
+            gate.boxed_unsync(),
+            watch(vec![(json!(1), Listing::List)], 100),
+            200,
+            Kind::Sse,
+        );
+        let out = body.collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with(NOTE), "{text}");
+        let event = text[NOTE.len()..].strip_prefix("data: ").unwrap();
+        let error: Value = serde_json::from_str(event.trim_end()).unwrap();
+        assert_eq!(error["id"], 1);
+        assert_eq!(error["error"]["code"], -32014);
+        assert!(!text.contains("Other___delete"));
+    }
+
+    #[tokio::test]
+    async fn json_answers_are_filtered_or_withheld() {
+        let answer = json!({"jsonrpc":"2.0","id":1,"result":{"tools":[
+            {"name":"Demo___echo"},{"name":"Other___delete"}]}})
+        .to_string();
+        for (limit, expect_error) in [(1 << 20, false), (40, true)] {
+            let gate = Gate::default();
+            let (a, b) = answer.split_at(30);
+            gate.push(a.as_bytes());
+            gate.push(b.as_bytes());
+            gate.close();
+            let body = McpBody::new(
+                gate.boxed_unsync(),
+                watch(vec![(json!(1), Listing::List)], limit),
+                200,
+                Kind::Json,
+            );
+            let out: Value =
+                serde_json::from_slice(&body.collect().await.unwrap().to_bytes()).unwrap();
+            if expect_error {
+                assert_eq!(out["error"]["code"], -32014);
+                assert_eq!(out["id"], 1);
+            } else {
+                assert_eq!(out["result"]["tools"], json!([{"name":"Demo___echo"}]));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn json_answers_without_targets_stream_through_untouched() {
+        let gate = Gate::default();
+        gate.push(b"{\"jsonrpc\":\"2.0\",");
+        gate.push(b"\"id\":3,\"result\":{}}");
+        gate.close();
+        let mut w = watch(Vec::new(), 10);
+        w.calls.push(crate::mcp::watch::PendingCall {
+            id: json!(3),
+            tool: "Demo___echo".into(),
+            arguments: None,
+        });
+        let mut body = McpBody::new(gate.boxed_unsync(), w, 200, Kind::Json);
+        let (out, ended) = drain(&mut body);
+        assert!(ended);
+        assert_eq!(out.len(), 2, "frame by frame, even past max_filter_bytes");
+        assert!(body.watch.calls.is_empty(), "the call was settled from the stream");
     }
 }

@@ -138,6 +138,11 @@ impl Scanner {
         None
     }
 
+    /// The last byte read was a CR ending a line: an LF coming next belongs to it.
+    pub fn after_cr(&self) -> bool {
+        self.after_cr
+    }
+
     fn name_byte(&mut self, b: u8) {
         if self.name_len < self.name.len() {
             self.name[self.name_len] = b;

@@ -5,18 +5,24 @@
 //! - `dns`: a DNS server whose answers tests change at run time;
 //! - `client`: the rmcp client side, as the local agent uses it;
 //! - `http`, `proxy`, `relay`: raw agent-side HTTP, the proxy under test and
-//!   a counting TCP relay (written alongside the proxy).
+//!   a counting TCP relay (written alongside the proxy);
+//! - `faulty_upstream`, `agents`, `proxy_process`: a TLS upstream that misbehaves on
+//!   script, agents that read answers frame by frame or keep calling meanwhile, and the
+//!   proxy binary as a child process (signals, memory) — for the faults_*/hostile_* tests.
 
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod agents;
 pub mod aws;
 pub mod certs;
 pub mod client;
 pub mod dns;
+pub mod faulty_upstream;
 pub mod http;
 pub mod oauth_upstream;
 pub mod proxy;
+pub mod proxy_process;
 pub mod relay;
 pub mod token_server;
 pub mod upstream;
