@@ -16,6 +16,8 @@
 #   BENCH_STREAMS=256        long SSE streams at once (one event per 100 ms)
 #   BENCH_IDLE_STREAMS=10000 idle SSE streams held open once per forwarder (0: skip)
 #   BENCH_IDLE_HOLD=5        seconds the idle streams are held
+#   BENCH_IDLE_PARALLEL=64   idle streams being opened at once (below every listen backlog:
+#                            this check is about memory; `streams` connects 256 at once)
 #   BENCH_STARTUP_RUNS=10    starts timed per forwarder (0: skip)
 #   BENCH_LOADS="c1 c32 sse_first streams"
 #   BENCH_FORWARDERS="proxy nginx haproxy direct"
@@ -41,6 +43,7 @@ WORKERS=${BENCH_WORKERS:-$((CPUS < 4 ? CPUS : 4))}
 STREAMS=${BENCH_STREAMS:-256}
 IDLE_STREAMS=${BENCH_IDLE_STREAMS:-10000}
 IDLE_HOLD=${BENCH_IDLE_HOLD:-5}
+IDLE_PARALLEL=${BENCH_IDLE_PARALLEL:-64}
 STARTUP_RUNS=${BENCH_STARTUP_RUNS:-10}
 LOADS=${BENCH_LOADS:-"c1 c32 sse_first streams"}
 FORWARDERS=${BENCH_FORWARDERS:-"proxy nginx haproxy direct"}
@@ -127,7 +130,9 @@ trap 'exit 130' INT TERM
 # Idle streams need one descriptor each on the agent side and one per upstream connection.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
+# nginx and HAProxy hold two descriptors per proxied connection (agent and upstream).
 MAX_CONNECTIONS=$(((NOFILE - 1024) / 2))
+PROXY_MAX_CONNECTIONS=$((NOFILE - 1024))
 
 for port in $UPSTREAM_PORT $STATS_PORT $PROXY_PORT $PROXY_ADMIN_PORT $NGINX_PORT $HAPROXY_PORT; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -160,6 +165,7 @@ render() {
     sed -e "s|@WORKERS@|$WORKERS|g" \
         -e "s|@NOFILE@|$NOFILE|g" \
         -e "s|@MAX_CONNECTIONS@|$MAX_CONNECTIONS|g" \
+        -e "s|@PROXY_MAX_CONNECTIONS@|$PROXY_MAX_CONNECTIONS|g" \
         -e "s|@RUN_DIR@|$RUN_DIR|g" \
         -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
         -e "s|@PROXY_PORT@|$PROXY_PORT|g" \
@@ -280,7 +286,7 @@ load_cmd() {
     c32) printf '%s\n' wrk "-t$WRK_THREADS" -c32 "-d${DURATION}s" --timeout 10s -s bench/wrk/post_mcp.lua "${direct_headers[@]}" "$url" ;;
     sse_first) printf '%s\n' "$CLIENT_BIN" sse-first --url "$url" --seconds "$DURATION" "${direct_tls[@]}" "${direct_headers[@]}" ;;
     streams) printf '%s\n' "$CLIENT_BIN" streams --url "$url" --count "$STREAMS" --seconds "$DURATION" --interval-ms 100 "${direct_tls[@]}" "${direct_headers[@]}" ;;
-    idle_streams) printf '%s\n' "$CLIENT_BIN" idle-streams --url "$url" --count "$(idle_count "$f")" --hold-seconds "$IDLE_HOLD" "${direct_tls[@]}" "${direct_headers[@]}" ;;
+    idle_streams) printf '%s\n' "$CLIENT_BIN" idle-streams --url "$url" --count "$(idle_count "$f")" --hold-seconds "$IDLE_HOLD" --parallel-opens "$IDLE_PARALLEL" "${direct_tls[@]}" "${direct_headers[@]}" ;;
     *) die "unknown load $load" ;;
     esac
 }
@@ -290,7 +296,7 @@ load_cmd() {
 idle_count() {
     local limit=$MAX_CONNECTIONS
     if [ "$1" = proxy ] && [[ $UPSTREAM_ALPN == h2* ]]; then
-        limit=$((NOFILE - 1024))
+        limit=$PROXY_MAX_CONNECTIONS
     fi
     echo $((IDLE_STREAMS < limit ? IDLE_STREAMS : limit))
 }

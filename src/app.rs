@@ -182,6 +182,7 @@ pub fn describe(config: &Config, table: &RouteTable) -> String {
         let _ = writeln!(out, "  dial             {}", route.dial_description());
         let _ = writeln!(out, "  require_private  {}", c.require_private);
         let _ = writeln!(out, "  credential       {}", route.credential.describe());
+        let _ = writeln!(out, "  tools            {}", route.layer.describe_tools());
         if let Some(ca) = &c.ca_file {
             let _ = writeln!(out, "  ca_file          {}", ca.display());
         }

@@ -37,6 +37,9 @@ pub const DEFAULT_PRIVATE_RANGES: [&str; 5] = [
 pub struct Config {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// A unix domain socket to listen on as well (its file mode decides who may connect).
+    #[serde(default)]
+    pub unix_socket: Option<UnixSocketConfig>,
     /// The admin listener (`/metrics`, `/healthz`, `/readyz`, `/routes`); "off" disables it.
     #[serde(default = "default_admin", with = "admin_address")]
     pub admin: Option<SocketAddr>,
@@ -78,6 +81,33 @@ pub struct DnsConfig {
     /// traffic (connections to addresses no longer in the answer are then retired).
     #[serde(default = "default_dns_refresh", with = "humantime_serde")]
     pub refresh: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnixSocketConfig {
+    pub path: PathBuf,
+    /// File mode in octal, e.g. "0660" (owner and group may connect).
+    #[serde(default = "default_socket_mode")]
+    pub mode: String,
+    /// Numeric owner and group ids to give the socket file.
+    #[serde(default)]
+    pub owner: Option<u32>,
+    #[serde(default)]
+    pub group: Option<u32>,
+}
+
+fn default_socket_mode() -> String {
+    "0600".to_string()
+}
+
+impl UnixSocketConfig {
+    pub fn mode_bits(&self) -> Result<u32, String> {
+        u32::from_str_radix(self.mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| format!("{:?} is not an octal file mode like \"0660\"", self.mode))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -278,6 +308,7 @@ impl Default for Config {
         Config {
             listen: default_listen(),
             admin: default_admin(),
+            unix_socket: None,
             shutdown_grace: default_grace(),
             dns: DnsConfig::default(),
             limits: LimitsConfig::default(),
@@ -554,8 +585,15 @@ impl Config {
             if let Some(credential) = &o.credential {
                 route.credential = credential.clone();
             }
+            // The tool flags replace the file's tool lists only; rate limits and the
+            // other policy settings of the file stay.
             if let Some(policy) = &o.policy {
-                route.policy = policy.clone();
+                if !policy.allow_tools.is_empty() {
+                    route.policy.allow_tools = policy.allow_tools.clone();
+                }
+                if !policy.deny_tools.is_empty() {
+                    route.policy.deny_tools = policy.deny_tools.clone();
+                }
             }
         }
         if o.allow_public {
@@ -588,15 +626,28 @@ impl Config {
                 "is empty; every address would count as outside the VPC".into(),
             ));
         }
+        if let Some(unix) = &self.unix_socket {
+            unix.mode_bits()
+                .map_err(|p| err("unix_socket.mode".into(), p))?;
+        }
         let l = &self.limits;
         if l.header_read_timeout.is_zero() || l.body_read_timeout.is_zero() {
-            return Err(err("limits".into(), "timeouts must be greater than 0".into()));
+            return Err(err(
+                "limits".into(),
+                "timeouts must be greater than 0".into(),
+            ));
         }
         if l.max_header_bytes < 8192 {
-            return Err(err("limits.max_header_bytes".into(), "must be at least 8192".into()));
+            return Err(err(
+                "limits.max_header_bytes".into(),
+                "must be at least 8192".into(),
+            ));
         }
         if l.max_connections == 0 || l.h2_max_concurrent_streams == 0 {
-            return Err(err("limits".into(), "max_connections and h2_max_concurrent_streams must be greater than 0".into()));
+            return Err(err(
+                "limits".into(),
+                "max_connections and h2_max_concurrent_streams must be greater than 0".into(),
+            ));
         }
         if self.dns.refresh.is_zero() {
             return Err(err("dns.refresh".into(), "must be greater than 0".into()));
@@ -682,7 +733,10 @@ fn flag_for_key(key: &str) -> String {
         "route[0].endpoint" => "endpoint",
         "route[0].path" => "path",
         "route[0].ca_file" => "ca-file",
-        "route[0].credential" => "token-env/--token-file/...",
+        "route[0].credential" => {
+            return "the credential flags (--token-env, --token-file, --oauth-*, --sigv4, --token-command)"
+                .to_string()
+        }
         k if k.starts_with("route[0].addresses") => "address",
         k if k.starts_with("dns.servers") => "dns-server",
         "dns.private_ranges" => "private-range",

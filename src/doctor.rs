@@ -125,7 +125,10 @@ async fn diagnose_route(
     let mut connected = false;
     let mut tls_ok = false;
     if resolution.dial.is_empty() {
-        checks.push(Check::skip(Step::Tcp, "no address the proxy may dial (see dns)"));
+        checks.push(Check::skip(
+            Step::Tcp,
+            "no address the proxy may dial (see dns)",
+        ));
     }
     for addr in resolution.dial {
         let (check, stream) = network::connect(route, addr).await;
@@ -138,7 +141,10 @@ async fn diagnose_route(
         }
     }
     if !connected {
-        checks.push(Check::skip(Step::Tls, "no TCP connection to shake hands on"));
+        checks.push(Check::skip(
+            Step::Tls,
+            "no TCP connection to shake hands on",
+        ));
     }
 
     let credential = credential::check(route, credential_error).await;
@@ -146,7 +152,10 @@ async fn diagnose_route(
     checks.push(credential);
 
     if !tls_ok {
-        checks.push(Check::skip(Step::Mcp, "needs a TLS connection to the gateway"));
+        checks.push(Check::skip(
+            Step::Mcp,
+            "needs a TLS connection to the gateway",
+        ));
     } else if !credential_ok {
         checks.push(Check::skip(Step::Mcp, "needs the route's credential"));
     } else {

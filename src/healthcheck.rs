@@ -104,9 +104,15 @@ mod tests {
 
     #[test]
     fn an_unspecified_admin_address_is_asked_on_loopback() {
-        assert_eq!(target("0.0.0.0:9901").unwrap(), "127.0.0.1:9901".parse().unwrap());
+        assert_eq!(
+            target("0.0.0.0:9901").unwrap(),
+            "127.0.0.1:9901".parse().unwrap()
+        );
         assert_eq!(target("[::]:9901").unwrap(), "[::1]:9901".parse().unwrap());
-        assert_eq!(target("10.0.0.5:9901").unwrap(), "10.0.0.5:9901".parse().unwrap());
+        assert_eq!(
+            target("10.0.0.5:9901").unwrap(),
+            "10.0.0.5:9901".parse().unwrap()
+        );
         assert!(target("off").unwrap_err().contains("off"));
     }
 }

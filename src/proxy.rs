@@ -20,7 +20,6 @@ use crate::mcp::peek::{peek, RpcPeek};
 use crate::route::{Route, RouteTable};
 use crate::upstream::connector::{ConnectError, ConnectionUse};
 
-
 /// Headers that belong to one hop and never cross the proxy (RFC 9110 7.6.1), plus the
 /// proxy-only ones.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -52,7 +51,15 @@ pub async fn handle(
                 .bare_discovery_route()
                 .is_some_and(|r| Arc::ptr_eq(r, &route));
             let body_deadline = table.body_read_timeout;
-            forward(route, target, owns_bare_discovery, body_deadline, req, started).await
+            forward(
+                route,
+                target,
+                owns_bare_discovery,
+                body_deadline,
+                req,
+                started,
+            )
+            .await
         }
         Err(err) => {
             let response = respond(&err, None, Answer::Text);
@@ -137,14 +144,18 @@ async fn forward(
                 (bytes, rpc)
             }
             Err(e) => {
+                let err = e.into();
+                route
+                    .layer
+                    .refused_before(&head, &RpcPeek::Unreadable, &err);
                 return refuse(
                     &route,
                     &head.method,
                     &RpcPeek::Unreadable,
                     is_post,
-                    e.into(),
+                    err,
                     started,
-                )
+                );
             }
         }
     } else {
@@ -326,15 +337,16 @@ async fn send(
     };
     let mut request = Request::from_parts(parts, body);
     let connection = capture_connection(&mut request);
-    let response = match tokio::time::timeout(route.response_timeout, route.client.request(request)).await {
-        Err(_) => {
-            return Err(ProxyError::ResponseTimeout {
-                after: route.response_timeout,
-            })
-        }
-        Ok(Err(e)) => return Err(classify(&e)),
-        Ok(Ok(response)) => response,
-    };
+    let response =
+        match tokio::time::timeout(route.response_timeout, route.client.request(request)).await {
+            Err(_) => {
+                return Err(ProxyError::ResponseTimeout {
+                    after: route.response_timeout,
+                })
+            }
+            Ok(Err(e)) => return Err(classify(&e)),
+            Ok(Ok(response)) => response,
+        };
     if let Some(used) = response.extensions().get::<ConnectionUse>() {
         if used.mark_used() {
             route.metrics.connections_reused.inc();

@@ -12,7 +12,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 
 use crate::audit::AuditSink;
 use crate::config::Config;
@@ -20,9 +20,9 @@ use crate::proxy;
 use crate::route::RouteTable;
 use crate::upstream::dns::Dns;
 
-
 pub struct Server {
     listener: TcpListener,
+    unix: Option<UnixListener>,
     routes: Arc<ArcSwap<RouteTable>>,
     grace: Duration,
     dns_refresh: Duration,
@@ -96,15 +96,17 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-        if !config.listen.ip().is_loopback() {
-            tracing::warn!(
-                listen = %config.listen,
-                "listening on a non-loopback address: anyone who can reach it can use the gateway credential"
-            );
+        if let Some(warning) = crate::inbound::exposure_warning(&config.inbound, config.listen) {
+            tracing::warn!("{warning}");
         }
+        let unix = match &config.unix_socket {
+            Some(u) => Some(bind_unix(u)?),
+            None => None,
+        };
         let routes = Arc::new(ArcSwap::from_pointee(table));
         Ok(Server {
             listener,
+            unix,
             reloader: Arc::new(Reloader {
                 routes: routes.clone(),
                 state: std::sync::Mutex::new((config.clone(), audit)),
@@ -160,36 +162,30 @@ impl Server {
                     Err(_) => break,
                 },
             };
-            let (stream, peer) = tokio::select! {
-                _ = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait instead of spinning.
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = stream.set_nodelay(true);
-            let routes = self.routes.clone();
-            let service = service_fn(move |req| {
-                let table = routes.load_full();
-                async move { Ok::<_, Infallible>(proxy::handle(table, Some(peer), req).await) }
-            });
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            let connection = graceful.watch(connection);
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(%peer, "agent connection ended: {e}");
+            let unix_accept = async {
+                match &self.unix {
+                    Some(unix) => unix.accept().await.map(|(stream, _)| stream),
+                    None => std::future::pending().await,
                 }
-                drop(slot);
-            });
+            };
+            let accepted = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => accepted.map(|(stream, peer)| {
+                    let _ = stream.set_nodelay(true);
+                    serve(&builder, &graceful, &self.routes, stream, Some(peer), slot)
+                }),
+                accepted = unix_accept => accepted.map(|stream| {
+                    serve(&builder, &graceful, &self.routes, stream, None, slot)
+                }),
+            };
+            if let Err(e) = accepted {
+                // Out of file descriptors and the like: wait instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
         drop(self.listener);
+        drop(self.unix);
         refresher.abort();
         crate::systemd::stopping();
         let in_flight = graceful.count();
@@ -199,6 +195,47 @@ impl Server {
             _ = tokio::time::sleep(self.grace) => tracing::warn!("grace period over; closing the remaining connections"),
         }
     }
+}
+
+/// Serves one agent connection (TCP, or unix socket with no peer address) until it
+/// closes; its slot is given back then.
+fn serve<S>(
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    routes: &Arc<ArcSwap<RouteTable>>,
+    stream: S,
+    peer: Option<SocketAddr>,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let routes = routes.clone();
+    let service = service_fn(move |req| {
+        let table = routes.load_full();
+        async move { Ok::<_, Infallible>(proxy::handle(table, peer, req).await) }
+    });
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .into_owned();
+    let connection = graceful.watch(connection);
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(?peer, "agent connection ended: {e}");
+        }
+        drop(slot);
+    });
+}
+
+#[cfg(unix)]
+fn bind_unix(config: &crate::config::UnixSocketConfig) -> Result<UnixListener, String> {
+    let listener = crate::inbound::bind_unix(
+        &config.path,
+        config.mode_bits()?,
+        config.owner,
+        config.group,
+    )?;
+    tracing::info!(path = %config.path.display(), mode = %config.mode, "also listening on a unix socket");
+    Ok(listener)
 }
 
 /// Resolves every route's dial name again at each interval, so that the last good

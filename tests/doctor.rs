@@ -36,12 +36,14 @@ impl Run {
             .iter()
             .position(|l| l.trim_start().starts_with(start))
             .unwrap_or_else(|| panic!("no line starting with {start:?} in:\n{}", self.stdout));
-        let cause = lines[at + 1].trim_start().strip_prefix("cause: ").unwrap_or_else(|| {
-            panic!("no cause under {start:?}:\n{}", self.stdout)
-        });
-        let fix = lines[at + 2].trim_start().strip_prefix("fix:   ").unwrap_or_else(|| {
-            panic!("no fix under {start:?}:\n{}", self.stdout)
-        });
+        let cause = lines[at + 1]
+            .trim_start()
+            .strip_prefix("cause: ")
+            .unwrap_or_else(|| panic!("no cause under {start:?}:\n{}", self.stdout));
+        let fix = lines[at + 2]
+            .trim_start()
+            .strip_prefix("fix:   ")
+            .unwrap_or_else(|| panic!("no fix under {start:?}:\n{}", self.stdout));
         (cause, fix)
     }
 }
@@ -127,9 +129,13 @@ async fn a_working_route_passes_every_check() {
     assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
     let port = upstream.port();
     let dns_addr = dns.addr;
-    assert!(run.stdout.starts_with(&format!(
-        "route weather (/mcp -> https://{GATEWAY_HOST}:{port}/mcp)\n"
-    )), "{}", run.stdout);
+    assert!(
+        run.stdout.starts_with(&format!(
+            "route weather (/mcp -> https://{GATEWAY_HOST}:{port}/mcp)\n"
+        )),
+        "{}",
+        run.stdout
+    );
     assert_eq!(
         run.line("✓ dns"),
         format!("  ✓ dns        {ENDPOINT_HOST} via {dns_addr} -> 127.0.0.1 (in-VPC)")
@@ -155,19 +161,28 @@ async fn a_working_route_passes_every_check() {
     // Only a fingerprint of what was attached, never the token.
     let fingerprint =
         mcp_vpce_proxy::secret::fingerprint(format!("Bearer {GATEWAY_TOKEN}").as_bytes());
-    assert!(run
-        .line("✓ credential")
-        .ends_with(&format!("obtained; attaches authorization (Authorization {fingerprint})")));
+    assert!(run.line("✓ credential").ends_with(&format!(
+        "obtained; attaches authorization (Authorization {fingerprint})"
+    )));
     assert!(!run.stdout.contains(GATEWAY_TOKEN) && !run.stderr.contains(GATEWAY_TOKEN));
     let init = run.line("✓ mcp        initialize");
-    assert!(init.starts_with("  ✓ mcp        initialize: protocol 2025-"), "{init}");
+    assert!(
+        init.starts_with("  ✓ mcp        initialize: protocol 2025-"),
+        "{init}"
+    );
     assert!(init.ends_with(", session id present"), "{init}");
     let list = run.line("✓ mcp        tools/list");
     assert!(
-        list.starts_with("  ✓ mcp        tools/list: ") && list.contains(" tools (DemoTarget___echo, "),
+        list.starts_with("  ✓ mcp        tools/list: ")
+            && list.contains(" tools (DemoTarget___echo, "),
         "{list}"
     );
-    assert!(run.stdout.ends_with("all checks passed: 6 passed, 0 failed\n"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .ends_with("all checks passed: 6 passed, 0 failed\n"),
+        "{}",
+        run.stdout
+    );
 
     // It went through the route as the proxy would: gateway SNI and Host, the token, and
     // the session was closed afterwards.
@@ -185,13 +200,28 @@ async fn a_working_route_passes_every_check() {
     assert_eq!(report["ok"], true);
     assert_eq!(report["failed"], 0);
     let checks = report["routes"][0]["checks"].as_array().unwrap();
-    let tools = &checks.iter().find(|c| c["details"]["tool_count"].is_number()).unwrap()["details"];
-    let names: Vec<&str> = tools["tools"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let tools = &checks
+        .iter()
+        .find(|c| c["details"]["tool_count"].is_number())
+        .unwrap()["details"];
+    let names: Vec<&str> = tools["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
     assert_eq!(tools["tool_count"], names.len());
-    for tool in ["DemoTarget___echo", "DemoTarget___get_weather", "DemoTarget___slow_progress"] {
+    for tool in [
+        "DemoTarget___echo",
+        "DemoTarget___get_weather",
+        "DemoTarget___slow_progress",
+    ] {
         assert!(names.contains(&tool), "{names:?}");
     }
-    assert!(list.contains(&format!("tools/list: {} tools", names.len())), "{list}");
+    assert!(
+        list.contains(&format!("tools/list: {} tools", names.len())),
+        "{list}"
+    );
     let tls = checks.iter().find(|c| c["step"] == "tls").unwrap();
     assert_eq!(tls["details"]["alpn"], "h2");
     assert_eq!(tls["details"]["chain"][0]["names"][0], GATEWAY_HOST);
@@ -204,7 +234,11 @@ async fn a_gateway_name_outside_the_vpc_says_private_dns_is_off() {
     let outside: SocketAddr = format!("{OUTSIDE}:{}", upstream.port()).parse().unwrap();
     let relay = Relay::start(outside, upstream.addr).await;
     let dns = DnsServer::start(&[(GATEWAY_HOST, OUTSIDE.parse().unwrap())]).await;
-    let run = doctor(&gateway_route(&dns, upstream.port(), upstream.ca_file()), &[]).await;
+    let run = doctor(
+        &gateway_route(&dns, upstream.port(), upstream.ca_file()),
+        &[],
+    )
+    .await;
     assert!(!run.ok);
     assert_eq!(
         run.line("✗ dns"),
@@ -225,9 +259,19 @@ async fn a_gateway_name_outside_the_vpc_says_private_dns_is_off() {
         ),
         "{fix}"
     );
-    assert_eq!(run.line("- tcp"), "  - tcp        no address the proxy may dial (see dns)");
-    assert_eq!(run.line("- mcp"), "  - mcp        needs a TLS connection to the gateway");
-    assert!(run.stderr.contains("doctor: 1 check failed"), "{}", run.stderr);
+    assert_eq!(
+        run.line("- tcp"),
+        "  - tcp        no address the proxy may dial (see dns)"
+    );
+    assert_eq!(
+        run.line("- mcp"),
+        "  - mcp        needs a TLS connection to the gateway"
+    );
+    assert!(
+        run.stderr.contains("doctor: 1 check failed"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(relay.connections(), 0);
     assert_eq!(upstream.connections(), 0);
 }
@@ -236,7 +280,11 @@ async fn a_gateway_name_outside_the_vpc_says_private_dns_is_off() {
 async fn nxdomain_for_the_gateway_names_the_data_plane_endpoint_pitfall() {
     let upstream = Upstream::start().await;
     let dns = DnsServer::start(&[]).await;
-    let run = doctor(&gateway_route(&dns, upstream.port(), upstream.ca_file()), &[]).await;
+    let run = doctor(
+        &gateway_route(&dns, upstream.port(), upstream.ca_file()),
+        &[],
+    )
+    .await;
     assert!(!run.ok);
     assert_eq!(
         run.line("✗ dns"),
@@ -249,7 +297,10 @@ async fn nxdomain_for_the_gateway_names_the_data_plane_endpoint_pitfall() {
     assert!(cause.contains(
         "interface endpoint for the AgentCore data plane (com.amazonaws.us-east-1.bedrock-agentcore) with private DNS"
     ), "{cause}");
-    assert!(cause.contains("no gateway endpoint (com.amazonaws.us-east-1.bedrock-agentcore.gateway)"), "{cause}");
+    assert!(
+        cause.contains("no gateway endpoint (com.amazonaws.us-east-1.bedrock-agentcore.gateway)"),
+        "{cause}"
+    );
     assert!(fix.starts_with(
         "create an interface endpoint for com.amazonaws.us-east-1.bedrock-agentcore.gateway with private DNS enabled"
     ), "{fix}");
@@ -282,9 +333,15 @@ async fn a_refused_connection_names_the_address_and_the_port() {
         "nothing accepts connections on port {port} at this address"
     )));
     assert!(fix.starts_with("gateway URLs use port 443"), "{fix}");
-    assert_eq!(run.line("- tls"), "  - tls        no TCP connection to shake hands on");
+    assert_eq!(
+        run.line("- tls"),
+        "  - tls        no TCP connection to shake hands on"
+    );
     // The credential is diagnosed all the same.
-    assert_eq!(run.line("✓ credential"), "  ✓ credential none: nothing to attach");
+    assert_eq!(
+        run.line("✓ credential"),
+        "  ✓ credential none: nothing to attach"
+    );
 }
 
 #[tokio::test]
@@ -295,7 +352,11 @@ async fn a_certificate_for_another_name_is_named() {
     })
     .await;
     let dns = standard_dns().await;
-    let run = doctor(&endpoint_route(&dns, &upstream, "{ type = \"none\" }", "/mcp"), &[]).await;
+    let run = doctor(
+        &endpoint_route(&dns, &upstream, "{ type = \"none\" }", "/mcp"),
+        &[],
+    )
+    .await;
     assert!(!run.ok);
     let tls = run.line("✗ tls");
     assert!(
@@ -313,8 +374,14 @@ async fn a_certificate_for_another_name_is_named() {
     assert!(cause.starts_with(&format!(
         "the certificate is for not-the-gateway.example.com, not for {GATEWAY_HOST}: this address is not the gateway's endpoint"
     )), "{cause}");
-    assert!(fix.starts_with("set endpoint to the DNS name of a gateway endpoint"), "{fix}");
-    assert_eq!(run.line("- mcp"), "  - mcp        needs a TLS connection to the gateway");
+    assert!(
+        fix.starts_with("set endpoint to the DNS name of a gateway endpoint"),
+        "{fix}"
+    );
+    assert_eq!(
+        run.line("- mcp"),
+        "  - mcp        needs a TLS connection to the gateway"
+    );
     assert!(upstream.requests().is_empty());
 }
 
@@ -343,7 +410,10 @@ async fn a_credential_that_cannot_be_had_fails_its_own_line_only() {
         "the proxy cannot read its credential source, so no request would carry one"
     );
     assert!(fix.starts_with("set DOCTOR_TEST_SURELY_UNSET_TOKEN in the proxy's environment"));
-    assert_eq!(run.line("- mcp"), "  - mcp        needs the route's credential");
+    assert_eq!(
+        run.line("- mcp"),
+        "  - mcp        needs the route's credential"
+    );
     assert!(upstream.requests().is_empty());
 }
 
@@ -351,7 +421,11 @@ async fn a_credential_that_cannot_be_had_fails_its_own_line_only() {
 async fn an_mcp_error_is_reported_with_the_gateways_answer() {
     let upstream = Upstream::start().await;
     let dns = standard_dns().await;
-    let run = doctor(&endpoint_route(&dns, &upstream, "{ type = \"none\" }", "/wrong"), &[]).await;
+    let run = doctor(
+        &endpoint_route(&dns, &upstream, "{ type = \"none\" }", "/wrong"),
+        &[],
+    )
+    .await;
     assert!(!run.ok);
     assert!(run.line("✓ tls").contains("ALPN h2"));
     assert_eq!(
@@ -364,12 +438,20 @@ async fn an_mcp_error_is_reported_with_the_gateways_answer() {
         fix,
         "use the gateway URL exactly as AgentCore shows it (it ends in /mcp)"
     );
-    assert!(run.stdout.ends_with("doctor: 4 passed, 1 failed\n"), "{}", run.stdout);
+    assert!(
+        run.stdout.ends_with("doctor: 4 passed, 1 failed\n"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[tokio::test]
 async fn an_unusable_configuration_is_one_failed_check() {
-    let run = doctor("[[route]]\ngateway = \"http://gw.example.com/mcp\"\n", &["--json"]).await;
+    let run = doctor(
+        "[[route]]\ngateway = \"http://gw.example.com/mcp\"\n",
+        &["--json"],
+    )
+    .await;
     assert!(!run.ok);
     let report: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(report["ok"], false);

@@ -79,7 +79,10 @@ async fn a_reset_of_a_pooled_connection_is_not_replayed_and_the_pool_moves_on() 
     assert_eq!(refused.json()["error"]["code"], -32007);
     assert_eq!(refused.json()["id"], 2);
     let seen = rig.upstream.requests();
-    assert_eq!(seen[0].connection, seen[1].connection, "the pooled connection carried the second call");
+    assert_eq!(
+        seen[0].connection, seen[1].connection,
+        "the pooled connection carried the second call"
+    );
     assert_next_call_uses_a_new_connection(&rig, 3).await;
     assert_eq!(rig.upstream.requests().len(), 3);
     assert_eq!(rig.upstream.connections(), 2);

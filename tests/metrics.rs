@@ -125,7 +125,10 @@ endpoint = "{DOWN_ENDPOINT}"
     assert_eq!(answer.status, 200, "{}", answer.body);
     bytes_in += init.len();
     bytes_out += answer.body.len();
-    let session = answer.headers["mcp-session-id"].to_str().unwrap().to_string();
+    let session = answer.headers["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let version = message(&answer)["result"]["protocolVersion"]
         .as_str()
         .unwrap()
@@ -218,26 +221,56 @@ endpoint = "{DOWN_ENDPOINT}"
         format!("route=\"{route}\",method=\"POST\",rpc_method=\"{rpc}\",status=\"{status}\"")
     };
     let mut expected_requests = vec![
-        series("requests_total", &requests("initialize", 200, "metrics-ok"), 1.0),
+        series(
+            "requests_total",
+            &requests("initialize", 200, "metrics-ok"),
+            1.0,
+        ),
         series(
             "requests_total",
             &requests("notifications/initialized", 202, "metrics-ok"),
             1.0,
         ),
-        series("requests_total", &requests("tools/call", 200, "metrics-ok"), 3.0),
+        series(
+            "requests_total",
+            &requests("tools/call", 200, "metrics-ok"),
+            3.0,
+        ),
         series("requests_total", &requests("-", 413, "metrics-ok"), 1.0),
-        series("requests_total", &requests("ping", 502, "metrics-down"), 2.0),
+        series(
+            "requests_total",
+            &requests("ping", 502, "metrics-down"),
+            2.0,
+        ),
     ];
     expected_requests.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(family(&all, "mcp_vpce_proxy_requests_total"), expected_requests);
+    assert_eq!(
+        family(&all, "mcp_vpce_proxy_requests_total"),
+        expected_requests
+    );
 
     let mut expected_refused = vec![
-        series("refused_total", "route=\"metrics-ok\",reason=\"tool_refused\"", 1.0),
-        series("refused_total", "route=\"metrics-ok\",reason=\"body_too_large\"", 1.0),
-        series("refused_total", "route=\"metrics-down\",reason=\"unreachable\"", 2.0),
+        series(
+            "refused_total",
+            "route=\"metrics-ok\",reason=\"tool_refused\"",
+            1.0,
+        ),
+        series(
+            "refused_total",
+            "route=\"metrics-ok\",reason=\"body_too_large\"",
+            1.0,
+        ),
+        series(
+            "refused_total",
+            "route=\"metrics-down\",reason=\"unreachable\"",
+            2.0,
+        ),
     ];
     expected_refused.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(family(&all, "mcp_vpce_proxy_refused_total"), expected_refused);
+    assert_eq!(
+        family(&all, "mcp_vpce_proxy_refused_total"),
+        expected_refused
+    );
 
     let tool = |name: &str, outcome: &str| {
         format!("route=\"metrics-ok\",tool=\"DemoTarget___{name}\",outcome=\"{outcome}\"")
@@ -248,11 +281,15 @@ endpoint = "{DOWN_ENDPOINT}"
         series("tool_calls_total", &tool("echo", "refused"), 1.0),
     ];
     expected_tools.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(family(&all, "mcp_vpce_proxy_tool_calls_total"), expected_tools);
+    assert_eq!(
+        family(&all, "mcp_vpce_proxy_tool_calls_total"),
+        expected_tools
+    );
 
     let value = |name: &str, labels: &str| {
         let key = format!("mcp_vpce_proxy_{name}{{{labels}}}");
-        *all.get(&key).unwrap_or_else(|| panic!("no {key} in\n{}", scraped.body))
+        *all.get(&key)
+            .unwrap_or_else(|| panic!("no {key} in\n{}", scraped.body))
     };
     let ok_route = "route=\"metrics-ok\"";
     let down_route = "route=\"metrics-down\"";
@@ -285,7 +322,14 @@ endpoint = "{DOWN_ENDPOINT}"
         ),
         2.0
     );
-    assert!(value("dns_answer_age_seconds", &format!("name=\"{ENDPOINT_HOST}\"")) >= 0.0);
+    assert!(
+        value(
+            "dns_answer_age_seconds",
+            &format!("name=\"{ENDPOINT_HOST}\"")
+        ) >= 0.0
+    );
     // Nothing was reloaded in this process.
-    assert!(!scraped.body.contains("mcp_vpce_proxy_config_reloads_total{"));
+    assert!(!scraped
+        .body
+        .contains("mcp_vpce_proxy_config_reloads_total{"));
 }

@@ -129,7 +129,10 @@ async fn an_answer_outside_the_vpc_makes_the_route_unready_until_it_is_back() {
         ))
     );
     let healthz = proxy.get("/healthz").await;
-    assert_eq!((healthz.status.as_u16(), healthz.body.as_str()), (200, "ok\n"));
+    assert_eq!(
+        (healthz.status.as_u16(), healthz.body.as_str()),
+        (200, "ok\n")
+    );
 
     dns.set(ENDPOINT_HOST, vec!["127.0.0.1".parse().unwrap()]);
     assert_eq!(proxy.readyz_becomes(200).await, all_ready());
@@ -204,7 +207,11 @@ credential = {{ type = "command", command = ["sh", "-c", "cat '{token}'"], cache
         if answer.status != 503 {
             break;
         }
-        assert!(Instant::now() < deadline, "still no credential: {}", answer.body);
+        assert!(
+            Instant::now() < deadline,
+            "still no credential: {}",
+            answer.body
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let body = proxy.readyz_becomes(200).await;

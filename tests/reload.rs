@@ -44,7 +44,12 @@ fn generation(i: usize, dns: &DnsServer, stable: &Upstream, other: &Upstream) ->
         &format!("max_body_bytes = {}", 100_000 + i),
     ));
     if i % 2 == 0 {
-        text.push_str(&route(&format!("extra-{i}"), &format!("/extra-{i}"), other, ""));
+        text.push_str(&route(
+            &format!("extra-{i}"),
+            &format!("/extra-{i}"),
+            other,
+            "",
+        ));
     }
     text
 }
@@ -55,8 +60,12 @@ async fn twenty_reloads_under_load_fail_nothing_on_the_unchanged_route() {
     let other = Upstream::start().await;
     let dns = DnsServer::start(&[(ENDPOINT_HOST, "127.0.0.1".parse().unwrap())]).await;
     let config = |i| {
-        Config::parse(&generation(i, &dns, &stable, &other), "reload.toml", &Overrides::default())
-            .unwrap()
+        Config::parse(
+            &generation(i, &dns, &stable, &other),
+            "reload.toml",
+            &Overrides::default(),
+        )
+        .unwrap()
     };
     let server = Server::bind(&config(0)).await.unwrap();
     let addr = server.local_addr();
@@ -122,7 +131,9 @@ async fn twenty_reloads_under_load_fail_nothing_on_the_unchanged_route() {
     let mut calls_during = Vec::new();
     for i in 1..=RELOADS {
         let at = calls.load(Ordering::SeqCst);
-        reloader.apply(config(i)).expect("a valid configuration applies");
+        reloader
+            .apply(config(i))
+            .expect("a valid configuration applies");
         // The new table is in force at once: the new extra route answers, the previous
         // one is gone, the changed route forwards.
         if i % 2 == 0 {
@@ -175,7 +186,12 @@ async fn twenty_reloads_under_load_fail_nothing_on_the_unchanged_route() {
     let after = routes.load().get("/mcp").unwrap().clone();
     assert!(Arc::ptr_eq(&before, &after));
     assert_eq!(stable.connections(), 1);
-    let paths = routes.load().paths().iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    let paths = routes
+        .load()
+        .paths()
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>();
     assert_eq!(paths, ["/mcp", "/changing", "/extra-20"]);
 }
 
@@ -249,9 +265,14 @@ impl Proxy {
     }
 
     async fn admin(&self, path: &str) -> String {
-        send("GET", &format!("http://127.0.0.1:{}{path}", self.admin), &[], "")
-            .await
-            .body
+        send(
+            "GET",
+            &format!("http://127.0.0.1:{}{path}", self.admin),
+            &[],
+            "",
+        )
+        .await
+        .body
     }
 
     /// `config_reloads_total{result}` as scraped.
@@ -296,14 +317,21 @@ impl Proxy {
 fn with_ports(body: &str, port: u16, admin: u16) -> String {
     format!(
         "admin = \"127.0.0.1:{admin}\"\n{}",
-        body.replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""))
+        body.replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\"")
+        )
     )
 }
 
 fn one_route(dns: &DnsServer, upstream: &Upstream, names: &[&str]) -> String {
     let mut text = head(dns);
     for (i, name) in names.iter().enumerate() {
-        let path = if i == 0 { "/mcp".to_string() } else { format!("/{name}") };
+        let path = if i == 0 {
+            "/mcp".to_string()
+        } else {
+            format!("/{name}")
+        };
         text.push_str(&route(name, &path, upstream, ""));
     }
     text

@@ -98,7 +98,10 @@ impl Session<'_> {
             return self.discover().await.map_err(|f| ("server/discover", f));
         }
         let result = result_of(&answer).map_err(|f| ("initialize", f))?;
-        let version = result["protocolVersion"].as_str().unwrap_or("?").to_string();
+        let version = result["protocolVersion"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string();
         self.protocol = Some(version.clone());
         let server = server_name(&result["serverInfo"]);
         let session = if self.session_id.is_some() {
@@ -178,7 +181,11 @@ impl Session<'_> {
             }
         }
         let shown: Vec<&str> = names.iter().take(3).map(String::as_str).collect();
-        let more = if names.len() > shown.len() { ", …" } else { "" };
+        let more = if names.len() > shown.len() {
+            ", …"
+        } else {
+            ""
+        };
         Ok(Check::pass(
             Step::Mcp,
             format!(
@@ -530,10 +537,16 @@ mod tests {
     fn the_response_is_found_by_id_in_a_batch_or_alone() {
         let batch = json!([{"jsonrpc":"2.0","method":"notifications/progress"},
                            {"jsonrpc":"2.0","id":7,"result":{"tools":[]}}]);
-        assert_eq!(response_with_id(batch, 7).unwrap()["result"], json!({"tools": []}));
+        assert_eq!(
+            response_with_id(batch, 7).unwrap()["result"],
+            json!({"tools": []})
+        );
         assert!(response_with_id(json!({"jsonrpc":"2.0","id":8,"result":{}}), 7).is_none());
         assert!(response_with_id(json!({"jsonrpc":"2.0","id":7,"method":"x"}), 7).is_none());
         let error = json!({"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"nope"}});
-        assert_eq!(rpc_error_code(&response_with_id(error, 7).unwrap()), Some(METHOD_NOT_FOUND));
+        assert_eq!(
+            rpc_error_code(&response_with_id(error, 7).unwrap()),
+            Some(METHOD_NOT_FOUND)
+        );
     }
 }

@@ -400,10 +400,16 @@ mod tests {
         };
         let check = system_lookup("localhost", &resolver).await;
         assert!(
-            check.summary.starts_with("localhost via the system resolver -> "),
+            check
+                .summary
+                .starts_with("localhost via the system resolver -> "),
             "{}",
             check.summary
         );
-        assert!(check.summary.contains("127.0.0.1 (in-VPC)"), "{}", check.summary);
+        assert!(
+            check.summary.contains("127.0.0.1 (in-VPC)"),
+            "{}",
+            check.summary
+        );
     }
 }

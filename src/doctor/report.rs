@@ -179,7 +179,11 @@ impl Report {
         let _ = writeln!(
             out,
             "{}: {} passed, {} failed{}",
-            if self.ok { "all checks passed" } else { "doctor" },
+            if self.ok {
+                "all checks passed"
+            } else {
+                "doctor"
+            },
             self.passed,
             self.failed,
             if self.skipped > 0 {
@@ -222,7 +226,12 @@ mod tests {
                 gateway: "https://gw.example/mcp".into(),
                 checks: vec![
                     Check::pass(Step::Dns, "gw.example -> 10.0.0.5 (in-VPC)"),
-                    Check::fail(Step::Tcp, "10.0.0.5:443 refused", "nothing listens", "fix it"),
+                    Check::fail(
+                        Step::Tcp,
+                        "10.0.0.5:443 refused",
+                        "nothing listens",
+                        "fix it",
+                    ),
                     Check::skip(Step::Tls, "no TCP connection"),
                     Check::info(Step::Dns, "system resolver agrees"),
                 ],
@@ -232,7 +241,10 @@ mod tests {
         assert_eq!((report.passed, report.failed, report.skipped), (1, 1, 1));
         let text = report.to_text();
         assert!(text.contains("  ✗ tcp        10.0.0.5:443 refused\n      cause: nothing listens\n      fix:   fix it\n"), "{text}");
-        assert!(text.ends_with("doctor: 1 passed, 1 failed, 1 skipped\n"), "{text}");
+        assert!(
+            text.ends_with("doctor: 1 passed, 1 failed, 1 skipped\n"),
+            "{text}"
+        );
         let json: Value = serde_json::from_str(&report.to_json()).unwrap();
         assert_eq!(json["routes"][0]["checks"][1]["status"], "fail");
         assert_eq!(json["routes"][0]["checks"][1]["step"], "tcp");

@@ -112,7 +112,10 @@ impl RouteLayer {
     }
 
     pub fn inspect(&self, head: &request::Parts, payload: Bytes, rpc: &RpcPeek) -> Verdict {
-        if self.idle {
+        let quiet_other = head.method != Method::POST
+            && self.rate.is_none()
+            && !(self.tools.is_active() && head.headers.contains_key("last-event-id"));
+        if self.idle || quiet_other {
             return Verdict::Forward {
                 payload,
                 inspection: Inspection::none(),

@@ -558,8 +558,10 @@ mod tests {
     struct Gate(Arc<Mutex<(VecDeque<Bytes>, bool)>>);
 
     impl Gate {
-        fn push(&self, b: &[u8]) {
-            self.0.lock().unwrap().0.push_back(Bytes::copy_from_slice(b));
+        fn push(&self, b: &[u8]) -> Bytes {
+            let bytes = Bytes::copy_from_slice(b);
+            self.0.lock().unwrap().0.push_back(bytes.clone());
+            bytes
         }
         fn close(&self) {
             self.0.lock().unwrap().1 = true;
@@ -663,7 +665,7 @@ mod tests {
         let list = list_event();
         let (head, tail) = list.split_at(20);
         let first = format!("{NOTE}{head}");
-        gate.push(first.as_bytes());
+        let frame = gate.push(first.as_bytes());
         let mut body = McpBody::new(
             gate.clone().boxed_unsync(),
             watch(vec![(json!(1), Listing::List)], 1 << 20),
@@ -672,16 +674,26 @@ mod tests {
         );
         let (out, ended) = drain(&mut body);
         assert!(!ended);
-        assert_eq!(out.len(), 1, "the notification, while the answer is still held");
+        assert_eq!(
+            out.len(),
+            1,
+            "the notification, while the answer is still held"
+        );
         assert_eq!(out[0], NOTE.as_bytes());
+        assert_eq!(
+            out[0].as_ptr(),
+            frame.as_ptr(),
+            "a slice of the frame, not a copy"
+        );
         gate.push(tail.as_bytes());
-        gate.push(NOTE.as_bytes());
+        let last = gate.push(NOTE.as_bytes());
         gate.close();
         let (out, ended) = drain(&mut body);
         assert!(ended);
         assert_eq!(out[0], filtered_event().as_bytes());
         // After the answer nothing is held or parsed: the frame itself goes on.
         assert_eq!(out[1], NOTE.as_bytes());
+        assert_eq!(out[1].as_ptr(), last.as_ptr());
     }
 
     #[tokio::test]
@@ -704,6 +716,23 @@ mod tests {
         assert_eq!(error["id"], 1);
         assert_eq!(error["error"]["code"], -32014);
         assert!(!text.contains("Other___delete"));
+    }
+
+    #[tokio::test]
+    async fn resumed_streams_filter_any_answer_listing_tools() {
+        let gate = Gate::default();
+        gate.push(format!("{NOTE}{}", list_event()).as_bytes());
+        let other = "data: {\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{\"content\":[]}}\n\n";
+        gate.push(other.as_bytes());
+        gate.close();
+        let mut w = watch(Vec::new(), 1 << 20);
+        w.filter_any = true;
+        let body = McpBody::new(gate.boxed_unsync(), w, 200, Kind::Sse);
+        let out = body.collect().await.unwrap().to_bytes();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            format!("{NOTE}{}{other}", filtered_event())
+        );
     }
 
     #[tokio::test]
@@ -750,6 +779,9 @@ mod tests {
         let (out, ended) = drain(&mut body);
         assert!(ended);
         assert_eq!(out.len(), 2, "frame by frame, even past max_filter_bytes");
-        assert!(body.watch.calls.is_empty(), "the call was settled from the stream");
+        assert!(
+            body.watch.calls.is_empty(),
+            "the call was settled from the stream"
+        );
     }
 }

@@ -141,17 +141,17 @@ impl FaultyUpstream {
     pub async fn start_with_pki(ips: &[IpAddr], pki: Arc<TestPki>) -> FaultyUpstream {
         assert!(!ips.is_empty());
         for ip in ips {
-            assert!(ip.is_loopback(), "the faulty upstream listens on loopback only");
+            assert!(
+                ip.is_loopback(),
+                "the faulty upstream listens on loopback only"
+            );
         }
         let mut tls = (*pki.server_config).clone();
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
         let listeners = bind_same_port(ips).await;
         let port = listeners[0].local_addr().unwrap().port();
-        let addrs = listeners
-            .iter()
-            .map(|l| l.local_addr().unwrap())
-            .collect();
+        let addrs = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
         let shared = Arc::new(Shared::default());
         let gate = Arc::new(Semaphore::new(0));
         let tasks = listeners
@@ -364,8 +364,8 @@ async fn serve(
                 send_json(&mut tls, &answer).await
             }
             Fault::SseWhenReleased => {
-                let ok = send_sse_head(&mut tls).await
-                    && send_chunk(&mut tls, &progress_event()).await;
+                let ok =
+                    send_sse_head(&mut tls).await && send_chunk(&mut tls, &progress_event()).await;
                 wait(&gate).await;
                 ok && send_chunk(&mut tls, &sse_event(&answer)).await
                     && send_chunk(&mut tls, b"").await
@@ -384,8 +384,8 @@ async fn serve(
                 return;
             }
             Fault::ResetMidSse => {
-                let _ = send_sse_head(&mut tls).await
-                    && send_chunk(&mut tls, &progress_event()).await;
+                let _ =
+                    send_sse_head(&mut tls).await && send_chunk(&mut tls, &progress_event()).await;
                 wait(&gate).await;
                 reset(tls);
                 return;
@@ -396,8 +396,8 @@ async fn serve(
                 return;
             }
             Fault::StallMidStream => {
-                let _ = send_sse_head(&mut tls).await
-                    && send_chunk(&mut tls, &progress_event()).await;
+                let _ =
+                    send_sse_head(&mut tls).await && send_chunk(&mut tls, &progress_event()).await;
                 let _held = tls;
                 std::future::pending::<()>().await;
                 return;
@@ -492,9 +492,7 @@ fn answer_for(body: &[u8], local: SocketAddr) -> Vec<u8> {
 }
 
 fn json_head(length: usize) -> String {
-    format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n"
-    )
+    format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n")
 }
 
 async fn send_json(tls: &mut TlsStream<TcpStream>, body: &[u8]) -> bool {

@@ -38,7 +38,10 @@ impl ProxyProcess {
         assert!(toml.contains("listen = \"127.0.0.1:0\""), "{toml}");
         let text = format!(
             "admin = \"off\"\n{}",
-            toml.replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""))
+            toml.replace(
+                "listen = \"127.0.0.1:0\"",
+                &format!("listen = \"127.0.0.1:{port}\"")
+            )
         );
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("proxy.toml");
