@@ -7,7 +7,7 @@ mod common;
 
 use common::agents::{rpc, Ending, Open};
 use common::dns::DnsServer;
-use common::faulty_upstream::{Fault, FaultyUpstream, PROGRESS_EVENT};
+use common::faulty_upstream::{self, Fault, FaultyUpstream, PROGRESS_EVENT};
 use common::http::{assert_rpc_error, post_rpc};
 use common::proxy::{head, Proxy};
 use common::upstream::ENDPOINT_HOST;
@@ -30,9 +30,8 @@ async fn rig() -> Rig {
     }
 }
 
-/// The fixture's answer to request `id` (see `faulty_upstream::answer_for`).
 fn answer(id: u64) -> String {
-    format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"servedBy":"127.0.0.1"}}}}"#)
+    faulty_upstream::answer(&json!(id), "127.0.0.1")
 }
 
 /// The proxy still serves: a call succeeds, over a new upstream connection.

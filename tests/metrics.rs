@@ -141,7 +141,6 @@ endpoint = "{DOWN_ENDPOINT}"
     ];
     let forwarded = |body: String, status: u16| {
         let ok = ok.clone();
-        let headers = headers;
         async move {
             let answer = send("POST", &ok, &headers, body.clone()).await;
             assert_eq!(answer.status, status, "{}", answer.body);

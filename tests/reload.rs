@@ -43,7 +43,7 @@ fn generation(i: usize, dns: &DnsServer, stable: &Upstream, other: &Upstream) ->
         other,
         &format!("max_body_bytes = {}", 100_000 + i),
     ));
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         text.push_str(&route(
             &format!("extra-{i}"),
             &format!("/extra-{i}"),
@@ -136,7 +136,7 @@ async fn twenty_reloads_under_load_fail_nothing_on_the_unchanged_route() {
             .expect("a valid configuration applies");
         // The new table is in force at once: the new extra route answers, the previous
         // one is gone, the changed route forwards.
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             let added = post_rpc(&format!("http://{addr}/extra-{i}"), PING).await;
             assert_ne!(added.status, 404, "extra-{i}: {}", added.body);
         } else {

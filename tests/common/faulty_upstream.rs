@@ -482,13 +482,17 @@ fn answer_for(body: &[u8], local: SocketAddr) -> Vec<u8> {
         .ok()
         .and_then(|v| v.get("id").cloned())
         .unwrap_or(Value::Null);
+    answer(&id, &local.ip().to_string()).into_bytes()
+}
+
+/// The fixture's answer to request `id` served on `served_by`, byte for byte.
+pub fn answer(id: &Value, served_by: &str) -> String {
     json!({
         "jsonrpc": "2.0",
         "id": id,
-        "result": { "servedBy": local.ip().to_string() }
+        "result": { "servedBy": served_by }
     })
     .to_string()
-    .into_bytes()
 }
 
 fn json_head(length: usize) -> String {
