@@ -130,9 +130,11 @@ trap 'exit 130' INT TERM
 # Idle streams need one descriptor each on the agent side and one per upstream connection.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
-# nginx and HAProxy hold two descriptors per proxied connection (agent and upstream).
+# HAProxy's maxconn counts agent connections, each with an upstream one: two descriptors.
 MAX_CONNECTIONS=$(((NOFILE - 1024) / 2))
-PROXY_MAX_CONNECTIONS=$((NOFILE - 1024))
+# nginx's worker_connections and the proxy's max_connections count descriptors per process.
+WORKER_CONNECTIONS=$((NOFILE - 1024))
+PROXY_MAX_CONNECTIONS=$WORKER_CONNECTIONS
 
 for port in $UPSTREAM_PORT $STATS_PORT $PROXY_PORT $PROXY_ADMIN_PORT $NGINX_PORT $HAPROXY_PORT; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -166,6 +168,7 @@ render() {
         -e "s|@NOFILE@|$NOFILE|g" \
         -e "s|@MAX_CONNECTIONS@|$MAX_CONNECTIONS|g" \
         -e "s|@PROXY_MAX_CONNECTIONS@|$PROXY_MAX_CONNECTIONS|g" \
+        -e "s|@WORKER_CONNECTIONS@|$WORKER_CONNECTIONS|g" \
         -e "s|@RUN_DIR@|$RUN_DIR|g" \
         -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
         -e "s|@PROXY_PORT@|$PROXY_PORT|g" \

@@ -40,6 +40,10 @@ pub enum Fault {
     SseWhenReleased,
     /// Read the request, then reset the connection (TCP RST) without a byte of answer.
     ResetBeforeAnswer,
+    /// Read the request, then close the connection cleanly (TLS close_notify, FIN)
+    /// without answering: what a proxy sees when its request crosses the gateway's
+    /// closing of an idle keep-alive connection.
+    CloseBeforeAnswer,
     /// Send the head (`Content-Length` of the whole answer) and half of the JSON body,
     /// wait for a release, then reset.
     ResetMidJson,
@@ -372,6 +376,10 @@ async fn serve(
             }
             Fault::ResetBeforeAnswer => {
                 reset(tls);
+                return;
+            }
+            Fault::CloseBeforeAnswer => {
+                let _ = tls.shutdown().await;
                 return;
             }
             Fault::ResetMidJson => {
