@@ -63,7 +63,10 @@ async fn a_gateway_that_never_sends_headers_is_a_504_naming_the_response_timeout
         json!(1),
         "mcp-vpce-proxy: route mcp: gateway did not answer within 500ms",
     );
-    assert_eq!(refused.json()["error"]["data"]["reason"], "response_timeout");
+    assert_eq!(
+        refused.json()["error"]["data"]["reason"],
+        "response_timeout"
+    );
     assert_call_succeeds(&proxy, 2).await;
     let seen = upstream.requests();
     assert_eq!(seen.len(), 2);

@@ -392,6 +392,9 @@ fn table(results: &Value) -> String {
                         row["rounds"],
                         row["problems"][0].as_str().unwrap_or("")
                     ),
+                    _ if load == "idle_streams" => {
+                        format!("  ({} streams held)", num(&row["units"], 0))
+                    }
                     _ => String::new(),
                 },
             );

@@ -10,30 +10,30 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
+use http::header::{ACCEPT, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, Uri};
 use serde_json::{json, Value};
 
 use super::aws_credentials::AwsCredentials;
-use super::cache::{CacheSettings, Fetch, Fetched, TokenCache};
+use super::cache::{CacheSettings, CachedBearer, Fetch, Fetched, TokenCache};
 use super::config::{check_fetch_url, AgentCoreIdentityConfig};
 use super::fetch_client::FetchClient;
 use super::oauth2::printable;
 use super::sigv4::{region_from_gateway_host, sign_request, SigningInput};
-use super::{bearer_value, jwt, BoxFuture, Context, Credential, CredentialError, CredentialState};
+use super::{bearer_value, jwt, BoxFuture, Context};
 use crate::secret::fingerprint;
 
 const SERVICE: &str = "bedrock-agentcore";
 /// A provider token that is not a JWT carries no expiry: fetch it again this often.
 const UNKNOWN_EXPIRY_REFRESH: Duration = Duration::from_secs(15 * 60);
 
-pub struct AgentCoreIdentity {
-    cache: TokenCache<HeaderValue>,
-    description: String,
-}
+pub struct AgentCoreIdentity;
 
 impl AgentCoreIdentity {
-    pub fn build(config: &AgentCoreIdentityConfig, context: &Context<'_>) -> Result<Self, String> {
+    pub fn build(
+        config: &AgentCoreIdentityConfig,
+        context: &Context<'_>,
+    ) -> Result<CachedBearer, String> {
         let region = match &config.region {
             Some(r) => r.clone(),
             None => region_from_gateway_host(context.gateway_host).ok_or_else(|| {
@@ -82,37 +82,7 @@ impl AgentCoreIdentity {
             },
             fetcher,
         );
-        Ok(AgentCoreIdentity { cache, description })
-    }
-}
-
-impl Credential for AgentCoreIdentity {
-    fn apply<'a>(
-        &'a self,
-        parts: &'a mut http::request::Parts,
-        _body: &'a [u8],
-    ) -> BoxFuture<'a, Result<(), CredentialError>> {
-        Box::pin(async move {
-            let value = self.cache.get().await.map_err(CredentialError)?;
-            parts.headers.insert(AUTHORIZATION, value);
-            Ok(())
-        })
-    }
-
-    fn refreshable(&self) -> bool {
-        true
-    }
-
-    fn invalidate(&self) {
-        self.cache.invalidate();
-    }
-
-    fn state(&self) -> CredentialState {
-        self.cache.state()
-    }
-
-    fn describe(&self) -> String {
-        self.description.clone()
+        Ok(CachedBearer::new(cache, description))
     }
 }
 

@@ -345,6 +345,49 @@ fn backoff(failures: u32) -> Duration {
     capped.mul_f64(0.5 + fastrand::f64() / 2.0)
 }
 
+/// The credential of every source that fetches bearer tokens (oauth2, command,
+/// agentcore_identity): a token from the cache in `Authorization`, one refetch on 401.
+pub struct CachedBearer {
+    cache: TokenCache<http::HeaderValue>,
+    description: String,
+}
+
+impl CachedBearer {
+    pub fn new(cache: TokenCache<http::HeaderValue>, description: String) -> Self {
+        CachedBearer { cache, description }
+    }
+}
+
+impl super::Credential for CachedBearer {
+    fn apply<'a>(
+        &'a self,
+        parts: &'a mut http::request::Parts,
+        _body: &'a [u8],
+    ) -> BoxFuture<'a, Result<(), super::CredentialError>> {
+        Box::pin(async move {
+            let value = self.cache.get().await.map_err(super::CredentialError)?;
+            parts.headers.insert(http::header::AUTHORIZATION, value);
+            Ok(())
+        })
+    }
+
+    fn refreshable(&self) -> bool {
+        true
+    }
+
+    fn invalidate(&self) {
+        self.cache.invalidate();
+    }
+
+    fn state(&self) -> CredentialState {
+        self.cache.state()
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

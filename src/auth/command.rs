@@ -10,22 +10,18 @@
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::header::AUTHORIZATION;
 use http::HeaderValue;
 
-use super::cache::{CacheSettings, Fetch, Fetched, TokenCache};
+use super::cache::{CacheSettings, CachedBearer, Fetch, Fetched, TokenCache};
 use super::config::{CommandConfig, CommandLine};
 use super::oauth2::seconds;
-use super::{bearer_value, jwt, BoxFuture, Context, Credential, CredentialError, CredentialState};
+use super::{bearer_value, jwt, BoxFuture, Context};
 use crate::secret::fingerprint;
 
-pub struct TokenCommand {
-    cache: TokenCache<HeaderValue>,
-    description: String,
-}
+pub struct TokenCommand;
 
 impl TokenCommand {
-    pub fn build(config: &CommandConfig, context: &Context<'_>) -> Result<Self, String> {
+    pub fn build(config: &CommandConfig, context: &Context<'_>) -> Result<CachedBearer, String> {
         let runner = Runner {
             command: config.command.clone(),
         };
@@ -44,37 +40,7 @@ impl TokenCommand {
             },
             runner,
         );
-        Ok(TokenCommand { cache, description })
-    }
-}
-
-impl Credential for TokenCommand {
-    fn apply<'a>(
-        &'a self,
-        parts: &'a mut http::request::Parts,
-        _body: &'a [u8],
-    ) -> BoxFuture<'a, Result<(), CredentialError>> {
-        Box::pin(async move {
-            let value = self.cache.get().await.map_err(CredentialError)?;
-            parts.headers.insert(AUTHORIZATION, value);
-            Ok(())
-        })
-    }
-
-    fn refreshable(&self) -> bool {
-        true
-    }
-
-    fn invalidate(&self) {
-        self.cache.invalidate();
-    }
-
-    fn state(&self) -> CredentialState {
-        self.cache.state()
-    }
-
-    fn describe(&self) -> String {
-        self.description.clone()
+        Ok(CachedBearer::new(cache, description))
     }
 }
 

@@ -10,24 +10,21 @@ use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use serde::Deserialize;
 
-use super::cache::{CacheSettings, Fetch, Fetched, TokenCache};
+use super::cache::{CacheSettings, CachedBearer, Fetch, Fetched, TokenCache};
 use super::config::{check_fetch_url, ClientAuth, OAuth2Config};
 use super::fetch_client::{FetchClient, FetchResponse};
 use super::secret_source::SecretSource;
-use super::{bearer_value, jwt, BoxFuture, Context, Credential, CredentialError, CredentialState};
+use super::{bearer_value, jwt, BoxFuture, Context};
 use crate::secret::{fingerprint, Secret};
 
 /// A token whose issuer gave no expiry (no `expires_in`, not a JWT) is fetched again
 /// after this long; a 401 before that refetches it too.
 const UNKNOWN_EXPIRY_REFRESH: Duration = Duration::from_secs(15 * 60);
 
-pub struct OAuth2 {
-    cache: TokenCache<HeaderValue>,
-    description: String,
-}
+pub struct OAuth2;
 
 impl OAuth2 {
-    pub fn build(config: &OAuth2Config, context: &Context<'_>) -> Result<Self, String> {
+    pub fn build(config: &OAuth2Config, context: &Context<'_>) -> Result<CachedBearer, String> {
         let url = check_fetch_url("token_url", &config.token_url)?;
         let endpoint = TokenEndpoint {
             url,
@@ -68,37 +65,7 @@ impl OAuth2 {
             },
             endpoint,
         );
-        Ok(OAuth2 { cache, description })
-    }
-}
-
-impl Credential for OAuth2 {
-    fn apply<'a>(
-        &'a self,
-        parts: &'a mut http::request::Parts,
-        _body: &'a [u8],
-    ) -> BoxFuture<'a, Result<(), CredentialError>> {
-        Box::pin(async move {
-            let value = self.cache.get().await.map_err(CredentialError)?;
-            parts.headers.insert(AUTHORIZATION, value);
-            Ok(())
-        })
-    }
-
-    fn refreshable(&self) -> bool {
-        true
-    }
-
-    fn invalidate(&self) {
-        self.cache.invalidate();
-    }
-
-    fn state(&self) -> CredentialState {
-        self.cache.state()
-    }
-
-    fn describe(&self) -> String {
-        self.description.clone()
+        Ok(CachedBearer::new(cache, description))
     }
 }
 
