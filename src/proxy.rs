@@ -144,12 +144,16 @@ async fn forward(
                 (bytes, rpc)
             }
             Err(e) => {
+                let err = e.into();
+                route
+                    .layer
+                    .refused_before(&head, &RpcPeek::Unreadable, &err);
                 return refuse(
                     &route,
                     &head.method,
                     &RpcPeek::Unreadable,
                     is_post,
-                    e.into(),
+                    err,
                     started,
                 );
             }

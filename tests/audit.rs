@@ -163,7 +163,7 @@ async fn refusals_and_upstream_failures_are_recorded() {
         .port();
     let dns = DnsServer::start(&[(ENDPOINT_HOST, "127.0.0.1".parse().unwrap())]).await;
     let proxy = Proxy::start(&format!(
-        "{}\n{}\n[[route]]\ngateway = \"https://{GATEWAY_HOST}:{port}/mcp\"\nendpoint = \"{ENDPOINT_HOST}\"\n",
+        "{}\n{}\n[[route]]\ngateway = \"https://{GATEWAY_HOST}:{port}/mcp\"\nendpoint = \"{ENDPOINT_HOST}\"\nmax_body_bytes = 4096\n",
         head(&dns),
         audit_table(&path, ""),
     ))
@@ -173,8 +173,10 @@ async fn refusals_and_upstream_failures_are_recorded() {
     assert_eq!(answer.status, 502);
     let garbage = post_rpc(&proxy.url(), "{not json").await;
     assert_eq!(garbage.status, 400);
+    let too_big = post_rpc(&proxy.url(), &format!("[{}]", "1,".repeat(3000))).await;
+    assert_eq!(too_big.status, 413);
 
-    let records = lines(&path, 2);
+    let records = lines(&path, 3);
     let failure = &records[0];
     check_common(failure);
     assert_eq!(failure["id"], "c1");
@@ -197,6 +199,15 @@ async fn refusals_and_upstream_failures_are_recorded() {
     assert_eq!(refused["error_code"], -32700);
     assert_eq!(refused["status"], 400);
     assert_eq!(refused["request_bytes"], 9);
+
+    // Refused before the body was read: the layer never saw it, the trail still does.
+    let over = &records[2];
+    check_common(over);
+    assert_eq!(over["method"], "POST");
+    assert_eq!(over["outcome"], "refused");
+    assert_eq!(over["reason"], "body_too_large");
+    assert_eq!(over["error_code"], -32006);
+    assert_eq!(over["status"], 413);
 }
 
 fn mkfifo(path: &PathBuf) {

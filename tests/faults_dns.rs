@@ -79,7 +79,7 @@ fn served_by(answer: &Answer) -> String {
         .to_string()
 }
 
-const STALE_LIMIT: Duration = Duration::from_secs(6);
+const STALE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Every request dials (no idle pool), so every request needs the name resolved.
 async fn name_servers_fail(mode: DnsMode) {
@@ -97,20 +97,21 @@ async fn name_servers_fail(mode: DnsMode) {
     assert!(proxy.ready().await.0);
 
     dns.set_mode(mode);
-    // Calls go on succeeding on the last good answer, also once it is older than any
-    // cache could keep it (5 s: the resolver has failed since), until the stale limit.
+    // Calls go on succeeding on the last good answer, also once it is older than the
+    // cache keeps an answer (5 s: every lookup has failed since), until the stale limit.
     let mut served_stale = 0;
     let mut id = 1;
     let refused = loop {
         id += 1;
         assert!(id < 500, "requests never failed");
-        let age = proxy.answer_age();
         let answer = post_rpc(&proxy.url, &rpc(id)).await;
         if answer.status != 200 {
             break answer;
         }
         assert_eq!(served_by(&answer), "127.0.0.1");
-        if age > Duration::from_secs(5) {
+        // No lookup has succeeded for longer than the cache keeps an answer, yet this
+        // call dialed: it was served the stale answer.
+        if proxy.answer_age() > Duration::from_secs(5) {
             served_stale += 1;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -491,7 +491,8 @@ impl RouteLayer {
             RpcPeek::Batch(_) => ("batch", None),
             RpcPeek::Unreadable => (head.method.as_str(), None),
         };
-        info.refused(err, id, method, None, None);
+        // The proxy counts these refusals in its metrics; the layer adds the audit line.
+        info.audit_refusal(err, id, method, None, None);
     }
 
     /// The request failed before the upstream answered.

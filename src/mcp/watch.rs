@@ -53,6 +53,18 @@ impl RequestInfo {
         if let Some(tool) = tool {
             count_tool(&self.route, tool, Outcome::Refused);
         }
+        self.audit_refusal(err, id, method, tool, arguments);
+    }
+
+    /// The audit line of a refusal only, for refusals the proxy counts itself.
+    pub fn audit_refusal(
+        &self,
+        err: &ProxyError,
+        id: Option<&Value>,
+        method: &str,
+        tool: Option<&str>,
+        arguments: Option<Box<RawValue>>,
+    ) {
         self.record(Record {
             time: audit::now(),
             route: self.route.clone(),

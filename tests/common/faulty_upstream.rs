@@ -94,6 +94,8 @@ impl SeenRequest {
 struct Script {
     faults: VecDeque<Fault>,
     handshake: Option<Handshake>,
+    /// Per-address overrides of `handshake`.
+    handshake_at: Vec<(IpAddr, Handshake)>,
     idle_close: Option<Duration>,
 }
 
@@ -209,6 +211,14 @@ impl FaultyUpstream {
         self.lock().handshake = Some(handshake);
     }
 
+    /// What new connections to `ip` get before HTTP (one zone misbehaving).
+    pub fn set_handshake_at(&self, ip: &str, handshake: Handshake) {
+        let ip: IpAddr = ip.parse().unwrap();
+        let mut script = self.lock();
+        script.handshake_at.retain(|(i, _)| *i != ip);
+        script.handshake_at.push((ip, handshake));
+    }
+
     /// Close a keep-alive connection that has been idle this long after an answer, as a
     /// gateway's load balancer does (None: keep it open).
     pub fn close_idle_after(&self, idle: Option<Duration>) {
@@ -294,12 +304,16 @@ async fn accept_loop(
             accepted.push(local);
             accepted.len() - 1
         };
-        let handshake = shared
-            .script
-            .lock()
-            .unwrap()
-            .handshake
-            .unwrap_or(Handshake::Tls);
+        let handshake = {
+            let script = shared.script.lock().unwrap();
+            script
+                .handshake_at
+                .iter()
+                .find(|(ip, _)| *ip == local.ip())
+                .map(|(_, h)| *h)
+                .or(script.handshake)
+                .unwrap_or(Handshake::Tls)
+        };
         let acceptor = acceptor.clone();
         let shared = shared.clone();
         let gate = gate.clone();
