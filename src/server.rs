@@ -93,8 +93,7 @@ impl Server {
         let dns = Arc::new(Dns::new(&config.dns)?);
         let audit = AuditSink::start(&config.audit)?;
         let table = RouteTable::build(config, &dns, &audit)?;
-        let listener = TcpListener::bind(config.listen)
-            .await
+        let listener = bind_tcp(config.listen)
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         if let Some(warning) = crate::inbound::exposure_warning(&config.inbound, config.listen) {
             tracing::warn!("{warning}");
@@ -195,6 +194,20 @@ impl Server {
             _ = tokio::time::sleep(self.grace) => tracing::warn!("grace period over; closing the remaining connections"),
         }
     }
+}
+
+/// Binds with a listen backlog like nginx's (tokio's default is 128): a burst of agents
+/// connecting at once must queue, not be dropped into SYN retries of seconds.
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    const BACKLOG: u32 = 1024;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// Serves one agent connection (TCP, or unix socket with no peer address) until it
