@@ -76,7 +76,6 @@ async fn the_preferred_zone_is_used_while_both_work() {
 /// A zone whose address accepts TCP but never completes TLS (a half-dead endpoint
 /// network interface) should cost a `tls_timeout`, not the call.
 #[tokio::test]
-#[ignore = "core bug: a TLS timeout on one address fails the call instead of trying the next address"]
 async fn a_zone_that_accepts_tcp_but_never_answers_tls_is_skipped_for_the_other() {
     let upstream =
         FaultyUpstream::start_on(&[ZONE_A.parse().unwrap(), ZONE_B.parse().unwrap()]).await;

@@ -213,6 +213,7 @@ impl Inner {
     async fn connect(&self) -> Result<UpstreamStream, ConnectError> {
         let addrs = self.addresses().await?;
         let mut attempts = Vec::new();
+        let mut tls_failure = None;
         for addr in addrs {
             let started = Instant::now();
             let tcp =
@@ -235,21 +236,26 @@ impl Inner {
             let _ = tcp.set_nodelay(true);
             let tls_started = Instant::now();
             let handshake = self.tls.connect(self.server_name.clone(), tcp);
+            // A failed handshake on one address (a zone's endpoint interface that accepts
+            // TCP but is broken) moves on to the next address, like a refused connect;
+            // the agent hears of the TLS failure only when no address worked.
             let tls = match tokio::time::timeout(self.tls_timeout, handshake).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     self.metrics.tls_failures.inc();
-                    return Err(self.tls_error(addr, e.to_string()));
+                    tls_failure = Some(self.tls_error(addr, e.to_string()));
+                    continue;
                 }
                 Err(_) => {
                     self.metrics.tls_failures.inc();
-                    return Err(self.tls_error(
+                    tls_failure = Some(self.tls_error(
                         addr,
                         format!(
                             "no handshake within {}",
                             humantime::format_duration(self.tls_timeout)
                         ),
                     ));
+                    continue;
                 }
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -271,6 +277,9 @@ impl Inner {
                 },
                 _open: OpenConnection(self.metrics.clone()),
             });
+        }
+        if let Some(tls) = tls_failure {
+            return Err(tls);
         }
         Err(ConnectError::Unreachable {
             name: self.dial_name(),
