@@ -171,10 +171,10 @@ impl Server {
                 _ = &mut shutdown => break,
                 accepted = self.listener.accept() => accepted.map(|(stream, peer)| {
                     let _ = stream.set_nodelay(true);
-                    serve(&builder, &graceful, &self.routes, stream, Some(peer), slot)
+                    serve(&builder, &graceful, &self.routes, stream, Some(peer), slot, self.limits.header_read_timeout)
                 }),
                 accepted = unix_accept => accepted.map(|stream| {
-                    serve(&builder, &graceful, &self.routes, stream, None, slot)
+                    serve(&builder, &graceful, &self.routes, stream, None, slot, self.limits.header_read_timeout)
                 }),
             };
             if let Err(e) = accepted {
@@ -212,6 +212,10 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serves one agent connection (TCP, or unix socket with no peer address) until it
 /// closes; its slot is given back then.
+///
+/// hyper's HTTP version detection reads the first bytes with no timeout (its
+/// `header_read_timeout` starts later), so a connection that never sends anything would
+/// hold its slot forever: it is closed when nothing arrives within `first_byte`.
 fn serve<S>(
     builder: &auto::Builder<TokioExecutor>,
     graceful: &GracefulShutdown,
@@ -219,24 +223,51 @@ fn serve<S>(
     stream: S,
     peer: Option<SocketAddr>,
     slot: tokio::sync::OwnedSemaphorePermit,
+    first_byte: Duration,
 ) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Readable + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let routes = routes.clone();
-    let service = service_fn(move |req| {
-        let table = routes.load_full();
-        async move { Ok::<_, Infallible>(proxy::handle(table, peer, req).await) }
-    });
-    let connection = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .into_owned();
-    let connection = graceful.watch(connection);
+    let builder = builder.clone();
+    let watcher = graceful.watcher();
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
+        if tokio::time::timeout(first_byte, stream.wait_readable())
+            .await
+            .is_err()
+        {
+            tracing::debug!(?peer, "agent connection sent nothing; closed");
+            return;
+        }
+        let service = service_fn(move |req| {
+            let table = routes.load_full();
+            async move { Ok::<_, Infallible>(proxy::handle(table, peer, req).await) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        if let Err(e) = watcher.watch(connection.into_owned()).await {
             tracing::debug!(?peer, "agent connection ended: {e}");
         }
         drop(slot);
     });
+}
+
+/// Streams on which the first byte can be awaited without consuming it.
+pub trait Readable {
+    fn wait_readable(&self) -> impl Future<Output = std::io::Result<()>> + Send;
+}
+
+impl Readable for tokio::net::TcpStream {
+    /// `peek` waits for data itself (readiness alone may be reported early).
+    async fn wait_readable(&self) -> std::io::Result<()> {
+        let mut first = [0u8; 1];
+        self.peek(&mut first).await.map(|_| ())
+    }
+}
+
+impl Readable for tokio::net::UnixStream {
+    /// Unix sockets are reachable only by who the file mode allows: readiness suffices.
+    fn wait_readable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
+        self.readable()
+    }
 }
 
 #[cfg(unix)]

@@ -107,7 +107,6 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout()
 /// `header_read_timeout` never starts. Enough silent connections take every
 /// `max_connections` slot and agents wait in the accept queue for good.
 #[tokio::test]
-#[ignore = "core bug: silent connections are held forever (no timeout before the first request)"]
 async fn silent_connections_do_not_lock_agents_out() {
     let (_upstream, _dns, proxy) = rig("header_read_timeout = \"1s\"\nmax_connections = 10").await;
     let mut silent = Vec::new();
