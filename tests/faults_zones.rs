@@ -74,7 +74,7 @@ async fn the_preferred_zone_is_used_while_both_work() {
 }
 
 /// A zone whose address accepts TCP but never completes TLS (a half-dead endpoint
-/// network interface) should cost a `tls_timeout`, not the call.
+/// network interface) costs a `tls_timeout`, not the call.
 #[tokio::test]
 async fn a_zone_that_accepts_tcp_but_never_answers_tls_is_skipped_for_the_other() {
     let upstream =

@@ -102,10 +102,10 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout()
     assert!(!answer.contains("connection: close"), "{answer}");
 }
 
-/// A connection that never sends a byte is never closed: hyper-util's HTTP/1-or-h2
-/// detection (`server::conn::auto`) reads the first bytes without any timeout, so
-/// `header_read_timeout` never starts. Enough silent connections take every
-/// `max_connections` slot and agents wait in the accept queue for good.
+/// Connections that send nothing (or a few bytes of the h2 preface) before the HTTP
+/// version is known are closed after `header_read_timeout` too: hyper-util's
+/// HTTP/1-or-h2 detection has no timeout of its own, and without this, enough silent
+/// connections would take every `max_connections` slot and lock agents out.
 #[tokio::test]
 async fn silent_connections_do_not_lock_agents_out() {
     let (_upstream, _dns, proxy) = rig("header_read_timeout = \"1s\"\nmax_connections = 10").await;

@@ -41,7 +41,10 @@ fuzz_target!(|data: &[u8]| {
     let whole = scan(stream, stream.len().max(1));
     let framed = scan(stream, usize::from(size % 32) + 1);
     let fields = |events: &[Event]| -> Vec<_> {
-        events.iter().map(|e| (e.0.clone(), e.1.clone(), e.2.clone(), e.3)).collect()
+        events
+            .iter()
+            .map(|e| (e.0.clone(), e.1.clone(), e.2.clone(), e.3))
+            .collect()
     };
     assert_eq!(fields(&whole), fields(&framed));
 
