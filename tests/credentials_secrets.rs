@@ -227,3 +227,96 @@ credential = {{ type = "sigv4" }}
         "{stdout}"
     );
 }
+
+/// The sources that hold a token from the start (an environment variable, a file, a
+/// command's output): the trace log, `/routes` and `/metrics` carry none of them, while
+/// the gateway did receive each one.
+#[tokio::test(flavor = "multi_thread")]
+async fn env_file_and_command_tokens_stay_out_of_logs_routes_and_metrics() {
+    use common::http::send;
+    use mcp_vpce_proxy::admin::Admin;
+    use mcp_vpce_proxy::config::{Config, Overrides};
+    use mcp_vpce_proxy::server::Server;
+
+    const ENV_TOKEN: &str = "env-token-Hq72LmZ0pX";
+    const FILE_TOKEN: &str = "file-token-Rw18KdN5sJ";
+    const COMMAND_TOKEN: &str = "command-token-Yt40BcV9eQ";
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, FILE_TOKEN).unwrap();
+    let upstream = Upstream::start().await;
+    let dns = DnsServer::start(&[(GATEWAY_HOST, "127.0.0.1".parse().unwrap())]).await;
+    let route_at = |path: &str, credential: String| {
+        format!(
+            "\n[[route]]\nname = \"{}\"\npath = \"{path}\"\ngateway = \"https://{GATEWAY_HOST}:{}/mcp\"\nca_file = \"{}\"\ncredential = {{ {credential} }}\n",
+            &path[1..],
+            upstream.port(),
+            upstream.ca_file().display()
+        )
+    };
+    let toml = format!(
+        "{}{}{}{}",
+        head(&dns),
+        route_at(
+            "/env",
+            "type = \"static\", env = \"SECRETS_TEST_GATEWAY_TOKEN\"".into()
+        ),
+        route_at(
+            "/file",
+            format!("type = \"file\", path = \"{}\"", token_file.display())
+        ),
+        route_at(
+            "/command",
+            format!("type = \"command\", command = [\"sh\", \"-c\", \"echo {COMMAND_TOKEN}\"]")
+        ),
+    );
+    let secrets: Vec<String> = [ENV_TOKEN, FILE_TOKEN, COMMAND_TOKEN]
+        .map(String::from)
+        .to_vec();
+
+    // The binary at trace level: its whole log.
+    let proxy = ChildProxy::start(
+        &toml,
+        &[("SECRETS_TEST_GATEWAY_TOKEN", ENV_TOKEN.to_string())],
+        "trace",
+    )
+    .await;
+    for path in ["env", "file", "command"] {
+        let url = format!("http://{}/{path}", proxy.addr);
+        assert_eq!(post_rpc(&url, INITIALIZE).await.status, 200, "{path}");
+    }
+    let seen: Vec<String> = upstream
+        .requests()
+        .iter()
+        .filter_map(|r| r.authorization.clone())
+        .collect();
+    for secret in &secrets {
+        assert!(
+            seen.contains(&format!("Bearer {secret}")),
+            "the gateway never received {secret}: {seen:?}"
+        );
+    }
+    let logs = proxy.logs();
+    assert_trace_level(&logs);
+    assert_free_of("the trace log", &logs, &secrets);
+
+    // The admin listener, in-process (the variable is this test's own name).
+    std::env::set_var("SECRETS_TEST_GATEWAY_TOKEN", ENV_TOKEN);
+    let config = Config::parse(&toml, "secrets.toml", &Overrides::default()).unwrap();
+    let server = Server::bind(&config).await.unwrap();
+    let admin = Admin::bind("127.0.0.1:0".parse().unwrap(), server.routes())
+        .await
+        .unwrap();
+    let (listen, admin_addr) = (server.local_addr(), admin.local_addr());
+    tokio::spawn(server.run(std::future::pending()));
+    tokio::spawn(admin.run(std::future::pending()));
+    for path in ["env", "file", "command"] {
+        let url = format!("http://{listen}/{path}");
+        assert_eq!(post_rpc(&url, INITIALIZE).await.status, 200, "{path}");
+    }
+    for page in ["routes", "metrics", "readyz"] {
+        let answer = send("GET", &format!("http://{admin_addr}/{page}"), &[], "").await;
+        assert_eq!(answer.status, 200, "/{page}: {}", answer.body);
+        assert_free_of(&format!("/{page}"), &answer.body, &secrets);
+    }
+}
