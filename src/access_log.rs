@@ -1,6 +1,7 @@
 //! The one log line per request, written when the response is complete (for streams:
 //! when the stream ends), so that it can carry the bytes sent and how the stream ended.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,12 +13,21 @@ pub struct AccessLog {
     /// An SSE stream: counted in the active-streams gauge until it ends.
     pub stream: bool,
     pub method: http::Method,
-    pub rpc_method: String,
+    /// As the agent named it (the metric label is bounded; the log line is not).
+    pub rpc_method: Cow<'static, str>,
     pub session: bool,
     pub status: u16,
     pub started: Instant,
     pub upstream: Option<Duration>,
     pub bytes_in: u64,
+}
+
+/// `method` as the access log keeps it: borrowed when it is one of MCP's own.
+pub fn rpc_name(method: &str) -> Cow<'static, str> {
+    match crate::metrics::rpc_method_label(method) {
+        "other" => Cow::Owned(method.to_string()),
+        known => Cow::Borrowed(known),
+    }
 }
 
 impl AccessLog {

@@ -10,17 +10,25 @@ use crate::config::Config;
 use crate::route::RouteTable;
 use crate::server::{shutdown_signal, Reloader, Server};
 use crate::upstream::dns::Dns;
+use crate::workers::Workers;
 
-/// A tokio runtime sized for a sidecar: few workers, since one proxy serves one or a
-/// few agents and shares the host with them.
-pub fn runtime(args: &RuntimeArgs) -> Result<tokio::runtime::Runtime, String> {
-    let workers = args.workers.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get().min(4))
-            .unwrap_or(2)
-    });
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers.max(1))
+/// How many threads serve agent connections: `--workers`, else the number of CPUs, at
+/// most 4 (a sidecar shares the host with the agent it serves).
+pub fn worker_count(args: &RuntimeArgs) -> usize {
+    args.workers
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get().min(4))
+                .unwrap_or(2)
+        })
+        .max(1)
+}
+
+/// The main runtime: one thread for the listener and background work (admin, DNS
+/// refresh, signals, reload). Agent connections are served on the worker threads when
+/// there are several, on this thread when there is one.
+pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))
@@ -74,6 +82,12 @@ impl Proxy {
         self.server.reloader()
     }
 
+    /// Serves agent connections on `workers` (started before [`Proxy::start`], so that
+    /// every route has one pool per worker).
+    pub fn serve_on(&mut self, workers: Arc<Workers>) {
+        self.server.serve_on(workers);
+    }
+
     /// Serves until `shutdown`, drains, then stops the admin listener too.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -96,14 +110,25 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     crate::logging::init(&args.runtime)?;
     let config =
         Config::load(args.config.as_deref(), &args.overrides()?).map_err(|e| e.to_string())?;
-    runtime(&args.runtime)?.block_on(async {
-        let proxy = Proxy::start(&config).await?;
+    let workers = match worker_count(&args.runtime) {
+        1 => None,
+        n => Some(Arc::new(Workers::start(n)?)),
+    };
+    let result = runtime()?.block_on(async {
+        let mut proxy = Proxy::start(&config).await?;
+        if let Some(workers) = &workers {
+            proxy.serve_on(workers.clone());
+        }
         let reloader = proxy.reloader();
         tokio::spawn(crate::watch::watch_config(args.clone(), reloader.clone()));
         tokio::spawn(reload_on_sighup(args, reloader));
         proxy.run(shutdown_signal()).await;
         Ok(())
-    })
+    });
+    if let Some(workers) = workers.and_then(Arc::into_inner) {
+        workers.stop();
+    }
+    result
 }
 
 /// SIGHUP reloads the configuration (file, flags and environment as at start). An
@@ -129,7 +154,7 @@ async fn reload_on_sighup(args: RunArgs, reloader: Arc<Reloader>) {
 pub fn check(args: RunArgs) -> Result<(), String> {
     let config =
         Config::load(args.config.as_deref(), &args.overrides()?).map_err(|e| e.to_string())?;
-    let text = runtime(&args.runtime)?.block_on(async {
+    let text = runtime()?.block_on(async {
         let dns = Arc::new(Dns::new(&config.dns)?);
         let audit = crate::audit::AuditSink::start(&config.audit)?;
         let table = RouteTable::build(&config, &dns, &audit)?;

@@ -145,7 +145,8 @@ pub struct RuntimeArgs {
         value_name = "FILTER"
     )]
     pub log_level: String,
-    /// Tokio worker threads [default: the number of CPUs, at most 4].
+    /// Threads serving agent connections, each with its own runtime and upstream pools
+    /// [default: the number of CPUs, at most 4].
     #[arg(long, env = "MCP_VPCE_PROXY_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
 }

@@ -44,7 +44,7 @@ pub struct DoctorArgs {
 }
 
 pub fn run(args: DoctorArgs) -> Result<(), String> {
-    let report = crate::app::runtime(&args.run.runtime)?.block_on(diagnose(&args));
+    let report = crate::app::runtime()?.block_on(diagnose(&args));
     if args.json {
         println!("{}", report.to_json());
     } else {

@@ -27,3 +27,4 @@ pub mod server;
 pub mod systemd;
 pub mod upstream;
 pub mod watch;
+pub mod workers;

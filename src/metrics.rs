@@ -4,6 +4,7 @@
 //! Label sets are small structs so that the hot path hashes a few short strings and
 //! never formats anything.
 
+use std::sync::Arc;
 use std::sync::OnceLock;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
@@ -20,15 +21,15 @@ pub struct RouteLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub route: String,
-    pub method: String,
-    pub rpc_method: String,
+    pub route: Arc<str>,
+    pub method: &'static str,
+    pub rpc_method: &'static str,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ToolLabels {
-    pub route: String,
+    pub route: Arc<str>,
     pub tool: String,
     pub outcome: ToolOutcome,
 }
@@ -242,7 +243,7 @@ pub fn route(name: &str) -> RouteLabels {
 /// Handles of the per-route metrics, resolved once when the route is built so that the
 /// request path only touches atomics.
 pub struct RouteMetrics {
-    pub name: String,
+    pub name: Arc<str>,
     pub request_seconds: Histogram,
     pub upstream_seconds: Histogram,
     pub active_streams: Gauge,
@@ -259,7 +260,7 @@ impl RouteMetrics {
         let m = metrics();
         let labels = route(name);
         RouteMetrics {
-            name: name.to_string(),
+            name: Arc::from(name),
             request_seconds: m.request_seconds.get_or_create(&labels).clone(),
             upstream_seconds: m.upstream_seconds.get_or_create(&labels).clone(),
             active_streams: m.active_streams.get_or_create(&labels).clone(),
@@ -272,13 +273,15 @@ impl RouteMetrics {
         }
     }
 
+    /// Counts one answered request. The labels borrow static names, so counting costs
+    /// no allocation.
     pub fn request(&self, method: &http::Method, rpc_method: &str, status: u16) {
         metrics()
             .requests
             .get_or_create(&RequestLabels {
                 route: self.name.clone(),
-                method: method.as_str().to_string(),
-                rpc_method: rpc_method.to_string(),
+                method: http_method_label(method),
+                rpc_method: rpc_method_label(rpc_method),
                 status,
             })
             .inc();
@@ -288,9 +291,98 @@ impl RouteMetrics {
         metrics()
             .refused
             .get_or_create(&ReasonLabels {
-                route: self.name.clone(),
+                route: self.name.to_string(),
                 reason: reason.to_string(),
             })
             .inc();
+    }
+}
+
+/// The `method` label: the HTTP method an agent may send, `other` for anything else.
+pub fn http_method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::POST => "POST",
+        Method::GET => "GET",
+        Method::DELETE => "DELETE",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// The methods of the MCP specification (2025-06-18 and 2025-11-25), which name their
+/// own `rpc_method` series.
+const MCP_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "sampling/createMessage",
+    "roots/list",
+    "elicitation/create",
+    "tasks/get",
+    "tasks/list",
+    "tasks/result",
+    "tasks/cancel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/message",
+    "notifications/roots/list_changed",
+    "notifications/resources/updated",
+    "notifications/resources/list_changed",
+    "notifications/tools/list_changed",
+    "notifications/prompts/list_changed",
+    "notifications/elicitation/complete",
+    "notifications/tasks/status",
+];
+
+/// The `rpc_method` label: an MCP method by its name, `batch` and `-` (no readable
+/// message) as they are, `other` for any other name. The agent chooses the method
+/// string, so passing it through would let it grow the series without bound.
+pub fn rpc_method_label(method: &str) -> &'static str {
+    match method {
+        "-" => "-",
+        "batch" => "batch",
+        m => MCP_METHODS
+            .iter()
+            .find(|known| **known == m)
+            .copied()
+            .unwrap_or("other"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpc_method_labels_are_bounded_to_mcp_methods() {
+        assert_eq!(rpc_method_label("tools/call"), "tools/call");
+        assert_eq!(
+            rpc_method_label("notifications/initialized"),
+            "notifications/initialized"
+        );
+        assert_eq!(rpc_method_label("batch"), "batch");
+        assert_eq!(rpc_method_label("-"), "-");
+        assert_eq!(rpc_method_label("tools/call2"), "other");
+        assert_eq!(rpc_method_label(&"x".repeat(10_000)), "other");
+        assert_eq!(http_method_label(&http::Method::DELETE), "DELETE");
+        let custom = http::Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(http_method_label(&custom), "other");
     }
 }

@@ -253,7 +253,7 @@ async fn forward(
         metrics: route.metrics.clone(),
         stream,
         method,
-        rpc_method: rpc.method_label().to_string(),
+        rpc_method: crate::access_log::rpc_name(rpc.method_label()),
         session,
         status: parts.status.as_u16(),
         started,
@@ -338,7 +338,7 @@ async fn send(
     let mut request = Request::from_parts(parts, body);
     let connection = capture_connection(&mut request);
     let response =
-        match tokio::time::timeout(route.response_timeout, route.client.request(request)).await {
+        match tokio::time::timeout(route.response_timeout, route.client().request(request)).await {
             Err(_) => {
                 return Err(ProxyError::ResponseTimeout {
                     after: route.response_timeout,

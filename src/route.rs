@@ -18,6 +18,7 @@ use crate::upstream::client::{self, UpstreamClient};
 use crate::upstream::connector::{Connector, ConnectorSettings, DialTarget};
 use crate::upstream::dns::Dns;
 use crate::upstream::tls;
+use crate::workers::PerWorker;
 
 pub struct Route {
     pub name: Arc<str>,
@@ -29,7 +30,9 @@ pub struct Route {
     pub url_map: Option<UrlMap>,
     /// The MCP-aware layer: policy, validation, audit, response filtering.
     pub layer: RouteLayer,
-    pub client: UpstreamClient,
+    /// One pooled client per worker thread (see `workers`): a request is forwarded
+    /// over a connection driven by its own thread.
+    clients: PerWorker<UpstreamClient>,
     pub max_body_bytes: u64,
     pub response_timeout: Duration,
     pub idle_timeout: Duration,
@@ -103,7 +106,13 @@ impl Route {
             name: Arc::from(name),
             path: config.path.clone(),
             credential,
-            client: client::build(connector, config.pool_max_idle, config.pool_idle_timeout),
+            clients: PerWorker::new(|| {
+                client::build(
+                    connector.clone(),
+                    config.pool_max_idle,
+                    config.pool_idle_timeout,
+                )
+            }),
             max_body_bytes: config.max_body_bytes,
             response_timeout: config.response_timeout,
             idle_timeout: config.idle_timeout,
@@ -113,6 +122,11 @@ impl Route {
             gateway,
             config: config.clone(),
         })
+    }
+
+    /// The pooled client of the worker running this request.
+    pub fn client(&self) -> &UpstreamClient {
+        self.clients.get()
     }
 
     /// The gateway URI for a request that carried `query`.

@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use crate::config::Config;
 use crate::proxy;
 use crate::route::RouteTable;
 use crate::upstream::dns::Dns;
+use crate::workers::Workers;
 
 pub struct Server {
     listener: TcpListener,
@@ -28,6 +30,8 @@ pub struct Server {
     dns_refresh: Duration,
     limits: crate::config::LimitsConfig,
     reloader: Arc<Reloader>,
+    /// Where connections are served: the worker threads, or this runtime when none.
+    workers: Option<Arc<Workers>>,
 }
 
 /// Applies a new configuration to a running server: builds the new route table (taking
@@ -114,7 +118,14 @@ impl Server {
             grace: config.shutdown_grace,
             dns_refresh: config.dns.refresh,
             limits: config.limits.clone(),
+            workers: None,
         })
+    }
+
+    /// Serves every accepted connection on one of `workers` (in turn) instead of on the
+    /// runtime that runs the listener.
+    pub fn serve_on(&mut self, workers: Arc<Workers>) {
+        self.workers = Some(workers);
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -171,10 +182,12 @@ impl Server {
                 _ = &mut shutdown => break,
                 accepted = self.listener.accept() => accepted.map(|(stream, peer)| {
                     let _ = stream.set_nodelay(true);
-                    serve(&builder, &graceful, &self.routes, stream, Some(peer), slot, self.limits.header_read_timeout)
+                    let task = serve(&builder, &graceful, &self.routes, Some(peer), slot, self.limits.header_read_timeout);
+                    dispatch(self.workers.as_deref(), stream, task);
                 }),
                 accepted = unix_accept => accepted.map(|stream| {
-                    serve(&builder, &graceful, &self.routes, stream, None, slot, self.limits.header_read_timeout)
+                    let task = serve(&builder, &graceful, &self.routes, None, slot, self.limits.header_read_timeout);
+                    dispatch(self.workers.as_deref(), stream, task);
                 }),
             };
             if let Err(e) = accepted {
@@ -210,6 +223,28 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
+/// Runs `task` on `stream`: on the next worker thread, re-registered with that worker's
+/// runtime, or here when there are no workers.
+fn dispatch<S, F>(workers: Option<&Workers>, stream: S, task: impl FnOnce(S) -> F + Send + 'static)
+where
+    S: Transfer,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let Some(workers) = workers else {
+        tokio::spawn(task(stream));
+        return;
+    };
+    match stream.into_std() {
+        Ok(detached) => workers.spawn(async move {
+            match S::from_std(detached) {
+                Ok(stream) => task(stream).await,
+                Err(e) => tracing::warn!("cannot hand a connection to a worker: {e}"),
+            }
+        }),
+        Err(e) => tracing::warn!("cannot hand a connection to a worker: {e}"),
+    }
+}
+
 /// Serves one agent connection (TCP, or unix socket with no peer address) until it
 /// closes; its slot is given back then.
 ///
@@ -220,34 +255,64 @@ fn serve<S>(
     builder: &auto::Builder<TokioExecutor>,
     graceful: &GracefulShutdown,
     routes: &Arc<ArcSwap<RouteTable>>,
-    stream: S,
     peer: Option<SocketAddr>,
     slot: tokio::sync::OwnedSemaphorePermit,
     first_byte: Duration,
-) where
+) -> impl FnOnce(S) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + 'static
+where
     S: Readable + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let routes = routes.clone();
     let builder = builder.clone();
     let watcher = graceful.watcher();
-    tokio::spawn(async move {
-        if tokio::time::timeout(first_byte, stream.wait_readable())
-            .await
-            .is_err()
-        {
-            tracing::debug!(?peer, "agent connection sent nothing; closed");
-            return;
-        }
-        let service = service_fn(move |req| {
-            let table = routes.load_full();
-            async move { Ok::<_, Infallible>(proxy::handle(table, peer, req).await) }
-        });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        if let Err(e) = watcher.watch(connection.into_owned()).await {
-            tracing::debug!(?peer, "agent connection ended: {e}");
-        }
-        drop(slot);
-    });
+    move |stream: S| {
+        Box::pin(async move {
+            if tokio::time::timeout(first_byte, stream.wait_readable())
+                .await
+                .is_err()
+            {
+                tracing::debug!(?peer, "agent connection sent nothing; closed");
+                return;
+            }
+            let service = service_fn(move |req| {
+                let table = routes.load_full();
+                async move { Ok::<_, Infallible>(proxy::handle(table, peer, req).await) }
+            });
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection.into_owned()).await {
+                tracing::debug!(?peer, "agent connection ended: {e}");
+            }
+            drop(slot);
+        })
+    }
+}
+
+/// Streams that can leave the runtime that accepted them and join another (a worker's).
+pub trait Transfer: Sized + Send + 'static {
+    type Detached: Send + 'static;
+    fn into_std(self) -> std::io::Result<Self::Detached>;
+    /// Must run inside the runtime that is to drive the stream.
+    fn from_std(detached: Self::Detached) -> std::io::Result<Self>;
+}
+
+impl Transfer for tokio::net::TcpStream {
+    type Detached = std::net::TcpStream;
+    fn into_std(self) -> std::io::Result<std::net::TcpStream> {
+        tokio::net::TcpStream::into_std(self)
+    }
+    fn from_std(detached: std::net::TcpStream) -> std::io::Result<Self> {
+        tokio::net::TcpStream::from_std(detached)
+    }
+}
+
+impl Transfer for tokio::net::UnixStream {
+    type Detached = std::os::unix::net::UnixStream;
+    fn into_std(self) -> std::io::Result<std::os::unix::net::UnixStream> {
+        tokio::net::UnixStream::into_std(self)
+    }
+    fn from_std(detached: std::os::unix::net::UnixStream) -> std::io::Result<Self> {
+        tokio::net::UnixStream::from_std(detached)
+    }
 }
 
 /// Streams on which the first byte can be awaited without consuming it.

@@ -17,7 +17,7 @@ pub use gateway::{DemoGateway, ENDPOINT_HOST, GATEWAY_HOST, TOOL_NAME};
 
 pub fn run(args: DemoArgs) -> Result<(), String> {
     crate::logging::init(&args.runtime)?;
-    runtime(&args.runtime)?.block_on(demo(args))
+    runtime()?.block_on(demo(args))
 }
 
 /// Files the demo writes (the CA certificate, the token), removed when it ends.

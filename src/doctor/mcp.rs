@@ -292,7 +292,10 @@ impl Session<'_> {
         } else {
             body::full(payload)
         };
-        let sent = self.route.client.request(Request::from_parts(parts, body));
+        let sent = self
+            .route
+            .client()
+            .request(Request::from_parts(parts, body));
         let response = match tokio::time::timeout(self.timeout(), sent).await {
             Err(_) => return Err(no_answer(self.timeout())),
             Ok(Err(e)) => return Err(transport_failure(&e)),

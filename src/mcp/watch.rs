@@ -92,14 +92,14 @@ impl RequestInfo {
     }
 }
 
-fn count_tool(route: &str, tool: &str, outcome: Outcome) {
+fn count_tool(route: &Arc<str>, tool: &str, outcome: Outcome) {
     // Tool names come from the agent; cap the label so a runaway agent cannot make
     // arbitrarily long series names.
     let tool: String = tool.chars().take(128).collect();
     metrics()
         .tool_calls
         .get_or_create(&ToolLabels {
-            route: route.to_string(),
+            route: route.clone(),
             tool,
             outcome: outcome.metric(),
         })

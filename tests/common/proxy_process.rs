@@ -34,6 +34,11 @@ impl ProxyProcess {
     /// `"127.0.0.1:0"`, as `common::proxy::head` writes it) on a free port, the admin
     /// listener off, and waits until it accepts connections.
     pub async fn start(toml: &str) -> ProxyProcess {
+        ProxyProcess::start_with_args(toml, &[]).await
+    }
+
+    /// As [`ProxyProcess::start`], with more arguments for `run` (e.g. `--workers`).
+    pub async fn start_with_args(toml: &str, args: &[&str]) -> ProxyProcess {
         let port = free_port();
         assert!(toml.contains("listen = \"127.0.0.1:0\""), "{toml}");
         let text = format!(
@@ -50,6 +55,7 @@ impl ProxyProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_mcp-vpce-proxy"))
             .args(["run", "--log-level", "warn", "--config"])
             .arg(&config)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
