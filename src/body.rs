@@ -90,7 +90,9 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         idle: Duration,
-        timer: Pin<Box<Sleep>>,
+        // Armed when the body first has to wait: a JSON answer usually arrives whole
+        // with its head, and then no timer is ever made.
+        timer: Option<Pin<Box<Sleep>>>,
         bytes: u64,
         log: Option<AccessLog>,
     }
@@ -115,7 +117,7 @@ impl<B: Body> ResponseBody<B> {
         ResponseBody {
             inner,
             idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            timer: None,
             bytes: 0,
             log: Some(log),
         }
@@ -157,8 +159,9 @@ where
                 if let Some(data) = frame.data_ref() {
                     *this.bytes += data.len() as u64;
                 }
-                let next = Instant::now() + *this.idle;
-                this.timer.as_mut().reset(next);
+                if let Some(timer) = this.timer.as_mut() {
+                    timer.as_mut().reset(Instant::now() + *this.idle);
+                }
                 // hyper stops polling once the body says it has ended (a sized body
                 // whose last byte arrived), so close the log line here.
                 if inner.is_end_stream() {
@@ -182,7 +185,11 @@ where
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if this.timer.as_mut().poll(cx).is_ready() {
+                let idle = *this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if timer.as_mut().poll(cx).is_ready() {
                     let e = IdleTimeout(*this.idle);
                     if let Some(log) = this.log.take() {
                         log.finish(*this.bytes, &e.to_string());

@@ -1,6 +1,7 @@
 //! One request: route it, rewrite it for the gateway, attach the credential, forward it
 //! through the route's pooled client and stream the answer back.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -336,9 +337,13 @@ async fn send(
         body::full(payload.clone())
     };
     let mut request = Request::from_parts(parts, body);
-    let connection = capture_connection(&mut request);
+    let pool = route.pool();
+    let connection = pool
+        .retiring
+        .load(Ordering::Relaxed)
+        .then(|| capture_connection(&mut request));
     let response =
-        match tokio::time::timeout(route.response_timeout, route.client().request(request)).await {
+        match tokio::time::timeout(route.response_timeout, pool.client.request(request)).await {
             Err(_) => {
                 return Err(ProxyError::ResponseTimeout {
                     after: route.response_timeout,
@@ -351,11 +356,21 @@ async fn send(
         if used.mark_used() {
             route.metrics.connections_reused.inc();
         }
-        if route.is_stale_address(used.addr) {
-            if let Some(connected) = connection.connection_metadata().as_ref() {
+        if route.is_stale(used) {
+            let poisoned = connection.as_ref().is_some_and(|c| {
+                c.connection_metadata()
+                    .as_ref()
+                    .map(|connected| connected.poison())
+                    .is_some()
+            });
+            if poisoned {
                 tracing::info!(route = %route.name, addr = %used.addr, "endpoint address no longer in DNS; retiring its connection");
-                connected.poison();
+            } else {
+                // Not captured: caught on its next request.
+                pool.retiring.store(true, Ordering::Relaxed);
             }
+        } else if connection.is_some() {
+            pool.retiring.store(false, Ordering::Relaxed);
         }
     }
     Ok(response)

@@ -2,6 +2,7 @@
 //! config) and the route table that the server swaps whole on reload.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +16,20 @@ use crate::inbound::InboundGuard;
 use crate::mcp::layer::RouteLayer;
 use crate::metrics::RouteMetrics;
 use crate::upstream::client::{self, UpstreamClient};
-use crate::upstream::connector::{Connector, ConnectorSettings, DialTarget};
+use crate::upstream::connector::{ConnectionUse, Connector, ConnectorSettings, DialTarget};
 use crate::upstream::dns::Dns;
 use crate::upstream::tls;
 use crate::workers::PerWorker;
+
+/// One worker's upstream pool.
+pub struct WorkerPool {
+    pub client: UpstreamClient,
+    /// Set when a response came over a connection to an address DNS no longer
+    /// answers: the following requests capture their connection so that the stale one
+    /// can be poisoned (retired) when it serves one. Capturing costs several
+    /// allocations per request, so it is done only while this is set.
+    pub retiring: AtomicBool,
+}
 
 pub struct Route {
     pub name: Arc<str>,
@@ -30,9 +41,9 @@ pub struct Route {
     pub url_map: Option<UrlMap>,
     /// The MCP-aware layer: policy, validation, audit, response filtering.
     pub layer: RouteLayer,
-    /// One pooled client per worker thread (see `workers`): a request is forwarded
-    /// over a connection driven by its own thread.
-    clients: PerWorker<UpstreamClient>,
+    /// One pool per worker thread (see `workers`): a request is forwarded over a
+    /// connection driven by its own thread.
+    pools: PerWorker<WorkerPool>,
     pub max_body_bytes: u64,
     pub response_timeout: Duration,
     pub idle_timeout: Duration,
@@ -106,12 +117,13 @@ impl Route {
             name: Arc::from(name),
             path: config.path.clone(),
             credential,
-            clients: PerWorker::new(|| {
-                client::build(
+            pools: PerWorker::new(|| WorkerPool {
+                client: client::build(
                     connector.clone(),
                     config.pool_max_idle,
                     config.pool_idle_timeout,
-                )
+                ),
+                retiring: AtomicBool::new(false),
             }),
             max_body_bytes: config.max_body_bytes,
             response_timeout: config.response_timeout,
@@ -124,9 +136,14 @@ impl Route {
         })
     }
 
+    /// The pool of the worker running this request.
+    pub fn pool(&self) -> &WorkerPool {
+        self.pools.get()
+    }
+
     /// The pooled client of the worker running this request.
     pub fn client(&self) -> &UpstreamClient {
-        self.clients.get()
+        &self.pool().client
     }
 
     /// The gateway URI for a request that carried `query`.
@@ -140,15 +157,23 @@ impl Route {
         }
     }
 
-    /// True when a connection to `addr` should be retired: the name it was resolved
-    /// from now answers with other addresses (the endpoint moved).
-    pub fn is_stale_address(&self, addr: std::net::SocketAddr) -> bool {
-        match &self.target {
-            DialTarget::Name { name, .. } => self
-                .dns
-                .current(name)
-                .is_some_and(|now| !now.contains(&addr.ip())),
-            DialTarget::Static(_) => false,
+    /// True when `connection` should be retired: the name it was resolved from now
+    /// answers with other addresses (the endpoint moved). While no DNS answer changed
+    /// since the connection was last found current, this is one atomic load.
+    pub fn is_stale(&self, connection: &ConnectionUse) -> bool {
+        let DialTarget::Name { name, .. } = &self.target else {
+            return false;
+        };
+        let generation = self.dns.generation();
+        if connection.current_at() == generation {
+            return false;
+        }
+        match self.dns.answers_with(name, connection.addr.ip()) {
+            Some(false) => true,
+            _ => {
+                connection.still_current_at(generation);
+                false
+            }
         }
     }
 

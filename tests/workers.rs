@@ -5,8 +5,8 @@
 mod common;
 
 use common::client;
-use common::http;
 use common::dns::DnsServer;
+use common::http;
 use common::proxy::head;
 use common::proxy_process::ProxyProcess;
 use common::upstream::{Upstream, ENDPOINT_HOST, GATEWAY_HOST};
@@ -53,9 +53,12 @@ async fn an_mcp_session_spans_workers() {
     let (_upstream, _dns, proxy) = rig("3").await;
     let agent = client::connect(&proxy.url()).await;
     for i in 0..6 {
-        let result =
-            client::call_tool(&agent, "DemoTarget___echo", json!({ "text": i.to_string() }))
-                .await;
+        let result = client::call_tool(
+            &agent,
+            "DemoTarget___echo",
+            json!({ "text": i.to_string() }),
+        )
+        .await;
         assert_eq!(client::first_text(&result), Some(i.to_string().as_str()));
     }
 }

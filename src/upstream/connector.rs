@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -211,6 +212,8 @@ impl Inner {
     }
 
     async fn connect(&self) -> Result<UpstreamStream, ConnectError> {
+        // Taken before resolving: the addresses dialed are current as of this generation.
+        let dns_generation = self.dns.generation();
         let addrs = self.addresses().await?;
         let mut attempts = Vec::new();
         let mut tls_failure = None;
@@ -273,6 +276,7 @@ impl Inner {
                 h2,
                 used: ConnectionUse {
                     used: Arc::default(),
+                    current_at: Arc::new(AtomicU64::new(dns_generation)),
                     addr,
                 },
                 _open: OpenConnection(self.metrics.clone()),
@@ -325,6 +329,8 @@ pub struct UpstreamStream {
 #[derive(Clone)]
 pub struct ConnectionUse {
     used: Arc<std::sync::atomic::AtomicBool>,
+    /// The DNS generation at which `addr` was last known to be in the answer.
+    current_at: Arc<AtomicU64>,
     /// The address the connection went to.
     pub addr: SocketAddr,
 }
@@ -333,6 +339,17 @@ impl ConnectionUse {
     /// Marks the connection used; true when it had been used before.
     pub fn mark_used(&self) -> bool {
         self.used.swap(true, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The DNS generation at which the address was last known current.
+    pub fn current_at(&self) -> u64 {
+        self.current_at.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records that the address is still in the answer as of `generation`.
+    pub fn still_current_at(&self, generation: u64) {
+        self.current_at
+            .store(generation, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

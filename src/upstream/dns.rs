@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,9 @@ pub struct Dns {
     ranges: Vec<IpNet>,
     stale_limit: Duration,
     last_good: Mutex<HashMap<String, (Vec<IpAddr>, Instant)>>,
+    /// Bumped whenever an answer in `last_good` changes, so that the request path can
+    /// tell with one atomic load that nothing moved since it last looked.
+    generation: AtomicU64,
 }
 
 /// Why a name could not be resolved; phrased for the agent.
@@ -89,6 +93,7 @@ impl Dns {
             ranges: config.private_ranges.clone(),
             stale_limit: config.stale_limit,
             last_good: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -138,10 +143,15 @@ impl Dns {
         }
     }
 
-    /// The last good answer for `name`, if it was ever resolved.
-    pub fn current(&self, name: &str) -> Option<Vec<IpAddr>> {
+    /// Changes whenever any remembered answer changes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether the last good answer for `name` includes `ip` (None: never resolved).
+    pub fn answers_with(&self, name: &str, ip: IpAddr) -> Option<bool> {
         let map = self.last_good.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(name).map(|(addrs, _)| addrs.clone())
+        map.get(name).map(|(addrs, _)| addrs.contains(&ip))
     }
 
     /// How old the answer in use is for each name resolved so far.
@@ -158,6 +168,7 @@ impl Dns {
             Some(entry) if entry.0 == addrs => entry.1 = Instant::now(),
             _ => {
                 map.insert(name.to_string(), (addrs.to_vec(), Instant::now()));
+                self.generation.fetch_add(1, Ordering::AcqRel);
             }
         }
     }
