@@ -276,7 +276,12 @@ where
             }
             let service = service_fn(move |req| {
                 let table = routes.load_full();
-                async move { Ok::<_, Infallible>(proxy::handle(table, peer, req).await) }
+                // hyper keeps the space of the service future for as long as the agent's
+                // connection lives (an SSE stream, an idle keep-alive), so the request's
+                // state (~3 KB) goes on the heap for the request only.
+                let answer: ServiceFuture =
+                    Box::pin(async move { Ok(proxy::handle(table, peer, req).await) });
+                answer
             });
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(connection.into_owned()).await {
@@ -286,6 +291,10 @@ where
         })
     }
 }
+
+type ServiceFuture = Pin<
+    Box<dyn Future<Output = Result<http::Response<crate::body::ProxyBody>, Infallible>> + Send>,
+>;
 
 /// Streams that can leave the runtime that accepted them and join another (a worker's).
 pub trait Transfer: Sized + Send + 'static {
