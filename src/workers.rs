@@ -47,10 +47,6 @@ impl<T> PerWorker<T> {
     pub fn get(&self) -> &T {
         &self.0[current() % self.0.len()]
     }
-
-    pub fn all(&self) -> impl Iterator<Item = &T> {
-        self.0.iter()
-    }
 }
 
 /// The running workers.
@@ -97,14 +93,6 @@ impl Workers {
             workers.threads.push(thread);
         }
         Ok(workers)
-    }
-
-    pub fn len(&self) -> usize {
-        self.handles.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.handles.is_empty()
     }
 
     /// Runs `task` on the next worker in turn.
