@@ -27,17 +27,22 @@ async fn rig(workers: &str) -> (Upstream, DnsServer, ProxyProcess) {
 
 const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":7,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"workers-test","version":"1"}}}"#;
 
+/// Sends `initialize` `n` times, each on a new agent connection, and checks each answer.
+async fn initialize_on_new_connections(proxy: &ProxyProcess, n: usize) {
+    for _ in 0..n {
+        let answer = http::post_rpc(&proxy.url(), INITIALIZE).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert!(answer.body.contains("protocolVersion"), "{}", answer.body);
+    }
+}
+
 /// Six requests, each on a new agent connection, go round the three workers twice:
 /// each worker opens one upstream connection for its first request and reuses it for
 /// its second.
 #[tokio::test]
 async fn connections_go_round_the_workers_each_with_its_own_pool() {
     let (upstream, _dns, proxy) = rig("3").await;
-    for _ in 0..6 {
-        let answer = http::post_rpc(&proxy.url(), INITIALIZE).await;
-        assert_eq!(answer.status, 200, "{}", answer.body);
-        assert!(answer.body.contains("protocolVersion"), "{}", answer.body);
-    }
+    initialize_on_new_connections(&proxy, 6).await;
     assert_eq!(
         upstream.connections(),
         3,
@@ -67,9 +72,6 @@ async fn an_mcp_session_spans_workers() {
 #[tokio::test]
 async fn one_worker_serves_every_agent_over_one_upstream_connection() {
     let (upstream, _dns, proxy) = rig("1").await;
-    for _ in 0..4 {
-        let answer = http::post_rpc(&proxy.url(), INITIALIZE).await;
-        assert_eq!(answer.status, 200, "{}", answer.body);
-    }
+    initialize_on_new_connections(&proxy, 4).await;
     assert_eq!(upstream.connections(), 1, "proxy log: {}", proxy.log());
 }
