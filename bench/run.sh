@@ -28,6 +28,9 @@
 #   BENCH_PAUSE=1            seconds between cells
 #   BENCH_INSTALL=1          apt-get install missing tools (0: only check)
 #   BENCH_KEEP=0             1: keep the run directory (configs, logs, raw records)
+#   BENCH_PROXY_BIN=         a proxy binary to measure instead of building one
+#   BENCH_CANDIDATE_BIN=     a second proxy build measured in the same run as forwarder
+#                            "candidate" (A/B of an optimisation; add it to BENCH_FORWARDERS)
 #
 # A short check of the harness: BENCH_DURATION=3 BENCH_ROUNDS=1 BENCH_IDLE_STREAMS=1000 bash bench/run.sh
 
@@ -59,6 +62,8 @@ UPSTREAM_PORT=$PORT_BASE
 STATS_PORT=$((PORT_BASE + 1))
 PROXY_PORT=$((PORT_BASE + 10))
 PROXY_ADMIN_PORT=$((PORT_BASE + 11))
+CANDIDATE_PORT=$((PORT_BASE + 12))
+CANDIDATE_ADMIN_PORT=$((PORT_BASE + 13))
 NGINX_PORT=$((PORT_BASE + 20))
 HAPROXY_PORT=$((PORT_BASE + 30))
 GATEWAY=bench-gw-0123456789.gateway.bedrock-agentcore.us-east-1.amazonaws.com
@@ -89,9 +94,13 @@ export PATH=$PATH:/usr/sbin:/sbin
 command -v cargo >/dev/null || die "cargo not found: install Rust >= 1.88 with rustup (https://rustup.rs)"
 
 log "building (release)"
-cargo build --release --quiet
+[ -n "${BENCH_PROXY_BIN:-}" ] || cargo build --release --quiet
 cargo build --release --quiet --example bench_upstream --example bench_client
-PROXY_BIN=$ROOT/target/release/mcp-vpce-proxy
+PROXY_BIN=${BENCH_PROXY_BIN:-$ROOT/target/release/mcp-vpce-proxy}
+CANDIDATE_BIN=${BENCH_CANDIDATE_BIN:-}
+if [ -n "$CANDIDATE_BIN" ]; then
+    case " $FORWARDERS " in *" candidate "*) ;; *) FORWARDERS="$FORWARDERS candidate" ;; esac
+fi
 UPSTREAM_BIN=$ROOT/target/release/examples/bench_upstream
 CLIENT_BIN=$ROOT/target/release/examples/bench_client
 
@@ -136,7 +145,7 @@ MAX_CONNECTIONS=$(((NOFILE - 1024) / 2))
 WORKER_CONNECTIONS=$((NOFILE - 1024))
 PROXY_MAX_CONNECTIONS=$WORKER_CONNECTIONS
 
-for port in $UPSTREAM_PORT $STATS_PORT $PROXY_PORT $PROXY_ADMIN_PORT $NGINX_PORT $HAPROXY_PORT; do
+for port in $UPSTREAM_PORT $STATS_PORT $PROXY_PORT $PROXY_ADMIN_PORT $CANDIDATE_PORT $CANDIDATE_ADMIN_PORT $NGINX_PORT $HAPROXY_PORT; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         die "127.0.0.1:$port is in use; set BENCH_PORT_BASE"
     fi
@@ -193,6 +202,8 @@ haproxy -c -q -f "$RUN_DIR/haproxy.cfg" || die "HAProxy rejected its bench confi
 forwarder_cmd() {
     case $1 in
     proxy) printf '%s\n' "$PROXY_BIN" run --config "$RUN_DIR/proxy.toml" --workers "$WORKERS" --log-level warn ;;
+    candidate) printf '%s\n' "$CANDIDATE_BIN" run --config "$RUN_DIR/proxy.toml" --workers "$WORKERS" --log-level warn \
+        --listen "127.0.0.1:$CANDIDATE_PORT" --admin "127.0.0.1:$CANDIDATE_ADMIN_PORT" ;;
     nginx) printf '%s\n' nginx -e "$RUN_DIR/nginx-error.log" -p "$RUN_DIR/" -c "$RUN_DIR/nginx.conf" ;;
     haproxy) printf '%s\n' haproxy -db -f "$RUN_DIR/haproxy.cfg" ;;
     esac
@@ -200,6 +211,7 @@ forwarder_cmd() {
 forwarder_port() {
     case $1 in
     proxy) echo "$PROXY_PORT" ;;
+    candidate) echo "$CANDIDATE_PORT" ;;
     nginx) echo "$NGINX_PORT" ;;
     haproxy) echo "$HAPROXY_PORT" ;;
     direct) echo "$UPSTREAM_PORT" ;;
@@ -230,7 +242,7 @@ BINARY_BYTES=$(stat -c %s "$PROXY_BIN")
 
 # ---------------------------------------------------------------- startup to ready
 if [ "$STARTUP_RUNS" -gt 0 ]; then
-    for f in proxy nginx haproxy; do
+    for f in proxy candidate nginx haproxy; do
         case " $FORWARDERS " in *" $f "*) ;; *) continue ;; esac
         log "startup to ready: $f x$STARTUP_RUNS"
         mapfile -t cmd < <(forwarder_cmd $f)
@@ -240,7 +252,7 @@ if [ "$STARTUP_RUNS" -gt 0 ]; then
 fi
 
 # ---------------------------------------------------------------- forwarders
-for f in proxy nginx haproxy; do
+for f in proxy candidate nginx haproxy; do
     case " $FORWARDERS " in *" $f "*) ;; *) continue ;; esac
     mapfile -t cmd < <(forwarder_cmd $f)
     "${cmd[@]}" >"$RUN_DIR/$f.out" 2>"$RUN_DIR/$f.log" &
@@ -266,7 +278,7 @@ for f in $FORWARDERS; do
 done
 log "all forwarders answer through the upstream; settling"
 sleep 1
-for f in proxy nginx haproxy; do
+for f in proxy candidate nginx haproxy; do
     [ -n "${PID[$f]:-}" ] || continue
     printf '{"kind":"idle","forwarder":"%s","result":%s}\n' "$f" "$("$CLIENT_BIN" memory --pid "${PID[$f]}")" >>"$RECORDS"
 done
@@ -298,7 +310,7 @@ load_cmd() {
 # connection plus one per upstream connection (none when it multiplexes over h2).
 idle_count() {
     local limit=$MAX_CONNECTIONS
-    if [ "$1" = proxy ] && [[ $UPSTREAM_ALPN == h2* ]]; then
+    if [[ $1 == proxy || $1 == candidate ]] && [[ $UPSTREAM_ALPN == h2* ]]; then
         limit=$PROXY_MAX_CONNECTIONS
     fi
     echo $((IDLE_STREAMS < limit ? IDLE_STREAMS : limit))
@@ -339,7 +351,7 @@ done
 
 # A bounded check, once per forwarder: many quiet streams held open.
 if [ "$IDLE_STREAMS" -gt 0 ]; then
-    for f in proxy nginx haproxy; do
+    for f in proxy candidate nginx haproxy; do
         [ -n "${PID[$f]:-}" ] || continue
         run_cell "$f" idle_streams 1
     done

@@ -116,8 +116,10 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     };
     let result = runtime()?.block_on(async {
         let mut proxy = Proxy::start(&config).await?;
-        if let Some(workers) = &workers {
-            proxy.serve_on(workers.clone());
+        match &workers {
+            Some(workers) => proxy.serve_on(workers.clone()),
+            // Agent connections are served here: the same anchor as on the workers.
+            None => drop(tokio::spawn(crate::workers::hold_timer_anchor())),
         }
         let reloader = proxy.reloader();
         tokio::spawn(crate::watch::watch_config(args.clone(), reloader.clone()));

@@ -12,6 +12,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
@@ -84,7 +85,10 @@ impl Workers {
                 .spawn(move || {
                     INDEX.with(|i| i.set(index));
                     runtime.block_on(async {
-                        let _ = stopped.await;
+                        tokio::select! {
+                            _ = stopped => {}
+                            _ = hold_timer_anchor() => {}
+                        }
                     });
                     // Dropping the runtime here cancels what is left: the server has
                     // drained (or given up on) every connection by now.
@@ -112,6 +116,24 @@ impl Workers {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+    }
+}
+
+/// How far ahead the anchor timer is kept: below every per-request timeout by default
+/// (response 300 s, body 60 s, header 30 s); a shorter configured timeout only costs the
+/// wake-up this avoids.
+const TIMER_ANCHOR: Duration = Duration::from_secs(5);
+
+/// Keeps one timer armed on the runtime it runs on, a few seconds ahead, for ever.
+///
+/// tokio's timer wakes its own thread (an eventfd write and one more `epoll_wait`)
+/// whenever a timer is armed earlier than every other one. An idle worker has none, so
+/// every forwarded request (its response timeout) paid that wake-up: 2 syscalls of the
+/// ~9 per request. With the anchor always earlier, arming a request's timer is a wheel
+/// insert only, at the cost of one wake-up per worker every 5 s.
+pub async fn hold_timer_anchor() {
+    loop {
+        tokio::time::sleep(TIMER_ANCHOR).await;
     }
 }
 

@@ -20,7 +20,8 @@ pub struct Args {
     out: PathBuf,
 }
 
-const FORWARDERS: [&str; 4] = ["proxy", "nginx", "haproxy", "direct"];
+// "candidate" is another build of the proxy (BENCH_CANDIDATE_BIN), for A/B runs.
+const FORWARDERS: [&str; 5] = ["proxy", "candidate", "nginx", "haproxy", "direct"];
 const LOADS: [(&str, &str); 5] = [
     ("c1", "1 connection, POST /mcp JSON answers (latency)"),
     ("c32", "32 connections, POST /mcp JSON answers (throughput)"),
@@ -207,7 +208,10 @@ fn ratios(loads: &Value) -> Value {
         let get = |f: &str, k: &str| loads[load][f][k].as_f64();
         let added = |f: &str, p: &str| Some(get(f, p)? - get("direct", p)?);
         let mut per = Map::new();
-        for f in ["proxy", "haproxy"] {
+        for f in ["proxy", "candidate", "haproxy"] {
+            if loads[load][f].is_null() {
+                continue;
+            }
             let v = json!({
                 "vs_nginx": {
                     "per_second": ratio(get(f, "per_second"), get("nginx", "per_second")),
@@ -352,7 +356,7 @@ fn table(results: &Value) -> String {
         let _ = writeln!(t, "\n[{load}] {about}");
         let _ = writeln!(
             t,
-            "{:<8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>6} {:>9} {:>8} {:>8} {:>9}",
+            "{:<9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>6} {:>9} {:>8} {:>8} {:>9}",
             "",
             "units/s",
             "p50 µs",
@@ -372,7 +376,7 @@ fn table(results: &Value) -> String {
             let ratio = &results["ratios"][load][f];
             let _ = writeln!(
                 t,
-                "{:<8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>6} {:>9} {:>8} {:>8} {:>9}{}",
+                "{:<9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>6} {:>9} {:>8} {:>8} {:>9}{}",
                 f,
                 num(&row["per_second"], 0),
                 num(&row["p50_us"], 0),
@@ -404,10 +408,13 @@ fn table(results: &Value) -> String {
         t,
         "\nidle RSS after start (MiB) and startup to ready (ms, median):"
     );
-    for f in ["proxy", "nginx", "haproxy"] {
+    for f in ["proxy", "candidate", "nginx", "haproxy"] {
+        if results["idle"][f].is_null() {
+            continue;
+        }
         let _ = writeln!(
             t,
-            "  {f:<8} RSS {:>6}  PSS {:>6}  startup {:>6} ms",
+            "  {f:<9} RSS {:>6}  PSS {:>6}  startup {:>6} ms",
             mib(&results["idle"][f]["rss_kib"]),
             mib(&results["idle"][f]["pss_kib"]),
             num(&results["startup"][f]["p50_ms"], 1),
