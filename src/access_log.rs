@@ -1,7 +1,6 @@
 //! The one log line per request, written when the response is complete (for streams:
 //! when the stream ends), so that it can carry the bytes sent and how the stream ended.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,21 +12,15 @@ pub struct AccessLog {
     /// An SSE stream: counted in the active-streams gauge until it ends.
     pub stream: bool,
     pub method: http::Method,
-    /// As the agent named it (the metric label is bounded; the log line is not).
-    pub rpc_method: Cow<'static, str>,
+    /// The bounded label (`rpc_method_label`): an MCP method's name, or `other`. The
+    /// agent's own string never reaches the log line, where it could forge lines or
+    /// carry terminal escapes.
+    pub rpc_method: &'static str,
     pub session: bool,
     pub status: u16,
     pub started: Instant,
     pub upstream: Option<Duration>,
     pub bytes_in: u64,
-}
-
-/// `method` as the access log keeps it: borrowed when it is one of MCP's own.
-pub fn rpc_name(method: &str) -> Cow<'static, str> {
-    match crate::metrics::rpc_method_label(method) {
-        "other" => Cow::Owned(method.to_string()),
-        known => Cow::Borrowed(known),
-    }
 }
 
 impl AccessLog {
@@ -43,7 +36,7 @@ impl AccessLog {
         if self.stream {
             m.active_streams.dec();
         }
-        m.request(&self.method, &self.rpc_method, self.status);
+        m.request(&self.method, self.rpc_method, self.status);
         m.request_seconds
             .observe(self.started.elapsed().as_secs_f64());
         m.bytes_in.inc_by(self.bytes_in);
@@ -53,7 +46,7 @@ impl AccessLog {
             target: "mcp_vpce_proxy::access",
             route = %self.route,
             method = %self.method,
-            rpc_method = %self.rpc_method,
+            rpc_method = self.rpc_method,
             session = self.session,
             status = self.status,
             upstream_ms,

@@ -13,12 +13,13 @@
 //! max_file_bytes = 104857600       # rotate when the file would grow past this
 //! max_files = 5                    # rotated files kept: audit.jsonl.1 … audit.jsonl.5
 //! queue = 4096                     # records waiting for the writer before drops start
+//! queue_bytes = 16777216           # bytes of records waiting, likewise (arguments can be large)
 //! ```
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -50,6 +51,10 @@ pub struct AuditConfig {
     pub max_files: u32,
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// The bytes of records waiting for the writer (a record with large tool arguments
+    /// counts for its size): past it, records are dropped and counted as with `queue`.
+    #[serde(default = "default_queue_bytes")]
+    pub queue_bytes: usize,
 }
 
 fn default_max_file_bytes() -> u64 {
@@ -61,6 +66,9 @@ fn default_max_files() -> u32 {
 fn default_queue() -> usize {
     4096
 }
+fn default_queue_bytes() -> usize {
+    16 * 1024 * 1024
+}
 
 impl Default for AuditConfig {
     fn default() -> Self {
@@ -70,6 +78,7 @@ impl Default for AuditConfig {
             max_file_bytes: default_max_file_bytes(),
             max_files: default_max_files(),
             queue: default_queue(),
+            queue_bytes: default_queue_bytes(),
         }
     }
 }
@@ -79,6 +88,9 @@ impl AuditConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.queue == 0 {
             return Err("audit.queue: must be at least 1".into());
+        }
+        if self.queue_bytes < 64 * 1024 {
+            return Err("audit.queue_bytes: must be at least 65536".into());
         }
         if self.to != AuditTo::File {
             if self.path.is_some() {
@@ -179,6 +191,51 @@ pub struct Record {
     pub arguments: Option<Box<RawValue>>,
 }
 
+impl Record {
+    /// About what the record takes in memory and on disk, for the queue's byte bound.
+    fn size(&self) -> usize {
+        let id = self.id.as_ref().map_or(0, |id| match id {
+            Value::String(s) => s.len(),
+            _ => 24,
+        });
+        256 + self.route.len()
+            + self.session.as_ref().map_or(0, String::len)
+            + id
+            + self.method.len()
+            + self.tool.as_ref().map_or(0, String::len)
+            + self.reason.as_ref().map_or(0, String::len)
+            + self.arguments.as_ref().map_or(0, |a| a.get().len())
+    }
+}
+
+/// Tool arguments as the audit line keeps them: the agent's JSON without the whitespace
+/// between tokens. JSON text may hold raw line breaks there, which would end the audit
+/// line early and let the rest read as a forged record; inside strings JSON has none
+/// (control characters must be escaped), so nothing else needs changing.
+pub fn compact(raw: &RawValue) -> Box<RawValue> {
+    let text = raw.get();
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            out.push(c);
+        }
+    }
+    RawValue::from_string(out).unwrap_or_else(|_| raw.to_owned())
+}
+
 fn as_str<S: serde::Serializer>(value: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(value)
 }
@@ -196,6 +253,9 @@ pub struct AuditSink {
 struct Inner {
     tx: SyncSender<Record>,
     dropped: Arc<AtomicU64>,
+    /// Bytes of the records in the queue, and the most there may be.
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
 }
 
 impl AuditSink {
@@ -215,9 +275,11 @@ impl AuditSink {
         };
         let (tx, rx) = sync_channel(config.queue);
         let dropped = Arc::new(AtomicU64::new(0));
+        let queued = Arc::new(AtomicUsize::new(0));
         let writer = Writer {
             rx,
             dropped: dropped.clone(),
+            queued: queued.clone(),
             reported: 0,
             output,
         };
@@ -226,7 +288,12 @@ impl AuditSink {
             .spawn(move || writer.run())
             .map_err(|e| format!("audit: cannot start the writer thread: {e}"))?;
         Ok(AuditSink {
-            inner: Some(Arc::new(Inner { tx, dropped })),
+            inner: Some(Arc::new(Inner {
+                tx,
+                dropped,
+                queued,
+                max_queued: config.queue_bytes,
+            })),
         })
     }
 
@@ -234,12 +301,21 @@ impl AuditSink {
         self.inner.is_some()
     }
 
-    /// Queues a record; drops (and counts) it when the writer is behind.
+    /// Queues a record; drops (and counts) it when the writer is behind, by records or
+    /// by bytes.
     pub fn record(&self, record: Record) {
         let Some(inner) = &self.inner else { return };
+        let size = record.size();
+        let before = inner.queued.fetch_add(size, Ordering::Relaxed);
+        if before + size > inner.max_queued {
+            inner.queued.fetch_sub(size, Ordering::Relaxed);
+            inner.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         match inner.tx.try_send(record) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                inner.queued.fetch_sub(size, Ordering::Relaxed);
                 inner.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -256,6 +332,7 @@ impl AuditSink {
 struct Writer {
     rx: Receiver<Record>,
     dropped: Arc<AtomicU64>,
+    queued: Arc<AtomicUsize>,
     /// Drops already reported in the trail.
     reported: u64,
     output: Output,
@@ -277,6 +354,7 @@ impl Writer {
     }
 
     fn write(&mut self, record: &Record) {
+        self.queued.fetch_sub(record.size(), Ordering::Relaxed);
         let dropped = self.dropped.load(Ordering::Relaxed);
         if dropped > self.reported {
             let notice = serde_json::json!({
@@ -402,6 +480,51 @@ mod tests {
             response_bytes: 20,
             arguments: None,
         }
+    }
+
+    #[test]
+    fn arguments_lose_the_line_breaks_that_would_forge_a_record() {
+        let forged = "{\"a\":\n1}\n{\"time\":\"x\",\"outcome\":\"ok\"}";
+        // Not one JSON value: the body parser would never hand this over. Its first value is
+        // what a RawValue can hold; line breaks between tokens are what is left to remove.
+        let raw: Box<RawValue> =
+            serde_json::from_str("{ \"a\" :\n [1,\r\n\t2], \"s\": \"x \\\" \\n y\" }").unwrap();
+        let line = compact(&raw);
+        assert_eq!(line.get(), "{\"a\":[1,2],\"s\":\"x \\\" \\n y\"}");
+        assert!(serde_json::from_str::<Box<RawValue>>(forged).is_err());
+        let mut r = record(1);
+        r.arguments = Some(line);
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(!text.contains('\n'));
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("audit.fifo");
+        // A FIFO nobody reads: the writer blocks on its first open, so records pile up.
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let sink = AuditSink::start(&AuditConfig {
+            to: AuditTo::File,
+            path: Some(fifo),
+            queue: 1_000_000,
+            queue_bytes: 1024 * 1024,
+            ..AuditConfig::default()
+        })
+        .unwrap();
+        let big: Box<RawValue> =
+            serde_json::from_str(&format!("\"{}\"", "x".repeat(100 * 1024))).unwrap();
+        for n in 0..100 {
+            let mut r = record(n);
+            r.arguments = Some(big.clone());
+            sink.record(r);
+        }
+        // 100 KiB each against 1 MiB: at most ten wait, the rest are dropped and counted.
+        assert!(sink.dropped() >= 85, "dropped {}", sink.dropped());
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //! | `ParseError` | 400 | -32700 |
 //! | `InvalidRequest` | 400 | -32600 |
 //! | `InvalidParams` | 200 | -32602 |
+//! | `HeaderMismatch` | 400 | -32020 (MCP 2026-07-28) |
 //! | `ClientRefused`, `OriginRefused`, `HostRefused` | 403 | text |
 //! | `Unauthenticated` | 401 + `WWW-Authenticate` | text |
 //!
@@ -95,6 +96,9 @@ pub enum ProxyError {
     InvalidRequest(String),
     /// `tools/call` parameters the tool policy cannot read.
     InvalidParams(String),
+    /// `Mcp-Method`/`Mcp-Name` headers that disagree with the body (MCP 2026-07-28): a
+    /// gateway may route on the header while the policy judged the body.
+    HeaderMismatch(String),
     /// The agent's address is not in `inbound.allowed_clients`.
     ClientRefused {
         peer: std::net::IpAddr,
@@ -147,9 +151,12 @@ impl ProxyError {
             ProxyError::RateLimited { .. } | ProxyError::ConcurrencyLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ProxyError::FilterFailed(_) => StatusCode::BAD_GATEWAY,
+            // Inside the 200 answer that replaced the gateway's.
+            ProxyError::FilterFailed(_) => StatusCode::OK,
             ProxyError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ProxyError::ParseError(_) | ProxyError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ParseError(_)
+            | ProxyError::InvalidRequest(_)
+            | ProxyError::HeaderMismatch(_) => StatusCode::BAD_REQUEST,
             ProxyError::ClientRefused { .. }
             | ProxyError::OriginRefused { .. }
             | ProxyError::HostRefused { .. } => StatusCode::FORBIDDEN,
@@ -176,6 +183,7 @@ impl ProxyError {
             ProxyError::FilterFailed(_) => -32014,
             ProxyError::ParseError(_) => -32700,
             ProxyError::InvalidParams(_) => -32602,
+            ProxyError::HeaderMismatch(_) => -32020,
             // UnsupportedMediaType and InvalidRequest: -32600, the default below.
             // Refusals made before a route is known are answered as text.
             _ => -32600,
@@ -207,6 +215,7 @@ impl ProxyError {
             ProxyError::ParseError(_) => "parse_error",
             ProxyError::InvalidRequest(_) => "invalid_request",
             ProxyError::InvalidParams(_) => "invalid_params",
+            ProxyError::HeaderMismatch(_) => "header_mismatch",
             ProxyError::ClientRefused { .. } => "client_refused",
             ProxyError::OriginRefused { .. } => "origin_refused",
             ProxyError::HostRefused { .. } => "host_refused",
@@ -267,6 +276,7 @@ impl std::fmt::Display for ProxyError {
                 "invalid request: the body is not a JSON-RPC 2.0 message or batch: {cause}"
             ),
             ProxyError::InvalidParams(cause) => write!(f, "invalid params: {cause}"),
+            ProxyError::HeaderMismatch(cause) => write!(f, "header mismatch: {cause}"),
             ProxyError::ClientRefused { peer } => {
                 write!(f, "client address {peer} is not in inbound.allowed_clients")
             }

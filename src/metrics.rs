@@ -30,7 +30,8 @@ pub struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ToolLabels {
     pub route: Arc<str>,
-    pub tool: String,
+    /// A name from [`ToolNames`]: a real tool's, or `other`.
+    pub tool: Arc<str>,
     pub outcome: ToolOutcome,
 }
 
@@ -100,6 +101,61 @@ pub struct Metrics {
     pub bytes_in: Family<RouteLabels, Counter>,
     pub bytes_out: Family<RouteLabels, Counter>,
     pub config_reloads: Family<ResultLabels, Counter>,
+    /// The tool names that may label `tool_calls`.
+    pub tool_names: ToolNames,
+}
+
+/// The most tool names that get series of their own (across routes). AgentCore gateways
+/// list tens to hundreds of tools; past this every new name is `other`.
+pub const MAX_TOOL_NAMES: usize = 1000;
+
+/// Tool names the `tool` label may carry: names a gateway listed or ran, never a name an
+/// agent merely sent. The agent chooses what it calls, so labelling by its string would
+/// let it add series without bound; refused and failed calls of unknown names count as
+/// `other`.
+pub struct ToolNames {
+    names: std::sync::RwLock<std::collections::HashSet<Arc<str>>>,
+    other: Arc<str>,
+}
+
+impl Default for ToolNames {
+    fn default() -> Self {
+        ToolNames {
+            names: Default::default(),
+            other: Arc::from("other"),
+        }
+    }
+}
+
+impl ToolNames {
+    /// A name the gateway vouched for (it listed the tool or ran it).
+    pub fn learn(&self, tool: &str) {
+        if tool.len() > 128 || self.known(tool).is_some() {
+            return;
+        }
+        let mut names = self.names.write().unwrap_or_else(|p| p.into_inner());
+        if names.len() < MAX_TOOL_NAMES {
+            names.insert(Arc::from(tool));
+        }
+    }
+
+    /// The label for `tool`: its name when known, `other` otherwise.
+    pub fn label(&self, tool: &str) -> Arc<str> {
+        self.known(tool).unwrap_or_else(|| self.other.clone())
+    }
+
+    fn known(&self, tool: &str) -> Option<Arc<str>> {
+        let names = self.names.read().unwrap_or_else(|p| p.into_inner());
+        names.get(tool).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -128,6 +184,7 @@ impl Metrics {
             bytes_in: Family::default(),
             bytes_out: Family::default(),
             config_reloads: Family::default(),
+            tool_names: ToolNames::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -315,10 +372,11 @@ pub fn http_method_label(method: &http::Method) -> &'static str {
     }
 }
 
-/// The methods of the MCP specification (2025-06-18 and 2025-11-25), which name their
-/// own `rpc_method` series.
-const MCP_METHODS: &[&str] = &[
+/// The methods of the MCP specification (2025-06-18, 2025-11-25 and 2026-07-28), which
+/// name their own `rpc_method` series.
+pub const MCP_METHODS: &[&str] = &[
     "initialize",
+    "server/discover",
     "ping",
     "tools/list",
     "tools/call",
@@ -369,6 +427,24 @@ pub fn rpc_method_label(method: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tool_labels_are_names_the_gateway_vouched_for_up_to_a_cap() {
+        let names = ToolNames::default();
+        assert_eq!(&*names.label("Demo___echo"), "other");
+        names.learn("Demo___echo");
+        assert_eq!(&*names.label("Demo___echo"), "Demo___echo");
+        names.learn(&"x".repeat(129));
+        assert_eq!(names.len(), 1, "over-long names are never labels");
+        for i in 0..MAX_TOOL_NAMES + 50 {
+            names.learn(&format!("T___{i}"));
+        }
+        assert_eq!(names.len(), MAX_TOOL_NAMES);
+        assert_eq!(
+            &*names.label(&format!("T___{}", MAX_TOOL_NAMES + 10)),
+            "other"
+        );
+    }
 
     #[test]
     fn rpc_method_labels_are_bounded_to_mcp_methods() {

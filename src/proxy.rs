@@ -18,6 +18,7 @@ use crate::discovery;
 use crate::error::{respond, Answer, ProxyError};
 use crate::mcp::layer::Verdict;
 use crate::mcp::peek::{peek, RpcPeek};
+use crate::metrics::rpc_method_label;
 use crate::route::{Route, RouteTable};
 use crate::upstream::connector::{ConnectError, ConnectionUse};
 
@@ -183,7 +184,7 @@ async fn forward(
                 target: "mcp_vpce_proxy::access",
                 route = %route.name,
                 method = %head.method,
-                rpc_method = rpc.method_label(),
+                rpc_method = rpc_method_label(rpc.method_label()),
                 status = response.status().as_u16(),
                 total_ms = started.elapsed().as_micros() as f64 / 1000.0,
                 "answered by the MCP layer"
@@ -199,6 +200,14 @@ async fn forward(
         &mut head.headers,
         route.credential.forwards_caller_authorization(),
     );
+    if matches!(target, Target::Mcp) && route.layer.reads_answers() {
+        // The MCP layer reads (and may filter) the answer: it must come as plain bytes,
+        // whatever encodings the agent would accept.
+        head.headers.insert(
+            header::ACCEPT_ENCODING,
+            http::HeaderValue::from_static("identity"),
+        );
+    }
     let outgoing = Outgoing {
         method: head.method,
         uri: match &target {
@@ -254,7 +263,7 @@ async fn forward(
         metrics: route.metrics.clone(),
         stream,
         method,
-        rpc_method: crate::access_log::rpc_name(rpc.method_label()),
+        rpc_method: rpc_method_label(rpc.method_label()),
         session,
         status: parts.status.as_u16(),
         started,
@@ -409,7 +418,7 @@ fn log_refusal(
         target: "mcp_vpce_proxy::access",
         route = route.unwrap_or("-"),
         method = %method,
-        rpc_method,
+        rpc_method = rpc_method_label(rpc_method),
         status = err.status().as_u16(),
         total_ms = started.elapsed().as_micros() as f64 / 1000.0,
         reason = err.kind(),

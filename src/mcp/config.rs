@@ -11,6 +11,7 @@
 //! validate = true                       # refuse non-JSON-RPC POSTs before forwarding
 //! log_arguments = false                 # put tools/call arguments in audit records
 //! max_filter_bytes = 8388608            # largest tools/list answer the policy filters
+//! max_batch = 64                        # most messages in one JSON-RPC batch
 //! ```
 
 use serde::Deserialize;
@@ -49,6 +50,18 @@ pub struct PolicyConfig {
     /// is refused (fail closed) rather than passed on unfiltered.
     #[serde(default = "default_max_filter_bytes")]
     pub max_filter_bytes: u64,
+    /// The most messages one JSON-RPC batch may hold; a larger batch is refused whole
+    /// (-32600). Every element costs a policy decision, an audit record and a rate token.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+}
+
+/// MCP clients send one message per POST (batches were dropped in 2025-06-18); a few
+/// dozen covers every client that still batches.
+pub const DEFAULT_MAX_BATCH: usize = 64;
+
+fn default_max_batch() -> usize {
+    DEFAULT_MAX_BATCH
 }
 
 fn yes() -> bool {
@@ -71,6 +84,7 @@ impl Default for PolicyConfig {
             validate: true,
             log_arguments: false,
             max_filter_bytes: DEFAULT_MAX_FILTER_BYTES,
+            max_batch: DEFAULT_MAX_BATCH,
         }
     }
 }
@@ -103,6 +117,9 @@ impl PolicyConfig {
         }
         if self.max_filter_bytes == 0 {
             return Err("policy.max_filter_bytes: must be greater than 0".into());
+        }
+        if self.max_batch == 0 {
+            return Err("policy.max_batch: must be at least 1".into());
         }
         Ok(())
     }

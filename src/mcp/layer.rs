@@ -11,18 +11,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{request, response, HeaderValue, Method, Response, StatusCode};
 use serde_json::Value;
 
 use super::config::PolicyConfig;
+use super::ids;
 use super::limits::{InFlight, RateLimit};
 use super::message::{self, Invalid, Message};
+use super::mirrored::header_mismatch;
 use super::peek::RpcPeek;
-use super::policy::{MethodPolicy, ToolPolicy, SEARCH_TOOL};
+use super::policy::{method_problem, name_problem, MethodPolicy, ToolPolicy};
 use super::response::{Kind, McpBody};
-use super::tools_filter::Listing;
-use super::watch::{PendingCall, RequestInfo, Watch};
+use super::watch::{Expect, PendingCall, RequestInfo, Watch};
 use crate::audit::AuditSink;
 use crate::body::{self, ProxyBody};
 use crate::error::{error_object, respond, Answer, ProxyError};
@@ -35,6 +36,7 @@ pub struct RouteLayer {
     validate: bool,
     log_arguments: bool,
     max_filter_bytes: usize,
+    max_batch: usize,
     rate: Option<RateLimit>,
     in_flight: Option<InFlight>,
     audit: AuditSink,
@@ -62,6 +64,29 @@ pub enum Verdict {
     },
     /// Answer the agent without contacting the gateway.
     Answer(Response<ProxyBody>),
+}
+
+/// What the answer to one forwarded message needs.
+struct Needs {
+    /// It may list tools: the whole answer is filtered.
+    may_list_tools: bool,
+    expect: Expect,
+}
+
+impl Needs {
+    fn quiet() -> Needs {
+        Needs {
+            may_list_tools: false,
+            expect: Expect::Other,
+        }
+    }
+
+    fn listing(expect: Expect) -> Needs {
+        Needs {
+            may_list_tools: true,
+            expect,
+        }
+    }
 }
 
 /// Why one element of a batch is not forwarded.
@@ -99,6 +124,7 @@ impl RouteLayer {
             validate: policy.validate,
             log_arguments: policy.log_arguments,
             max_filter_bytes: usize::try_from(policy.max_filter_bytes).unwrap_or(usize::MAX),
+            max_batch: policy.max_batch,
             rate,
             in_flight,
             audit: audit.clone(),
@@ -111,10 +137,15 @@ impl RouteLayer {
         self.tools.describe()
     }
 
+    /// Whether the layer reads the gateway's answers (so they must come unencoded).
+    pub fn reads_answers(&self) -> bool {
+        !self.idle
+    }
+
     pub fn inspect(&self, head: &request::Parts, payload: Bytes, rpc: &RpcPeek) -> Verdict {
         let quiet_other = head.method != Method::POST
             && self.rate.is_none()
-            && !(self.tools.is_active() && head.headers.contains_key("last-event-id"));
+            && !(self.tools.is_active() && head.method == Method::GET);
         if self.idle || quiet_other {
             return Verdict::Forward {
                 payload,
@@ -144,12 +175,12 @@ impl RouteLayer {
                 return Verdict::Answer(respond(&err, Some(&self.route), Answer::Text));
             }
         }
-        // A GET with Last-Event-ID resumes a stream that may replay a tools/list answer;
-        // its request id is not known here, so every answer listing tools is filtered.
-        let resumed = head.method == Method::GET && head.headers.contains_key("last-event-id");
-        let watch = (resumed && self.tools.is_active()).then(|| {
+        // A GET stream carries what the gateway chooses to send (and, resumed with
+        // Last-Event-ID, replays answers to earlier requests): every answer listing tools
+        // on it is filtered.
+        let watch = (head.method == Method::GET && self.tools.is_active()).then(|| {
             let mut watch = self.watch(info, false);
-            watch.filter_any = true;
+            watch.filtering = true;
             Box::new(watch)
         });
         Verdict::Forward {
@@ -213,17 +244,36 @@ impl RouteLayer {
         let single_id = (!body.batch)
             .then(|| first.and_then(|m| m.id.clone()))
             .flatten();
+        let refuse = |err| {
+            self.refuse_whole_as(
+                &info,
+                rpc,
+                &single_method,
+                single_id.as_ref(),
+                single_tool.as_deref(),
+                err,
+            )
+        };
+        if let Some(err) = self.shape_problem(&body) {
+            return refuse(err);
+        }
+        if policy_on {
+            if let Some(err) = header_mismatch(head, &body) {
+                return refuse(err);
+            }
+        }
         if let Some(rate) = &self.rate {
-            if let Err(retry_after) = rate.try_acquire() {
-                let err = ProxyError::RateLimited { retry_after };
-                return self.refuse_whole_as(
-                    &info,
-                    rpc,
-                    &single_method,
-                    single_id.as_ref(),
-                    single_tool.as_deref(),
-                    err,
-                );
+            // One token per call: a batch of 500 calls is 500 calls.
+            let calls = body.messages.iter().filter(|m| m.method.is_some()).count();
+            let calls = u32::try_from(calls).unwrap_or(u32::MAX);
+            if calls > rate.burst() {
+                return refuse(ProxyError::InvalidRequest(format!(
+                    "a batch of {calls} calls is more than this route's rate limit allows at once (policy.burst = {})",
+                    rate.burst()
+                )));
+            }
+            if let Err(retry_after) = rate.try_acquire_n(calls) {
+                return refuse(ProxyError::RateLimited { retry_after });
             }
         }
         let permit = match &self.in_flight {
@@ -234,14 +284,7 @@ impl RouteLayer {
                     let err = ProxyError::ConcurrencyLimited {
                         limit: limit.limit(),
                     };
-                    return self.refuse_whole_as(
-                        &info,
-                        rpc,
-                        &single_method,
-                        single_id.as_ref(),
-                        single_tool.as_deref(),
-                        err,
-                    );
+                    return refuse(err);
                 }
             },
         };
@@ -252,9 +295,22 @@ impl RouteLayer {
         let mut refusals: Vec<Box<Refusal>> = Vec::new();
         for m in &body.messages {
             match self.judge(m, &mut watch) {
-                Ok(()) => kept.push(m),
+                Ok(answer) => {
+                    if self.tools.is_active() {
+                        watch.filtering |= answer.may_list_tools;
+                        watch.search |= answer.expect == Expect::Search;
+                        if let Some(id) = &m.id {
+                            watch.expected.push((id.clone(), answer.expect));
+                        }
+                    }
+                    kept.push(m);
+                }
                 Err(refusal) => refusals.push(refusal),
             }
+        }
+        if !watch.filtering {
+            // Only answers that are filtered need to know what they answer.
+            watch.expected.clear();
         }
         if refusals.is_empty() {
             return Verdict::Forward {
@@ -281,9 +337,10 @@ impl RouteLayer {
     }
 
     /// Applies the method and tool policy to one message; notes what its answer needs.
-    fn judge(&self, m: &Message<'_>, watch: &mut Watch) -> Result<(), Box<Refusal>> {
+    fn judge(&self, m: &Message<'_>, watch: &mut Watch) -> Result<Needs, Box<Refusal>> {
         let Some(method) = m.method.as_deref() else {
-            return Ok(()); // the agent answering a gateway request
+            // The agent answering a gateway request: nothing comes back for it.
+            return Ok(Needs::quiet());
         };
         let refuse = |err: ProxyError, tool: Option<&str>, arguments| {
             watch
@@ -294,6 +351,18 @@ impl RouteLayer {
                 id: m.id.clone(),
             }))
         };
+        let policy_on = self.tools.is_active() || self.methods.is_active();
+        if policy_on {
+            if let Some(resembles) = method_problem(method) {
+                return refuse(
+                    ProxyError::InvalidRequest(format!(
+                        "method {method:?} is not an MCP method (method names are exact; it resembles {resembles})"
+                    )),
+                    None,
+                    None,
+                );
+            }
+        }
         if !self.methods.allows(method) {
             return refuse(
                 ProxyError::MethodRefused {
@@ -310,12 +379,24 @@ impl RouteLayer {
                     Err(why) if self.tools.is_active() => {
                         return refuse(ProxyError::InvalidParams(why), None, None)
                     }
-                    Err(_) => return Ok(()),
+                    Err(_) => return Ok(Needs::quiet()),
                 };
                 let arguments = params
                     .arguments
                     .filter(|_| self.log_arguments)
-                    .map(|raw| raw.to_owned());
+                    .map(crate::audit::compact);
+                if self.tools.is_active() {
+                    if let Some(problem) = name_problem(&params.name) {
+                        return refuse(
+                            ProxyError::InvalidParams(format!(
+                                "{problem}: {:?} is not a tool name this route accepts",
+                                params.name
+                            )),
+                            Some(&params.name),
+                            arguments,
+                        );
+                    }
+                }
                 if !self.tools.allows(&params.name) {
                     return refuse(
                         ProxyError::ToolRefused {
@@ -325,25 +406,68 @@ impl RouteLayer {
                         arguments,
                     );
                 }
+                let search = ToolPolicy::is_search(&params.name);
                 if let Some(id) = &m.id {
-                    if self.tools.is_active() && params.name == SEARCH_TOOL {
-                        watch.targets.push((id.clone(), Listing::Search));
-                    }
                     watch.calls.push(PendingCall {
                         id: id.clone(),
                         tool: params.name.into_owned(),
                         arguments,
                     });
                 }
+                Ok(if search {
+                    Needs::listing(Expect::Search)
+                } else {
+                    Needs::quiet()
+                })
             }
-            "tools/list" if self.tools.is_active() => {
-                if let Some(id) = &m.id {
-                    watch.targets.push((id.clone(), Listing::List));
-                }
-            }
-            _ => {}
+            "tools/list" => Ok(Needs::listing(Expect::List)),
+            // Answers that never describe tools.
+            "ping"
+            | "initialize"
+            | "resources/read"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+            | "prompts/get"
+            | "completion/complete"
+            | "logging/setLevel" => Ok(Needs::quiet()),
+            _ if m.id.is_none() => Ok(Needs::quiet()), // a notification
+            // Anything else (other lists, methods of later MCP versions, vendor methods):
+            // its answer is not known to be free of tools, so it is filtered.
+            _ => Ok(Needs::listing(Expect::Other)),
         }
-        Ok(())
+    }
+
+    /// A body whose shape would let answers be mistaken for one another, or that costs
+    /// more than one request should: refused whole.
+    fn shape_problem(&self, body: &message::Body<'_>) -> Option<ProxyError> {
+        if body.messages.len() > self.max_batch {
+            return Some(ProxyError::InvalidRequest(format!(
+                "a batch of {} messages; this route accepts at most {} (policy.max_batch)",
+                body.messages.len(),
+                self.max_batch
+            )));
+        }
+        let ids = || body.messages.iter().filter_map(|m| m.id.as_ref());
+        if let Some(long) = ids().find(|id| ids::text_len(id) > ids::MAX_ID_BYTES) {
+            return Some(ProxyError::InvalidRequest(format!(
+                "a request id of {} bytes; ids may be at most {} bytes",
+                ids::text_len(long),
+                ids::MAX_ID_BYTES
+            )));
+        }
+        // Responses the agent sends carry the gateway's ids, not its own: only requests
+        // count.
+        let requests = body
+            .messages
+            .iter()
+            .filter(|m| m.method.is_some())
+            .filter_map(|m| m.id.as_ref());
+        if let Some(twice) = ids::first_duplicate(requests) {
+            return Some(ProxyError::InvalidRequest(format!(
+                "the id {twice} is used twice in one batch; each request needs an id of its own"
+            )));
+        }
+        None
     }
 
     fn watch(&self, info: RequestInfo, batch: bool) -> Watch {
@@ -351,8 +475,9 @@ impl RouteLayer {
             info,
             calls: Vec::new(),
             policy: self.tools.clone(),
-            targets: Vec::new(),
-            filter_any: false,
+            filtering: false,
+            search: false,
+            expected: Vec::new(),
             extras: Vec::new(),
             batch,
             max_filter_bytes: self.max_filter_bytes,
@@ -450,15 +575,30 @@ impl RouteLayer {
             .headers
             .get(CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let encoded = parts
+            .headers
+            .get(CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
         let kind = if !parts.status.is_success() {
             Kind::Error
+        } else if encoded {
+            Kind::Encoded
         } else if is_sse {
             Kind::Sse
         } else {
             Kind::Json
         };
-        let rewrites =
-            !matches!(kind, Kind::Error) && (watch.filtering() || !watch.extras.is_empty());
+        let withheld = matches!(kind, Kind::Encoded) && watch.filtering();
+        if withheld {
+            // Replaced whole by JSON-RPC errors (see McpBody::new).
+            parts.headers.remove(CONTENT_ENCODING);
+            parts.headers.remove(CONTENT_LENGTH);
+            parts
+                .headers
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        let rewrites = matches!(kind, Kind::Json | Kind::Sse)
+            && (watch.filtering() || !watch.extras.is_empty());
         if rewrites {
             parts.headers.remove(CONTENT_LENGTH);
             if matches!(kind, Kind::Json) && parts.status == StatusCode::ACCEPTED {

@@ -37,20 +37,32 @@ impl RateLimit {
 
     /// Takes one token, or says how long until one is there (whole seconds, at least 1).
     pub fn try_acquire(&self) -> Result<(), Duration> {
-        self.try_acquire_at(Instant::now())
+        self.try_acquire_n(1)
     }
 
-    fn try_acquire_at(&self, now: Instant) -> Result<(), Duration> {
+    /// Takes `n` tokens at once (one per call of a batch), or says how long until they
+    /// are there. `n` above the burst is never there: see [`RateLimit::burst`].
+    pub fn try_acquire_n(&self, n: u32) -> Result<(), Duration> {
+        self.try_acquire_at(Instant::now(), n)
+    }
+
+    /// The most calls one request may make.
+    pub fn burst(&self) -> u32 {
+        self.burst as u32
+    }
+
+    fn try_acquire_at(&self, now: Instant, n: u32) -> Result<(), Duration> {
+        let n = f64::from(n.max(1));
         let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
         let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
         b.tokens = (b.tokens + elapsed * self.rate).min(self.burst);
         b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
+        if b.tokens >= n {
+            b.tokens -= n;
             Ok(())
         } else {
             // Whole seconds, rounded up: what Retry-After can say.
-            let wait = ((1.0 - b.tokens) / self.rate).ceil().max(1.0);
+            let wait = ((n - b.tokens) / self.rate).ceil().max(1.0);
             Err(Duration::from_secs(wait as u64))
         }
     }
@@ -89,19 +101,32 @@ mod tests {
         let limit = RateLimit::new(2.0, 3);
         let t0 = Instant::now();
         for _ in 0..3 {
-            limit.try_acquire_at(t0).unwrap();
+            limit.try_acquire_at(t0, 1).unwrap();
         }
-        let wait = limit.try_acquire_at(t0).unwrap_err();
+        let wait = limit.try_acquire_at(t0, 1).unwrap_err();
         assert_eq!(wait, Duration::from_secs(1), "half a second, rounded up");
         let later = t0 + Duration::from_millis(500);
-        limit.try_acquire_at(later).unwrap();
-        assert!(limit.try_acquire_at(later).is_err());
+        limit.try_acquire_at(later, 1).unwrap();
+        assert!(limit.try_acquire_at(later, 1).is_err());
         // Idle time refills the bucket up to the burst, not beyond.
         let much_later = later + Duration::from_secs(3600);
         for _ in 0..3 {
-            limit.try_acquire_at(much_later).unwrap();
+            limit.try_acquire_at(much_later, 1).unwrap();
         }
-        assert!(limit.try_acquire_at(much_later).is_err());
+        assert!(limit.try_acquire_at(much_later, 1).is_err());
+    }
+
+    #[test]
+    fn a_batch_takes_one_token_per_call() {
+        let limit = RateLimit::new(1.0, 5);
+        let t0 = Instant::now();
+        limit.try_acquire_at(t0, 4).unwrap();
+        assert_eq!(
+            limit.try_acquire_at(t0, 2).unwrap_err(),
+            Duration::from_secs(1)
+        );
+        limit.try_acquire_at(t0, 1).unwrap();
+        assert_eq!(limit.burst(), 5);
     }
 
     #[test]

@@ -3,9 +3,11 @@
 pub mod cli;
 pub mod config;
 pub mod glob;
+pub mod ids;
 pub mod layer;
 pub mod limits;
 pub mod message;
+pub mod mirrored;
 pub mod peek;
 pub mod policy;
 pub mod probe;

@@ -1,16 +1,22 @@
 //! The response body of a watched request: frames pass through as they arrive while the
-//! probe notes tool-call outcomes; only the answers the tool policy must filter are held
-//! (one SSE event, or a JSON body), bounded by `max_filter_bytes`.
+//! probe notes tool-call outcomes; answers the tool policy must filter are held (one SSE
+//! event, or a JSON body), bounded by `max_filter_bytes`.
 //!
-//! - JSON answers that need no change stream through untouched. A JSON answer holding a
-//!   `tools/list` or search result, or one that refused batch elements must be merged
-//!   into, is held whole (bounded), rewritten and sent in one frame.
-//! - SSE answers: while a filtered answer is still due, each event is held until it is
-//!   complete (as `Bytes` pieces of the frames, not copied) and released as soon as it is
-//!   known not to be that answer; only the event carrying it is parsed and rewritten.
-//!   Errors for refused batch elements go out as events of their own, first.
-//! - A filtered answer over the bound, or one that cannot be read, is replaced by a
-//!   JSON-RPC error for its request (fail closed): refused tools are never shown.
+//! What is filtered never depends on ids the agent chose or the gateway wrote back: when
+//! the request asked for anything that lists tools (or the answer is a GET stream), every
+//! response in the answer is read and filtered by what it carries.
+//!
+//! - JSON answers that need no change stream through untouched. A filtered JSON answer,
+//!   or one that refused batch elements must be merged into, is held whole (bounded),
+//!   rewritten and sent in one frame.
+//! - SSE answers being filtered: each event is held until it is complete (as `Bytes`
+//!   pieces of the frames, not copied), then parsed and, when it lists tools, rewritten;
+//!   events without data go on as they are. Errors for refused batch elements go out as
+//!   events of their own, first.
+//! - An answer over the bound, one that cannot be read, or one in a content encoding the
+//!   proxy did not ask for is replaced whole by JSON-RPC errors for the requests it
+//!   answers (fail closed): refused tools are never shown, and nothing is appended to a
+//!   body that could not be filtered.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -33,6 +39,9 @@ pub enum Kind {
     Sse,
     /// An HTTP error from the gateway: passed through; pending calls failed upstream.
     Error,
+    /// An answer in a content encoding (gzip, …) the proxy did not ask for: withheld when
+    /// it must be filtered, passed through otherwise (its outcomes cannot be read).
+    Encoded,
 }
 
 pub struct McpBody {
@@ -49,7 +58,8 @@ pub struct McpBody {
 enum Mode {
     Json(JsonState),
     Sse(Box<SseState>),
-    Error,
+    /// Passed through unread; pending calls end with this reason.
+    Opaque(&'static str),
 }
 
 struct JsonState {
@@ -121,18 +131,23 @@ impl McpBody {
                     ..SseState::default()
                 }))
             }
-            Kind::Error => {
+            Kind::Error | Kind::Encoded => {
                 if !watch.extras.is_empty() {
                     tracing::warn!(
                         route = %watch.info.route,
                         status,
-                        "the gateway refused the rest of the batch; the errors for the elements the policy refused are not delivered"
+                        "the gateway's answer to the rest of the batch cannot be merged into; the errors for the elements the policy refused are not delivered"
                     );
                 }
-                Mode::Error
+                Mode::Opaque(if matches!(kind, Kind::Error) {
+                    "http_error"
+                } else {
+                    "encoded_answer"
+                })
             }
         };
-        McpBody {
+        let withhold = matches!(kind, Kind::Encoded) && watch.filtering();
+        let mut body = McpBody {
             inner,
             out,
             watch,
@@ -140,13 +155,27 @@ impl McpBody {
             received: 0,
             mode,
             ended: false,
+        };
+        if withhold {
+            body.mode = Mode::Json(JsonState {
+                probe: Probe::default(),
+                held: None,
+                held_len: 0,
+            });
+            let err = unreadable(
+                "the gateway's answer is compressed (Content-Encoding), which the tool policy cannot read",
+            );
+            let errors = body.watch.fail_closed(&err, None);
+            body.answer_json(errors);
+            body.cut();
         }
+        body
     }
 
     fn process(&mut self, data: Bytes) {
         self.received += data.len() as u64;
         match &mut self.mode {
-            Mode::Error => self.out.push_back(data),
+            Mode::Opaque(_) => self.out.push_back(data),
             Mode::Json(_) => self.json_frame(data),
             Mode::Sse(_) => self.sse_frame(data),
         }
@@ -172,7 +201,7 @@ impl McpBody {
         let held = st.held.take().unwrap_or_default();
         if self.watch.filtering() {
             let err = too_large(self.watch.max_filter_bytes);
-            let errors = self.watch.fail_closed(&err);
+            let errors = self.watch.fail_closed(&err, None);
             self.answer_json(errors);
             self.cut();
         } else {
@@ -199,18 +228,14 @@ impl McpBody {
         };
         match parsed {
             Ok(mut value) => {
-                let removed = self.watch.filter(&mut value);
+                let removed = if self.watch.filtering() {
+                    self.watch.filter(&mut value)
+                } else {
+                    0
+                };
                 let mut changed = removed > 0;
                 if changed {
                     tracing::debug!(route = %self.watch.info.route, removed, "tools hidden by the tool policy");
-                }
-                if !self.watch.targets.is_empty() && !self.watch.filter_any {
-                    // Answers we had to filter never came: say so rather than guess.
-                    let err =
-                        unreadable("the gateway's answer did not contain the tools/list result");
-                    let errors = self.watch.fail_closed(&err);
-                    merge(&mut value, errors);
-                    changed = true;
                 }
                 let extras = std::mem::take(&mut self.watch.extras);
                 if !extras.is_empty() {
@@ -226,7 +251,7 @@ impl McpBody {
             }
             Err(e) if self.watch.filtering() => {
                 let err = unreadable(&format!("the gateway's answer is not JSON ({e})"));
-                let errors = self.watch.fail_closed(&err);
+                let errors = self.watch.fail_closed(&err, None);
                 self.answer_json(errors);
             }
             Err(_) => {
@@ -286,17 +311,19 @@ impl McpBody {
                 flush(&mut self.out, &data, &mut pass);
                 st.held.push(data.slice(start..end));
                 st.held_len += end - start;
-                if !could_be_target(&st.probe, &self.watch) {
-                    st.holding = false;
-                    st.held_len = 0;
-                    self.out.extend(st.held.drain(..));
-                } else if st.held_len > self.watch.max_filter_bytes {
+                if st.held_len > self.watch.max_filter_bytes {
                     st.holding = false;
                     st.dropping = true;
                     st.held.clear();
                     st.held_len = 0;
+                    // The error answers this event's request when the event is one
+                    // readable response; otherwise every request still waiting.
+                    let single = st.probe.done().is_empty() && !st.probe.in_batch();
+                    let id = single
+                        .then(|| st.probe.current().and_then(|f| f.id.clone()))
+                        .flatten();
                     let err = too_large(self.watch.max_filter_bytes);
-                    for e in self.watch.fail_closed(&err) {
+                    for e in self.watch.fail_closed(&err, id.as_ref()) {
                         self.out.push_back(Bytes::from(sse::event(&e.to_string())));
                     }
                 }
@@ -324,13 +351,9 @@ impl McpBody {
         if st.holding {
             let held = std::mem::take(&mut st.held);
             st.held_len = 0;
-            if done.iter().any(|f| self.watch.is_target(f)) {
-                let starts_after_cr = st.starts_after_cr;
-                let rewritten = self.rewrite_event(&held, starts_after_cr);
-                self.out.push_back(rewritten);
-            } else {
-                self.out.extend(held);
-            }
+            let starts_after_cr = st.starts_after_cr;
+            let rewritten = self.rewrite_event(&held, starts_after_cr);
+            self.out.push_back(rewritten);
         }
         for facts in &done {
             self.watch.settle(facts, self.status, self.received);
@@ -341,7 +364,8 @@ impl McpBody {
         }
     }
 
-    /// The held event carries an answer to filter: parse it, filter, write it again.
+    /// A held event: its data is parsed and filtered, and the event written again when a
+    /// tool was hidden. An event without data is not dispatched by clients: it goes on.
     fn rewrite_event(&mut self, held: &[Bytes], starts_after_cr: bool) -> Bytes {
         let mut scanner = Scanner::default();
         let mut fields = Collect::default();
@@ -354,6 +378,9 @@ impl McpBody {
                 piece = &piece[1..];
             }
             scanner.feed(piece, &mut fields);
+        }
+        if !fields.has_data() || fields.data.iter().all(u8::is_ascii_whitespace) {
+            return concat(held);
         }
         match serde_json::from_slice::<Value>(&fields.data) {
             Ok(mut value) => {
@@ -374,7 +401,7 @@ impl McpBody {
                 let err = unreadable(&format!(
                     "an event of the gateway's answer is not JSON ({e})"
                 ));
-                let errors = self.watch.fail_closed(&err);
+                let errors = self.watch.fail_closed(&err, None);
                 let mut out = Vec::new();
                 for e in errors {
                     out.extend(sse::event(&e.to_string()));
@@ -398,31 +425,20 @@ impl McpBody {
                     }
                 }
             }
-            Mode::Error => {}
+            Mode::Opaque(_) => {}
         }
         let (status, received) = (self.status, self.received);
-        let error = matches!(self.mode, Mode::Error);
+        let reason = match self.mode {
+            Mode::Opaque(reason) => reason,
+            _ => "no_answer",
+        };
         self.watch.end_all(|| Ending {
             outcome: Outcome::UpstreamFailure,
             error_code: None,
-            reason: Some(if error { "http_error" } else { "no_answer" }.into()),
+            reason: Some(reason.into()),
             status,
             response_bytes: received,
         });
-    }
-}
-
-/// While the current event is held: could it still be an answer to filter? A single
-/// message known to be a request/notification, or a response to another request, is not.
-/// Batches (arrays) are held whole.
-fn could_be_target(probe: &Probe, watch: &Watch) -> bool {
-    if probe.done().iter().any(|f| watch.is_target(f)) {
-        return true;
-    }
-    match probe.current() {
-        Some(facts) => !facts.method && facts.id.as_ref().is_none_or(|id| watch.wants(id)),
-        // Nothing read yet (only `id:`/`event:` lines so far), or between batch elements.
-        None => probe.done().is_empty() || probe.in_batch(),
     }
 }
 
@@ -547,8 +563,7 @@ mod tests {
     use crate::audit::AuditSink;
     use crate::mcp::config::PolicyConfig;
     use crate::mcp::policy::ToolPolicy;
-    use crate::mcp::tools_filter::Listing;
-    use crate::mcp::watch::RequestInfo;
+    use crate::mcp::watch::{Expect, RequestInfo};
     use http_body_util::BodyExt;
     use serde_json::json;
     use std::sync::{Arc, Mutex};
@@ -584,7 +599,7 @@ mod tests {
         }
     }
 
-    fn watch(targets: Vec<(Value, Listing)>, limit: usize) -> Watch {
+    fn watch(expected: Vec<(Value, Expect)>, limit: usize) -> Watch {
         let policy = ToolPolicy::new(&PolicyConfig {
             deny_tools: vec!["Other___*".into()],
             ..PolicyConfig::default()
@@ -600,8 +615,9 @@ mod tests {
             },
             calls: Vec::new(),
             policy: Arc::new(policy),
-            targets,
-            filter_any: false,
+            filtering: !expected.is_empty(),
+            search: false,
+            expected,
             extras: Vec::new(),
             batch: false,
             max_filter_bytes: limit,
@@ -650,7 +666,7 @@ mod tests {
             gate.close();
             let body = McpBody::new(
                 gate.boxed_unsync(),
-                watch(vec![(json!(1), Listing::List)], 1 << 20),
+                watch(vec![(json!(1), Expect::List)], 1 << 20),
                 200,
                 Kind::Sse,
             );
@@ -668,7 +684,7 @@ mod tests {
         let frame = gate.push(first.as_bytes());
         let mut body = McpBody::new(
             gate.clone().boxed_unsync(),
-            watch(vec![(json!(1), Listing::List)], 1 << 20),
+            watch(vec![(json!(1), Expect::List)], 1 << 20),
             200,
             Kind::Sse,
         );
@@ -691,7 +707,7 @@ mod tests {
         let (out, ended) = drain(&mut body);
         assert!(ended);
         assert_eq!(out[0], filtered_event().as_bytes());
-        // After the answer nothing is held or parsed: the frame itself goes on.
+        // A whole event in one frame goes on as that frame, uncopied.
         assert_eq!(out[1], NOTE.as_bytes());
         assert_eq!(out[1].as_ptr(), last.as_ptr());
     }
@@ -704,7 +720,8 @@ mod tests {
         gate.close();
         let body = McpBody::new(
             gate.boxed_unsync(),
-            watch(vec![(json!(1), Listing::List)], 100),
+            // Above the notification (103 bytes), below the listing (145).
+            watch(vec![(json!(1), Expect::List)], 120),
             200,
             Kind::Sse,
         );
@@ -726,7 +743,7 @@ mod tests {
         gate.push(other.as_bytes());
         gate.close();
         let mut w = watch(Vec::new(), 1 << 20);
-        w.filter_any = true;
+        w.filtering = true;
         let body = McpBody::new(gate.boxed_unsync(), w, 200, Kind::Sse);
         let out = body.collect().await.unwrap().to_bytes();
         assert_eq!(
@@ -748,7 +765,7 @@ mod tests {
             gate.close();
             let body = McpBody::new(
                 gate.boxed_unsync(),
-                watch(vec![(json!(1), Listing::List)], limit),
+                watch(vec![(json!(1), Expect::List)], limit),
                 200,
                 Kind::Json,
             );
@@ -761,6 +778,113 @@ mod tests {
                 assert_eq!(out["result"]["tools"], json!([{"name":"Demo___echo"}]));
             }
         }
+    }
+
+    async fn through(w: Watch, kind: Kind, body: &str) -> String {
+        let gate = Gate::default();
+        gate.push(body.as_bytes());
+        gate.close();
+        let out = McpBody::new(gate.boxed_unsync(), w, 200, kind)
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    const LIST: &str =
+        r#"{"tools":[{"name":"Demo___echo"},{"name":"Other___delete"}],"nextCursor":"c"}"#;
+
+    #[tokio::test]
+    async fn answers_are_filtered_whatever_id_the_gateway_writes_back() {
+        let long = format!("\"{}\"", "A".repeat(300));
+        for id in [
+            "1.0",
+            "1e0",
+            "-0",
+            "9007199254740993",
+            "\"other\"",
+            "null",
+            &long,
+        ] {
+            let answer = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{LIST}}}"#);
+            let json = through(
+                watch(vec![(json!(1), Expect::List)], 1 << 20),
+                Kind::Json,
+                &answer,
+            )
+            .await;
+            assert!(!json.contains("Other___delete"), "json, id {id}: {json}");
+            assert!(json.contains("Demo___echo"), "json, id {id}: {json}");
+            let sse = through(
+                watch(vec![(json!(1), Expect::List)], 1 << 20),
+                Kind::Sse,
+                &format!("{NOTE}data: {answer}\n\n"),
+            )
+            .await;
+            assert!(!sse.contains("Other___delete"), "sse, id {id}: {sse}");
+            assert!(sse.contains("Demo___echo"), "sse, id {id}: {sse}");
+        }
+    }
+
+    #[tokio::test]
+    async fn every_response_of_a_batch_answer_is_filtered() {
+        // Two answers with the same id (a ping's and the list's): neither gets through.
+        let answer = format!(
+            r#"[{{"jsonrpc":"2.0","id":1,"result":{{}}}},{{"jsonrpc":"2.0","id":1,"result":{LIST}}}]"#
+        );
+        let w = watch(
+            vec![(json!(1), Expect::Other), (json!(2), Expect::List)],
+            1 << 20,
+        );
+        let json = through(w, Kind::Json, &answer).await;
+        assert!(!json.contains("Other___delete"), "{json}");
+        let w = watch(
+            vec![(json!(1), Expect::Other), (json!(2), Expect::List)],
+            1 << 20,
+        );
+        let sse = through(w, Kind::Sse, &format!("data: {answer}\n\n")).await;
+        assert!(!sse.contains("Other___delete"), "{sse}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_filter_replaces_the_whole_body() {
+        let answer = format!(r#"{{"jsonrpc":"2.0","id":1.0,"result":{LIST}}}"#);
+        let out = through(
+            watch(vec![(json!(1), Expect::List)], 40),
+            Kind::Json,
+            &answer,
+        )
+        .await;
+        let value: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(value["error"]["code"], -32014, "{out}");
+        assert_eq!(value["id"], 1);
+        assert!(!out.contains("Other___delete"));
+        // Compressed bytes cannot be read: withheld, whatever they hold.
+        let out = through(
+            watch(vec![(json!(1), Expect::List)], 1 << 20),
+            Kind::Encoded,
+            "\x1f\u{8b}binary",
+        )
+        .await;
+        let value: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(value["error"]["code"], -32014, "{out}");
+        assert!(value["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Content-Encoding"));
+    }
+
+    #[tokio::test]
+    async fn sse_events_that_cannot_be_read_are_withheld() {
+        let out = through(
+            watch(vec![(json!(1), Expect::List)], 1 << 20),
+            Kind::Sse,
+            "data: {\"id\":1,\"result\":{\"tools\":[{\"name\":\"Other___delete\"}]\n\n",
+        )
+        .await;
+        assert!(!out.contains("Other___delete"), "{out}");
+        assert!(out.contains("-32014"), "{out}");
     }
 
     #[tokio::test]

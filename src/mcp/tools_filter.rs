@@ -19,13 +19,27 @@ pub enum Listing {
 /// Filters one JSON-RPC response in place; returns how many tools were removed.
 /// Error responses have nothing to filter.
 pub fn filter_response(message: &mut Value, kind: Listing, policy: &ToolPolicy) -> usize {
-    let Some(result) = message.get_mut("result") else {
-        return 0;
-    };
+    message
+        .get_mut("result")
+        .map_or(0, |result| filter_result(result, kind, policy))
+}
+
+/// Filters the `result` of a response as an answer of `kind`.
+pub fn filter_result(result: &mut Value, kind: Listing, policy: &ToolPolicy) -> usize {
     match kind {
         Listing::List => result.get_mut("tools").map_or(0, |t| retain(t, policy)),
         Listing::Search => filter_search(result, policy),
     }
+}
+
+/// The names of the tools an answer lists (`result.tools[].name`).
+pub fn listed_names(result: &Value) -> impl Iterator<Item = &str> {
+    result
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|tool| tool.get("name").and_then(Value::as_str))
 }
 
 /// Keeps the allowed entries of an array of tool objects. Entries without a string

@@ -9,9 +9,10 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::ids;
 use super::policy::ToolPolicy;
 use super::probe::Facts;
-use super::tools_filter::{filter_response, Listing};
+use super::tools_filter::{filter_result, listed_names, Listing};
 use crate::audit::{self, AuditSink, Outcome, Record};
 use crate::error::ProxyError;
 use crate::metrics::{metrics, ReasonLabels, ToolLabels};
@@ -93,14 +94,15 @@ impl RequestInfo {
 }
 
 fn count_tool(route: &Arc<str>, tool: &str, outcome: Outcome) {
-    // Tool names come from the agent; cap the label so a runaway agent cannot make
-    // arbitrarily long series names.
-    let tool: String = tool.chars().take(128).collect();
-    metrics()
-        .tool_calls
+    let m = metrics();
+    // The gateway ran it: the name is a real tool's, worth a series of its own.
+    if matches!(outcome, Outcome::Ok | Outcome::ToolError) {
+        m.tool_names.learn(tool);
+    }
+    m.tool_calls
         .get_or_create(&ToolLabels {
             route: route.clone(),
-            tool,
+            tool: m.tool_names.label(tool),
             outcome: outcome.metric(),
         })
         .inc();
@@ -115,14 +117,30 @@ pub struct Ending {
     pub response_bytes: u64,
 }
 
+/// What the answer to one forwarded request may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// A `tools/list` result.
+    List,
+    /// A result of the search tool.
+    Search,
+    /// Anything else.
+    Other,
+}
+
 pub struct Watch {
     pub info: RequestInfo,
     pub calls: Vec<PendingCall>,
     pub policy: Arc<ToolPolicy>,
-    /// Responses to filter, by request id.
-    pub targets: Vec<(Value, Listing)>,
-    /// Filter every response that lists tools (a resumed GET stream: ids unknown).
-    pub filter_any: bool,
+    /// Every answer is filtered by what it carries, whatever its id: the request asked for
+    /// something that lists tools (or is a stream, whose answers are not known ahead).
+    pub filtering: bool,
+    /// The request called the search tool: a response that cannot be matched to its
+    /// request is filtered as a search result too.
+    pub search: bool,
+    /// While filtering: the forwarded requests still waiting for an answer, which a
+    /// fail-closed answer answers.
+    pub expected: Vec<(Value, Expect)>,
     /// Errors for refused elements of a batch, to merge into the gateway's answer.
     pub extras: Vec<Value>,
     pub batch: bool,
@@ -133,30 +151,16 @@ pub struct Watch {
 impl Watch {
     /// True when the response needs watching at all.
     pub fn is_needed(&self) -> bool {
-        !self.calls.is_empty()
-            || !self.targets.is_empty()
-            || self.filter_any
-            || !self.extras.is_empty()
-            || self.permit.is_some()
+        !self.calls.is_empty() || self.filtering || !self.extras.is_empty() || self.permit.is_some()
     }
 
-    /// Whether answers must still be filtered.
+    /// Whether answers are filtered.
     pub fn filtering(&self) -> bool {
-        !self.targets.is_empty() || self.filter_any
+        self.filtering
     }
 
-    pub fn is_target(&self, facts: &Facts) -> bool {
-        facts.is_response()
-            && (self.filter_any || facts.id.as_ref().is_some_and(|id| self.wants(id)))
-    }
-
-    /// Whether a response with this id must be filtered.
-    pub fn wants(&self, id: &Value) -> bool {
-        self.filter_any || self.targets.iter().any(|(t, _)| t == id)
-    }
-
-    /// Filters the target responses in `message` (one response or a batch of them) and
-    /// marks them answered; returns how many tools were removed.
+    /// Filters every response in `message` (one message or a batch) by what it carries;
+    /// returns how many tools were removed.
     pub fn filter(&mut self, message: &mut Value) -> usize {
         match message {
             Value::Array(items) => items.iter_mut().map(|m| self.filter_one(m)).sum(),
@@ -164,38 +168,55 @@ impl Watch {
         }
     }
 
+    /// Any `result.tools` is a tool list; a search result is one of a search call (or,
+    /// when the id matches no request, of any request that called the search tool), or
+    /// any result with `structuredContent.tools`. The id picks nothing that would let
+    /// an answer through: at most it adds the search filter.
     fn filter_one(&mut self, message: &mut Value) -> usize {
-        let kind = if self.filter_any {
-            let result = message.get("result");
-            if result.and_then(|r| r.get("tools")).is_some() {
-                Some(Listing::List)
-            } else if result
-                .and_then(|r| r.get("structuredContent"))
-                .and_then(|s| s.get("tools"))
-                .is_some()
-            {
-                Some(Listing::Search)
-            } else {
-                None
-            }
-        } else {
-            let id = message.get("id");
-            let at = self
-                .targets
-                .iter()
-                .position(|(t, _)| Some(t) == id && message.get("method").is_none());
-            at.map(|i| self.targets.swap_remove(i).1)
+        let matched = message
+            .get("id")
+            .and_then(|id| self.take_expected(id))
+            .map(|(_, expect)| expect);
+        let Some(result) = message.get_mut("result") else {
+            return 0;
         };
-        kind.map_or(0, |kind| filter_response(message, kind, &self.policy))
+        let mut removed = 0;
+        if result.get("tools").is_some() {
+            for name in listed_names(result) {
+                metrics().tool_names.learn(name);
+            }
+            removed += filter_result(result, Listing::List, &self.policy);
+        }
+        let search = match matched {
+            Some(expect) => expect == Expect::Search,
+            None => self.search,
+        } || result
+            .get("structuredContent")
+            .is_some_and(|s| s.get("tools").is_some());
+        if search {
+            removed += filter_result(result, Listing::Search, &self.policy);
+        }
+        removed
     }
 
-    /// The answer that replaces target responses that could not be filtered: one error per
-    /// target (all of them are answered by it).
-    pub fn fail_closed(&mut self, err: &ProxyError) -> Vec<Value> {
+    /// Removes and returns the forwarded request `id` answers, if any.
+    pub fn take_expected(&mut self, id: &Value) -> Option<(Value, Expect)> {
+        let at = self.expected.iter().position(|(e, _)| ids::same(e, id))?;
+        Some(self.expected.remove(at))
+    }
+
+    /// The errors that answer in place of what could not be filtered: for the request
+    /// `id` names when it is one still waiting, otherwise for every request still
+    /// waiting (any of them may have been answered by what was withheld).
+    pub fn fail_closed(&mut self, err: &ProxyError, id: Option<&Value>) -> Vec<Value> {
         tracing::warn!(route = %self.info.route, reason = err.kind(), "{err}");
-        self.targets
-            .drain(..)
-            .map(|(id, _)| crate::error::error_object(&id, err, Some(&self.info.route)))
+        let answered: Vec<(Value, Expect)> = match id.and_then(|id| self.take_expected(id)) {
+            Some(one) => vec![one],
+            None => std::mem::take(&mut self.expected),
+        };
+        answered
+            .iter()
+            .map(|(id, _)| crate::error::error_object(id, err, Some(&self.info.route)))
             .collect()
     }
 
@@ -205,7 +226,7 @@ impl Watch {
             return;
         }
         let Some(id) = &facts.id else { return };
-        let Some(at) = self.calls.iter().position(|c| &c.id == id) else {
+        let Some(at) = self.calls.iter().position(|c| ids::same(&c.id, id)) else {
             return;
         };
         let call = self.calls.swap_remove(at);
