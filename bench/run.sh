@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/run.sh: mcp-vpce-proxy beside nginx and HAProxy doing the same job, and the
-# upstream reached directly as the ceiling. See "## Performance" in README.md.
+# upstream reached directly as the ceiling. See docs/performance.md.
 #
 # It installs what it needs (nginx, haproxy, wrk, curl from apt), builds the proxy and the
 # bench examples in release mode, starts a TLS upstream on loopback (examples/bench_upstream.rs)
