@@ -105,17 +105,23 @@ pub struct Metrics {
     pub tool_names: ToolNames,
 }
 
-/// The most tool names that get series of their own (across routes). AgentCore gateways
-/// list tens to hundreds of tools; past this every new name is `other`.
+/// The most tool names that get series of their own, all routes together. AgentCore
+/// gateways list tens to hundreds of tools; past this every new name is `other`.
 pub const MAX_TOOL_NAMES: usize = 1000;
 
-/// Tool names the `tool` label may carry: names a gateway listed or ran, never a name an
-/// agent merely sent. The agent chooses what it calls, so labelling by its string would
-/// let it add series without bound; refused and failed calls of unknown names count as
-/// `other`.
+/// Tool names the `tool` label may carry, per route: names the route's gateway listed or
+/// ran, never a name an agent merely sent. The agent chooses what it calls, so labelling
+/// by its string would let it add series without bound; refused and failed calls of
+/// names the gateway never vouched for count as `other`.
 pub struct ToolNames {
-    names: std::sync::RwLock<std::collections::HashSet<Arc<str>>>,
+    names: std::sync::RwLock<KnownNames>,
     other: Arc<str>,
+}
+
+#[derive(Default)]
+struct KnownNames {
+    by_route: std::collections::HashMap<Arc<str>, std::collections::HashSet<Arc<str>>>,
+    total: usize,
 }
 
 impl Default for ToolNames {
@@ -128,29 +134,39 @@ impl Default for ToolNames {
 }
 
 impl ToolNames {
-    /// A name the gateway vouched for (it listed the tool or ran it).
-    pub fn learn(&self, tool: &str) {
-        if tool.len() > 128 || self.known(tool).is_some() {
+    /// A name the route's gateway vouched for (it listed the tool or ran it).
+    pub fn learn(&self, route: &Arc<str>, tool: &str) {
+        if tool.len() > 128 || self.known(route, tool).is_some() {
             return;
         }
         let mut names = self.names.write().unwrap_or_else(|p| p.into_inner());
-        if names.len() < MAX_TOOL_NAMES {
-            names.insert(Arc::from(tool));
+        if names.total >= MAX_TOOL_NAMES {
+            return;
+        }
+        if names
+            .by_route
+            .entry(route.clone())
+            .or_default()
+            .insert(Arc::from(tool))
+        {
+            names.total += 1;
         }
     }
 
-    /// The label for `tool`: its name when known, `other` otherwise.
-    pub fn label(&self, tool: &str) -> Arc<str> {
-        self.known(tool).unwrap_or_else(|| self.other.clone())
+    /// The label for `tool` on `route`: its name when known, `other` otherwise.
+    pub fn label(&self, route: &str, tool: &str) -> Arc<str> {
+        self.known(route, tool)
+            .unwrap_or_else(|| self.other.clone())
     }
 
-    fn known(&self, tool: &str) -> Option<Arc<str>> {
+    fn known(&self, route: &str, tool: &str) -> Option<Arc<str>> {
         let names = self.names.read().unwrap_or_else(|p| p.into_inner());
-        names.get(tool).cloned()
+        names.by_route.get(route)?.get(tool).cloned()
     }
 
+    /// Names known, all routes together.
     pub fn len(&self) -> usize {
-        self.names.read().unwrap_or_else(|p| p.into_inner()).len()
+        self.names.read().unwrap_or_else(|p| p.into_inner()).total
     }
 
     pub fn is_empty(&self) -> bool {

@@ -353,11 +353,13 @@ impl RouteLayer {
         };
         let policy_on = self.tools.is_active() || self.methods.is_active();
         if policy_on {
-            if let Some(resembles) = method_problem(method) {
+            if method_problem(method).is_some() {
+                // A lenient gateway would run it as the method it resembles, outside the
+                // policy's view: refused like a method the policy does not allow.
                 return refuse(
-                    ProxyError::InvalidRequest(format!(
-                        "method {method:?} is not an MCP method (method names are exact; it resembles {resembles})"
-                    )),
+                    ProxyError::MethodRefused {
+                        method: method.to_string(),
+                    },
                     None,
                     None,
                 );

@@ -83,7 +83,7 @@ pub fn name_problem(tool: &str) -> Option<&'static str> {
 /// A method that imitates an MCP method by case or by spaces (`Tools/Call`, `" tools/list"`)
 /// or carries whitespace or control characters: a gateway lenient about spelling would run
 /// it as the method it resembles, outside the policy's view. Returns the method it
-/// resembles, or `"(none)"` for a name no MCP method has.
+/// resembles (for tests and logs), or `"(none)"` for a name no MCP method has.
 pub fn method_problem(method: &str) -> Option<&'static str> {
     let trimmed = method.trim();
     if let Some(known) = crate::metrics::MCP_METHODS

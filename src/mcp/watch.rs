@@ -97,12 +97,12 @@ fn count_tool(route: &Arc<str>, tool: &str, outcome: Outcome) {
     let m = metrics();
     // The gateway ran it: the name is a real tool's, worth a series of its own.
     if matches!(outcome, Outcome::Ok | Outcome::ToolError) {
-        m.tool_names.learn(tool);
+        m.tool_names.learn(route, tool);
     }
     m.tool_calls
         .get_or_create(&ToolLabels {
             route: route.clone(),
-            tool: m.tool_names.label(tool),
+            tool: m.tool_names.label(route, tool),
             outcome: outcome.metric(),
         })
         .inc();
@@ -183,7 +183,7 @@ impl Watch {
         let mut removed = 0;
         if result.get("tools").is_some() {
             for name in listed_names(result) {
-                metrics().tool_names.learn(name);
+                metrics().tool_names.learn(&self.info.route, name);
             }
             removed += filter_result(result, Listing::List, &self.policy);
         }

@@ -24,5 +24,6 @@ pub mod oauth_upstream;
 pub mod proxy;
 pub mod proxy_process;
 pub mod relay;
+pub mod scripted_upstream;
 pub mod token_server;
 pub mod upstream;
