@@ -447,19 +447,19 @@ mod tests {
     #[test]
     fn tool_labels_are_names_the_gateway_vouched_for_up_to_a_cap() {
         let names = ToolNames::default();
-        assert_eq!(&*names.label("Demo___echo"), "other");
-        names.learn("Demo___echo");
-        assert_eq!(&*names.label("Demo___echo"), "Demo___echo");
-        names.learn(&"x".repeat(129));
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        assert_eq!(&*names.label("a", "Demo___echo"), "other");
+        names.learn(&a, "Demo___echo");
+        assert_eq!(&*names.label("a", "Demo___echo"), "Demo___echo");
+        assert_eq!(&*names.label("b", "Demo___echo"), "other", "per route");
+        names.learn(&a, &"x".repeat(129));
         assert_eq!(names.len(), 1, "over-long names are never labels");
         for i in 0..MAX_TOOL_NAMES + 50 {
-            names.learn(&format!("T___{i}"));
+            names.learn(&b, &format!("T___{i}"));
         }
         assert_eq!(names.len(), MAX_TOOL_NAMES);
-        assert_eq!(
-            &*names.label(&format!("T___{}", MAX_TOOL_NAMES + 10)),
-            "other"
-        );
+        let last = format!("T___{}", MAX_TOOL_NAMES + 10);
+        assert_eq!(&*names.label("b", &last), "other");
     }
 
     #[test]

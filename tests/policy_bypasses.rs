@@ -43,10 +43,7 @@ struct Rig {
     proxy: Proxy,
 }
 
-async fn rig(
-    route_extra: &str,
-    script: impl Fn(&Seen) -> Scripted + Send + Sync + 'static,
-) -> Rig {
+async fn rig(route_extra: &str, script: impl Fn(&Seen) -> Scripted + Send + Sync + 'static) -> Rig {
     let upstream = ScriptedUpstream::start(script).await;
     let dns = DnsServer::start(&[(GATEWAY_HOST, "127.0.0.1".parse().unwrap())]).await;
     let toml = format!(
@@ -118,7 +115,10 @@ async fn a_batch_with_duplicate_ids_is_refused_before_the_gateway() {
                 "{errors}"
             );
         }
-        assert!(rig.upstream.seen().is_empty(), "nothing reached the gateway");
+        assert!(
+            rig.upstream.seen().is_empty(),
+            "nothing reached the gateway"
+        );
     }
 }
 
@@ -269,7 +269,12 @@ async fn names_and_methods_that_differ_only_in_spelling_are_judged_as_what_they_
     ] {
         let answer = post(&rig, &body, &[]).await;
         assert_eq!(answer.status, status, "{body}: {}", answer.body);
-        assert_eq!(answer.json()["error"]["code"], code, "{body}: {}", answer.body);
+        assert_eq!(
+            answer.json()["error"]["code"],
+            code,
+            "{body}: {}",
+            answer.body
+        );
         assert_eq!(answer.json()["id"], 9);
     }
     assert!(rig.upstream.seen().is_empty(), "none reached the gateway");
@@ -327,15 +332,31 @@ async fn batches_are_capped_and_each_call_takes_a_rate_token() {
     };
     let too_big = post(&rig, &batch(9, 0), &[]).await;
     assert_eq!(too_big.status, 400);
-    assert!(too_big.body.contains("at most 8 (policy.max_batch)"), "{}", too_big.body);
+    assert!(
+        too_big.body.contains("at most 8 (policy.max_batch)"),
+        "{}",
+        too_big.body
+    );
     let over_burst = post(&rig, &batch(5, 0), &[]).await;
     assert_eq!(over_burst.status, 400);
-    assert!(over_burst.body.contains("policy.burst = 3"), "{}", over_burst.body);
+    assert!(
+        over_burst.body.contains("policy.burst = 3"),
+        "{}",
+        over_burst.body
+    );
     let within = post(&rig, &batch(3, 0), &[]).await;
     assert_eq!(within.status, 200, "{}", within.body);
     assert_eq!(within.json().as_array().unwrap().len(), 3);
     let next = post(&rig, &batch(2, 3), &[]).await;
-    assert_eq!(next.status, 429, "the three tokens are spent: {}", next.body);
+    assert_eq!(
+        next.status, 429,
+        "the three tokens are spent: {}",
+        next.body
+    );
     assert!(next.headers.contains_key("retry-after"));
-    assert_eq!(rig.upstream.seen().len(), 1, "only the batch within the rate went on");
+    assert_eq!(
+        rig.upstream.seen().len(),
+        1,
+        "only the batch within the rate went on"
+    );
 }

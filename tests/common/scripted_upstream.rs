@@ -136,9 +136,7 @@ impl Drop for ScriptedUpstream {
     }
 }
 
-type Chunks = futures_util::stream::Iter<
-    std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>,
->;
+type Chunks = futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>;
 
 async fn answer(
     req: Request<Incoming>,
@@ -146,7 +144,11 @@ async fn answer(
     script: Arc<Script>,
 ) -> Result<Response<StreamBody<Chunks>>, Infallible> {
     let (head, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let request = Seen {
         method: head.method,
         headers: head.headers,
