@@ -61,6 +61,9 @@ async fn every_tool_call_outcome_is_recorded_field_by_field() {
     )
     .await;
     let agent = client::connect(&s.proxy.url()).await;
+    // The gateway lists its tools (the denied ones too, to the proxy): their names may then
+    // label the metric, refused or not. A name no gateway listed would count as `other`.
+    agent.list_all_tools().await.unwrap();
     client::call_tool(&agent, "DemoTarget___echo", json!({"text": "secret data"})).await;
     client::call_tool(&agent, "DemoTarget___fail", json!({})).await;
     let ServiceError::McpError(unknown) =

@@ -277,7 +277,13 @@ endpoint = "{DOWN_ENDPOINT}"
     let mut expected_tools = vec![
         series("tool_calls_total", &tool("get_weather", "ok"), 1.0),
         series("tool_calls_total", &tool("fail", "tool_error"), 1.0),
-        series("tool_calls_total", &tool("echo", "refused"), 1.0),
+        // Refused before the gateway ever listed or ran it on this route: a name the agent
+        // merely sent labels no series of its own.
+        series(
+            "tool_calls_total",
+            "route=\"metrics-ok\",tool=\"other\",outcome=\"refused\"",
+            1.0,
+        ),
     ];
     expected_tools.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
