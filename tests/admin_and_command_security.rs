@@ -1,0 +1,438 @@
+//! The admin listener gets the agent listener's protections, and a failing token command
+//! never shows its stderr to the agent.
+//!
+//! Admin: connections that send no complete request head are closed after
+//! `limits.header_read_timeout`; at most `admin::MAX_CONNECTIONS` are served at once (the
+//! others get a 503 and are closed, and a flood of them at a low file-descriptor limit no
+//! longer starves the agent listener); the Host (or `:authority`) must be an IP literal,
+//! `localhost` or a name in `admin_hosts` (421 otherwise, against DNS rebinding), read
+//! strictly and only once (400).
+//!
+//! Token command: the agent's answer says the command failed, with its exit status, and
+//! points to the log; the log carries the command's stderr only scrubbed of secrets.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::dns::DnsServer;
+use common::http::{post_rpc, raw, send};
+use common::proxy::head;
+use common::upstream::{Upstream, GATEWAY_HOST};
+use mcp_vpce_proxy::admin::MAX_CONNECTIONS;
+use mcp_vpce_proxy::config::{Config, Overrides};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":7,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"admin-test","version":"1"}}}"#;
+
+/// Only a guard against a hung test, never a bound that is asserted.
+const GUARD: Duration = Duration::from_secs(60);
+
+/// The proxy in-process as `run` starts it (agent and admin listener from one
+/// configuration), with a gateway fixture behind it.
+struct Running {
+    agent: SocketAddr,
+    admin: SocketAddr,
+    _upstream: Upstream,
+    _dns: DnsServer,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// `globals` are top-level keys (`admin_hosts = [...]`), `limits` the `[limits]` table.
+async fn start(globals: &str, limits: &str) -> Running {
+    let upstream = Upstream::start().await;
+    let dns = DnsServer::start(&[(GATEWAY_HOST, "127.0.0.1".parse().unwrap())]).await;
+    let toml = format!(
+        r#"admin = "127.0.0.1:0"
+{globals}
+{head}
+[limits]
+{limits}
+[[route]]
+name = "admin-test"
+gateway = "https://{GATEWAY_HOST}:{port}/mcp"
+ca_file = "{ca}"
+"#,
+        head = head(&dns),
+        port = upstream.port(),
+        ca = upstream.ca_file().display(),
+    );
+    let config = Config::parse(&toml, "admin.toml", &Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    let proxy = mcp_vpce_proxy::app::Proxy::start(&config).await.unwrap();
+    let (agent, admin) = (proxy.local_addr(), proxy.admin_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(proxy.run(async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        agent,
+        admin,
+        _upstream: upstream,
+        _dns: dns,
+        _stop: stop,
+    }
+}
+
+/// A raw admin request with the given Host header lines, answered and closed.
+async fn admin_get(admin: SocketAddr, path: &str, host_lines: &str) -> String {
+    raw(
+        admin,
+        format!("GET {path} HTTP/1.1\r\n{host_lines}Connection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+}
+
+fn status_line(response: &str) -> &str {
+    response.lines().next().unwrap_or("")
+}
+
+/// Waits until the peer closes `stream` (EOF or reset); fails after the guard.
+async fn closed_by_peer(mut stream: TcpStream, what: &str) -> Vec<u8> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    let result = tokio::time::timeout(GUARD, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(result.is_ok(), "{what}: still open after {GUARD:?}");
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_connections_without_a_complete_head_are_closed_after_the_header_read_timeout() {
+    let proxy = start("", "header_read_timeout = \"1s\"").await;
+    // 50 partial HTTP/1 heads, 5 connections that send nothing, 5 half HTTP/2 prefaces:
+    // together under the connection cap, so every one of them is being served.
+    let mut held = Vec::new();
+    for i in 0..60 {
+        let mut stream = TcpStream::connect(proxy.admin).await.unwrap();
+        let sent: &[u8] = match i % 12 {
+            10 => b"",
+            11 => b"PRI * HTTP/2.0\r\n",
+            _ => b"GET /routes HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaa",
+        };
+        stream.write_all(sent).await.unwrap();
+        held.push(stream);
+    }
+    let waits: Vec<_> = held
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            tokio::spawn(async move { closed_by_peer(s, &format!("connection {i}")).await })
+        })
+        .collect();
+    for wait in waits {
+        let answer = wait.await.unwrap();
+        // hyper closes a timed-out head without an answer; nothing else may come back.
+        assert!(
+            answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    // And the listener serves as before.
+    let answer = admin_get(proxy.admin, "/healthz", "Host: 127.0.0.1\r\n").await;
+    assert_eq!(status_line(&answer), "HTTP/1.1 200 OK", "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_connections_over_the_cap_are_refused_while_agents_are_served() {
+    // Long enough that the holders keep their slots for the whole test.
+    let proxy = start("", "header_read_timeout = \"10m\"").await;
+    let mut holders = Vec::new();
+    for _ in 0..MAX_CONNECTIONS {
+        let mut stream = TcpStream::connect(proxy.admin).await.unwrap();
+        stream
+            .write_all(b"GET /routes HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .await
+            .unwrap();
+        holders.push(stream);
+    }
+    // The listener accepts in order: these come after every holder took its slot.
+    for _ in 0..10 {
+        let stream = TcpStream::connect(proxy.admin).await.unwrap();
+        let answer = closed_by_peer(stream, "a connection over the cap").await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{answer}"
+        );
+        assert!(
+            answer.ends_with("\r\n\r\nmcp-vpce-proxy: admin: too many connections, try again\n"),
+            "{answer}"
+        );
+    }
+    let answer = post_rpc(&format!("http://{}/mcp", proxy.agent), INITIALIZE).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+
+    // Once the holders go, the admin listener serves again.
+    drop(holders);
+    let deadline = Instant::now() + GUARD;
+    loop {
+        let answer = admin_get(proxy.admin, "/healthz", "Host: 127.0.0.1\r\n").await;
+        if status_line(&answer) == "HTTP/1.1 200 OK" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "admin still refusing: {answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The proxy binary with at most `nofile` file descriptors, its admin listener on.
+struct LimitedProxy {
+    child: std::process::Child,
+    agent: SocketAddr,
+    admin: SocketAddr,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for LimitedProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl LimitedProxy {
+    async fn start(route: &str, dns: &DnsServer, nofile: u32) -> LimitedProxy {
+        use common::proxy_process::free_port;
+        let (agent, admin) = (free_port(), free_port());
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("proxy.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "admin = \"127.0.0.1:{admin}\"\n{}\n{route}",
+                head(dns).replace("127.0.0.1:0", &format!("127.0.0.1:{agent}"))
+            ),
+        )
+        .unwrap();
+        let log = dir.path().join("proxy.log");
+        let child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                &format!("ulimit -n {nofile} && exec \"$0\" \"$@\""),
+                env!("CARGO_BIN_EXE_mcp-vpce-proxy"),
+                "run",
+                "--log-level",
+                "warn",
+                "--config",
+            ])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let proxy = LimitedProxy {
+            child,
+            agent: ([127, 0, 0, 1], agent).into(),
+            admin: ([127, 0, 0, 1], admin).into(),
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + GUARD;
+        for addr in [proxy.agent, proxy.admin] {
+            while TcpStream::connect(addr).await.is_err() {
+                assert!(Instant::now() < deadline, "not listening: {}", proxy.log());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        proxy
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_flood_at_a_low_descriptor_limit_leaves_the_agents_served() {
+    let upstream = Upstream::start().await;
+    let dns = DnsServer::start(&[(GATEWAY_HOST, "127.0.0.1".parse().unwrap())]).await;
+    let route = format!(
+        "[[route]]\ngateway = \"https://{GATEWAY_HOST}:{}/mcp\"\nca_file = \"{}\"\n",
+        upstream.port(),
+        upstream.ca_file().display()
+    );
+    // About 20 descriptors at rest, the admin cap, and room for a few agents: a flood of
+    // admin connections held open used to take them all ("Too many open files").
+    let proxy = LimitedProxy::start(&route, &dns, 128).await;
+    let mut flood = Vec::new();
+    for _ in 0..200 {
+        let mut stream = TcpStream::connect(proxy.admin).await.unwrap();
+        let _ = stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .await;
+        flood.push(stream);
+    }
+    // Those over the cap are answered and closed; the first ones stay, half-sent.
+    let over = flood.split_off(MAX_CONNECTIONS.min(flood.len()));
+    for (i, stream) in over.into_iter().enumerate() {
+        let answer = closed_by_peer(stream, &format!("flood connection {i}")).await;
+        assert!(
+            answer.starts_with(b"HTTP/1.1 503 "),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    for _ in 0..3 {
+        let answer = post_rpc(&format!("http://{}/mcp", proxy.agent), INITIALIZE).await;
+        assert_eq!(answer.status, 200, "{}\n{}", answer.body, proxy.log());
+    }
+    assert!(
+        !proxy.log().contains("Too many open files"),
+        "{}",
+        proxy.log()
+    );
+    drop(flood);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_that_is_not_the_admin_listeners_is_refused() {
+    let proxy = start(r#"admin_hosts = ["proxy.internal"]"#, "").await;
+    let port = proxy.admin.port();
+    for path in ["/routes", "/metrics", "/readyz", "/healthz"] {
+        for host in [
+            "evil.example",
+            &format!("evil.example:{port}"),
+            "127.0.0.1.nip.io",
+        ] {
+            let answer = admin_get(proxy.admin, path, &format!("Host: {host}\r\n")).await;
+            assert_eq!(
+                status_line(&answer),
+                "HTTP/1.1 421 Misdirected Request",
+                "{path} {host}: {answer}"
+            );
+            let name = host.split(':').next().unwrap();
+            assert!(
+                answer.ends_with(&format!(
+                    "\r\n\r\nmcp-vpce-proxy: admin: Host \"{name}\" is not a name of this admin listener: \
+                     use an IP address, localhost, or a name listed in admin_hosts\n"
+                )),
+                "{answer}"
+            );
+            assert!(!answer.contains("admin-test"), "{answer}");
+        }
+    }
+    // An absolute-form target names the host too.
+    let answer = raw(
+        proxy.admin,
+        b"GET http://evil.example/routes HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(
+        status_line(&answer),
+        "HTTP/1.1 421 Misdirected Request",
+        "{answer}"
+    );
+
+    // IP literals (a kubelet probes the pod IP), localhost and the configured names.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        "127.0.0.1".into(),
+        format!("[::1]:{port}"),
+        "10.1.2.3:9901".into(),
+        "localhost".into(),
+        format!("LocalHost:{port}"),
+        "proxy.internal".into(),
+        format!("proxy.internal.:{port}"),
+    ] {
+        let answer = admin_get(proxy.admin, "/routes", &format!("Host: {host}\r\n")).await;
+        assert_eq!(status_line(&answer), "HTTP/1.1 200 OK", "{host}: {answer}");
+        assert!(answer.contains("\"admin-test\""), "{answer}");
+    }
+    // What an HTTP client sends by itself.
+    let answer = send("GET", &format!("http://{}/metrics", proxy.admin), &[], "").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hosts_or_a_malformed_host_are_refused() {
+    let proxy = start("", "").await;
+    let answer = admin_get(
+        proxy.admin,
+        "/routes",
+        "Host: 127.0.0.1\r\nHost: evil.example\r\n",
+    )
+    .await;
+    assert_eq!(status_line(&answer), "HTTP/1.1 400 Bad Request", "{answer}");
+    assert!(
+        answer.ends_with("\r\n\r\nmcp-vpce-proxy: admin: more than one Host header\n"),
+        "{answer}"
+    );
+    let answer = admin_get(
+        proxy.admin,
+        "/routes",
+        "Host: localhost\r\nHost: localhost\r\n",
+    )
+    .await;
+    assert_eq!(status_line(&answer), "HTTP/1.1 400 Bad Request", "{answer}");
+    for host in [
+        "user@localhost",
+        "evil.example@127.0.0.1",
+        "\"localhost\"",
+        "localhost, evil.example",
+        "localhost\tx",
+        "127.1",
+        "[::1",
+        "localhost:http",
+    ] {
+        let answer = admin_get(proxy.admin, "/routes", &format!("Host: {host}\r\n")).await;
+        assert_eq!(
+            status_line(&answer),
+            "HTTP/1.1 400 Bad Request",
+            "{host:?}: {answer}"
+        );
+        assert!(
+            answer.contains("mcp-vpce-proxy: admin: the Host "),
+            "{answer}"
+        );
+        assert!(!answer.contains("admin-test"), "{answer}");
+    }
+    // HTTP/1.1 needs a Host.
+    let answer = raw(
+        proxy.admin,
+        b"GET /routes HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_line(&answer), "HTTP/1.1 400 Bad Request", "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn h2_authorities_are_checked_like_hosts() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    let proxy = start("", "").await;
+    let stream = TcpStream::connect(proxy.admin).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    for (authority, status) in [
+        ("evil.example:9901", 421),
+        ("localhost:9901", 200),
+        ("127.0.0.1", 200),
+    ] {
+        let request = http::Request::get(format!("http://{authority}/routes"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let response = tokio::time::timeout(GUARD, sender.send_request(request))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status(), status, "{authority}");
+        let _ = response.into_body().collect().await;
+    }
+}
