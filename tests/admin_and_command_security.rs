@@ -14,6 +14,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use common::dns::DnsServer;
@@ -434,5 +435,188 @@ async fn h2_authorities_are_checked_like_hosts() {
             .unwrap();
         assert_eq!(response.status(), status, "{authority}");
         let _ = response.into_body().collect().await;
+    }
+}
+
+/// Secrets a token command writes to stderr before failing, in every form the log
+/// scrubber must recognise; none may reach the agent or the log.
+const STDERR_SECRETS: [&str; 10] = [
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZ2VudCJ9.c2lnbmF0dXJlLXNlY3JldA",
+    "S3cr3t-client-Value_42",
+    "hunter2-password",
+    "opaque session value",
+    "bEaRer-tok-9f8e7d",
+    "0123456789abcdef0123456789abcdef01234567",
+    "json-tok-value",
+    "refresh-val",
+    "cookie-val-1",
+    "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA",
+];
+
+/// The child's log once a line contains `needle` (fails after the guard).
+async fn logs_once_they_hold(proxy: &common::aws::ChildProxy, needle: &str) -> String {
+    let deadline = Instant::now() + GUARD;
+    loop {
+        let logs = proxy.logs();
+        if logs.contains(needle) {
+            return logs;
+        }
+        assert!(Instant::now() < deadline, "no {needle} in the log:\n{logs}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_token_command_shows_no_stderr_to_the_agent_and_only_scrubbed_stderr_in_the_log()
+{
+    let [jwt, client_secret, password, session, bearer, hex, json_token, refresh, cookie, b64] =
+        STDERR_SECRETS;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("get-token");
+    std::fs::write(
+        &script,
+        format!(
+            r#"#!/bin/sh
+printf 'token="%s"\tclient_secret:\t%s\n' '{jwt}' '{client_secret}' >&2
+printf 'login failed for bob: password = %s, session="%s"\n' '{password}' '{session}' >&2
+printf 'sent Authorization: Bearer %s; retry with %s or %s\n' '{bearer}' '{hex}' '{b64}' >&2
+printf '{{"error":"denied","access_token":"%s","refresh_token": "%s"}}\n' '{json_token}' '{refresh}' >&2
+printf 'cookie=%s\n' '{cookie}' >&2
+exit 3
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let upstream = Upstream::start().await;
+    let dns = DnsServer::start(&[(GATEWAY_HOST, "127.0.0.1".parse().unwrap())]).await;
+    let toml = format!(
+        r#"{head}
+[[route]]
+name = "cmd-stderr"
+gateway = "https://{GATEWAY_HOST}:{port}/mcp"
+ca_file = "{ca}"
+[route.credential]
+type = "command"
+command = ["{script}"]
+"#,
+        head = head(&dns),
+        port = upstream.port(),
+        ca = upstream.ca_file().display(),
+        script = script.display(),
+    );
+    let proxy = common::aws::ChildProxy::start(&toml, &[], "trace").await;
+    let answer = post_rpc(&proxy.url(), INITIALIZE).await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    let message = answer.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        message,
+        format!(
+            "mcp-vpce-proxy: route cmd-stderr: no gateway credential: token command {} failed \
+             (exit status: 3); its output is in the proxy log",
+            script.display()
+        )
+    );
+
+    // The test reads the log from a pipe: wait for the lines of this request.
+    // The access line of the refused request comes last.
+    let logs = logs_once_they_hold(&proxy, "\"reason\":\"credential\"").await;
+    let line = logs
+        .lines()
+        .find(|l| l.contains("\"token command failed\""))
+        .unwrap();
+    let logged: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(logged["level"], "WARN", "{line}");
+    assert_eq!(logged["route"], "cmd-stderr", "{line}");
+    let stderr = logged["stderr"].as_str().unwrap();
+    assert!(stderr.contains("login failed for bob"), "{stderr}");
+    assert!(stderr.contains("[redacted]"), "{stderr}");
+    assert!(stderr.len() <= 520, "{}", stderr.len());
+    for secret in STDERR_SECRETS {
+        assert!(
+            !answer.body.contains(secret),
+            "the answer holds {secret}: {}",
+            answer.body
+        );
+        if let Some(l) = logs.lines().find(|l| l.contains(secret)) {
+            panic!("the log holds {secret}: {l}");
+        }
+    }
+    // Nor any line of stderr, scrubbed or not, in the answer.
+    assert!(!answer.body.contains("login failed"), "{}", answer.body);
+    assert!(!answer.body.contains("[redacted]"), "{}", answer.body);
+}
+
+/// An AWS profile's `credential_process` failing the same way: `aws-config` quotes its
+/// stderr in the error, which reached the agent's answer; now only the log has it, scrubbed.
+#[cfg(feature = "aws")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_aws_credential_process_shows_no_stderr_to_the_agent() {
+    let [jwt, client_secret, password, ..] = STDERR_SECRETS;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("aws-creds");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf 'token=\"%s\"\\tclient_secret:\\t%s\\npassword: %s\\n' '{jwt}' '{client_secret}' '{password}' >&2\nexit 4\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let aws_config = dir.path().join("aws-config");
+    std::fs::write(
+        &aws_config,
+        format!(
+            "[profile leaky]\ncredential_process = {}\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let upstream = Upstream::start().await;
+    let dns = DnsServer::start(&[(GATEWAY_HOST, "127.0.0.1".parse().unwrap())]).await;
+    let toml = format!(
+        r#"{head}
+[[route]]
+name = "aws-process"
+gateway = "https://{GATEWAY_HOST}:{port}/mcp"
+ca_file = "{ca}"
+[route.credential]
+type = "sigv4"
+profile = "leaky"
+"#,
+        head = head(&dns),
+        port = upstream.port(),
+        ca = upstream.ca_file().display(),
+    );
+    let proxy = common::aws::ChildProxy::start(
+        &toml,
+        &[("AWS_CONFIG_FILE", aws_config.display().to_string())],
+        "trace",
+    )
+    .await;
+    let answer = post_rpc(&proxy.url(), INITIALIZE).await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    let message = answer.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.ends_with("(its output is in the proxy log)"),
+        "{message}"
+    );
+    let logs = logs_once_they_hold(&proxy, "\"reason\":\"credential\"").await;
+    assert!(logs.contains("\"AWS credential_process failed\""), "{logs}");
+    for secret in [jwt, client_secret, password] {
+        assert!(
+            !answer.body.contains(secret),
+            "the answer holds {secret}: {}",
+            answer.body
+        );
+        if let Some(l) = logs.lines().find(|l| l.contains(secret)) {
+            panic!("the log holds {secret}: {l}");
+        }
     }
 }

@@ -5,7 +5,10 @@
 //! until the token expires (JSON expiry, else the JWT's `exp`, else `cache_for`), with
 //! the single flight, refresh-ahead and backoff of `cache.rs`. The program runs without
 //! a shell when given as a list, with stdin closed, killed when it overruns `timeout`.
-//! Its stderr may hold secrets, so only a scrubbed first line ever reaches a message.
+//!
+//! Its stderr may hold secrets, so it never reaches the agent: a failure answers only
+//! that the command failed, with its exit status, and points to the log, which gets the
+//! first lines of stderr through `scrub::for_log`.
 
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,7 +18,7 @@ use http::HeaderValue;
 use super::cache::{CacheSettings, CachedBearer, Fetch, Fetched, TokenCache};
 use super::config::{CommandConfig, CommandLine};
 use super::oauth2::seconds;
-use super::{bearer_value, jwt, BoxFuture, Context};
+use super::{bearer_value, jwt, scrub, BoxFuture, Context};
 use crate::secret::fingerprint;
 
 pub struct TokenCommand;
@@ -24,6 +27,7 @@ impl TokenCommand {
     pub fn build(config: &CommandConfig, context: &Context<'_>) -> Result<CachedBearer, String> {
         let runner = Runner {
             command: config.command.clone(),
+            route: context.route.to_string(),
         };
         let description = format!(
             "token printed by command {} (cached until it expires, else for {})",
@@ -46,6 +50,7 @@ impl TokenCommand {
 
 struct Runner {
     command: CommandLine,
+    route: String,
 }
 
 impl Fetch<HeaderValue> for Runner {
@@ -77,12 +82,15 @@ impl Runner {
             .map_err(|e| format!("token command {program}: {e}"))?;
         let stdout = String::from_utf8_lossy(&output.stdout);
         if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let hint = scrubbed_first_line(&stderr)
-                .map(|line| format!(": {line}"))
-                .unwrap_or_default();
+            tracing::warn!(
+                route = %self.route,
+                program = %program,
+                status = %output.status,
+                stderr = %scrub::for_log(&output.stderr).unwrap_or_else(|| "(empty)".into()),
+                "token command failed"
+            );
             return Err(format!(
-                "token command {program} failed ({}){hint}",
+                "token command {program} failed ({}); its output is in the proxy log",
                 output.status
             ));
         }
@@ -118,9 +126,10 @@ fn parse_output(stdout: &str) -> Result<(String, Option<SystemTime>), String> {
     } else {
         match json.get("expires_at") {
             None | Some(serde_json::Value::Null) => None,
+            // The output holds the token: none of it is quoted back.
             Some(serde_json::Value::String(s)) => Some(
                 humantime::parse_rfc3339_weak(s.trim())
-                    .map_err(|e| format!("expires_at {s:?} is not an RFC 3339 time ({e})"))?,
+                    .map_err(|e| format!("expires_at is not an RFC 3339 time ({e})"))?,
             ),
             Some(v) => Some(
                 seconds(v)
@@ -130,27 +139,6 @@ fn parse_output(stdout: &str) -> Result<(String, Option<SystemTime>), String> {
         }
     };
     Ok((token, expires_at))
-}
-
-/// The first non-empty line of stderr with anything that looks like a token (a long run
-/// of token characters) blanked out, at most 200 characters.
-fn scrubbed_first_line(stderr: &str) -> Option<String> {
-    let line = stderr.lines().map(str::trim).find(|l| !l.is_empty())?;
-    let words: Vec<String> = line
-        .split(' ')
-        .map(|word| {
-            let tokenish = word.len() >= 16
-                && word
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.+/=:".contains(&b));
-            if tokenish {
-                "[redacted]".to_string()
-            } else {
-                word.chars().filter(|c| !c.is_control()).collect()
-            }
-        })
-        .collect();
-    Some(words.join(" ").chars().take(200).collect())
 }
 
 #[cfg(test)]
@@ -171,14 +159,5 @@ mod tests {
         assert!(parse_output(r#"{"tok":"t"}"#)
             .unwrap_err()
             .contains("without"));
-    }
-
-    #[test]
-    fn stderr_is_scrubbed_of_token_like_words() {
-        assert_eq!(
-            scrubbed_first_line("\nerror: token eyJhbGciOiJSUzI1NiJ9.abc expired\nmore").unwrap(),
-            "error: token [redacted] expired"
-        );
-        assert_eq!(scrubbed_first_line("  \n"), None);
     }
 }
