@@ -9,7 +9,9 @@
 //! strictly and only once (400).
 //!
 //! Token command: the agent's answer says the command failed, with its exit status, and
-//! points to the log; the log carries the command's stderr only scrubbed of secrets.
+//! points to the log; the log carries the command's stderr only scrubbed of secrets (the
+//! same for an AWS profile's `credential_process`). A command that overruns its timeout
+//! is killed with its whole process group.
 
 mod common;
 
@@ -618,5 +620,76 @@ profile = "leaky"
         if let Some(l) = logs.lines().find(|l| l.contains(secret)) {
             panic!("the log holds {secret}: {l}");
         }
+    }
+}
+
+/// The live processes (not zombies) whose command line is exactly `argv`.
+fn live_processes(argv: &[&str]) -> Vec<u32> {
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The state follows the parenthesised command name.
+        let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+        if cmdline == wanted && !matches!(state, Some(Some('Z' | 'X')) | None) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_command_that_overruns_is_killed_with_everything_it_started() {
+    // A duration no other process uses, so that the test finds its own sleeps.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let seconds = format!("{}.{nanos}", 500 + std::process::id() % 400);
+    let upstream = Upstream::start().await;
+    let dns = DnsServer::start(&[(GATEWAY_HOST, "127.0.0.1".parse().unwrap())]).await;
+    let toml = format!(
+        r#"{head}
+[[route]]
+name = "cmd-group"
+gateway = "https://{GATEWAY_HOST}:{port}/mcp"
+ca_file = "{ca}"
+[route.credential]
+type = "command"
+command = ["sh", "-c", "sleep {seconds} & sleep {seconds}"]
+timeout = "1s"
+"#,
+        head = head(&dns),
+        port = upstream.port(),
+        ca = upstream.ca_file().display(),
+    );
+    let proxy = common::proxy::Proxy::start(&toml).await;
+    let answer = post_rpc(&proxy.url(), INITIALIZE).await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert!(
+        answer
+            .body
+            .contains("token command sh did not answer within 1s"),
+        "{}",
+        answer.body
+    );
+    let deadline = Instant::now() + GUARD;
+    loop {
+        let alive = live_processes(&["sleep", &seconds]);
+        if alive.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after the timeout: {alive:?} (sleep {seconds})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

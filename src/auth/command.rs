@@ -4,7 +4,8 @@
 //! "expires_in": seconds | "expires_at": unix seconds or RFC 3339}`. Its output is cached
 //! until the token expires (JSON expiry, else the JWT's `exp`, else `cache_for`), with
 //! the single flight, refresh-ahead and backoff of `cache.rs`. The program runs without
-//! a shell when given as a list, with stdin closed, killed when it overruns `timeout`.
+//! a shell when given as a list, with stdin closed, in a process group of its own that
+//! is killed whole when it overruns `timeout`.
 //!
 //! Its stderr may hold secrets, so it never reaches the agent: a failure answers only
 //! that the command failed, with its exit status, and points to the log, which gets the
@@ -72,14 +73,19 @@ impl Runner {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // The cache's timeout drops this future: the program must not outlive it.
+            // The cache's timeout drops this future: the program must not outlive it,
+            // nor anything it started (its own process group goes with it).
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("token command {program} could not be started: {e}"))?;
+        let group = ProcessGroup(child.id());
         let output = child
             .wait_with_output()
             .await
             .map_err(|e| format!("token command {program}: {e}"))?;
+        // It ended by itself and every holder of its output closed it: nothing to kill.
+        group.disarm();
         let stdout = String::from_utf8_lossy(&output.stdout);
         if !output.status.success() {
             tracing::warn!(
@@ -102,6 +108,43 @@ impl Runner {
             value,
             expires_at: expires_at.or_else(|| jwt::expiry(&token)),
         })
+    }
+}
+
+/// The process group of a running token command (the command leads it): killed whole
+/// when dropped before [`ProcessGroup::disarm`], i.e. when the fetch is abandoned at
+/// its timeout. tokio's `kill_on_drop` kills the leader only, so `sh -c 'helper & …'`
+/// would leave the helper running.
+struct ProcessGroup(Option<u32>);
+
+impl ProcessGroup {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let Some(pgid) = self.0 else { return };
+        // std has no kill(2) for a group: `kill -KILL -- -PGID`, from a thread of its own
+        // so that the runtime does not wait for it. Without a `kill` program (a
+        // distroless image) only the leader is killed, by `kill_on_drop`.
+        let spawned = std::thread::Builder::new()
+            .name("kill-token-command".into())
+            .spawn(move || {
+                let status = std::process::Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{pgid}")])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+                if let Err(e) = status {
+                    tracing::warn!(pgid, "cannot kill the token command's process group: {e}");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(pgid, "cannot kill the token command's process group: {e}");
+        }
     }
 }
 
