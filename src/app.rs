@@ -46,7 +46,14 @@ impl Proxy {
     pub async fn start(config: &Config) -> Result<Proxy, String> {
         let server = Server::bind(config).await?;
         let admin = match config.admin {
-            Some(addr) => Some(Admin::bind(addr, server.routes()).await?),
+            Some(addr) => Some(
+                Admin::bind_with(
+                    addr,
+                    server.routes(),
+                    crate::admin::AdminSettings::from_config(config),
+                )
+                .await?,
+            ),
             None => None,
         };
         let table = server.routes().load_full();
@@ -184,6 +191,13 @@ pub fn describe(config: &Config, table: &RouteTable) -> String {
     match config.admin {
         Some(admin) => {
             let _ = writeln!(out, "admin: {admin} (/metrics, /healthz, /readyz, /routes)");
+            if !config.admin_hosts.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "admin hosts: IP addresses, localhost, {}",
+                    config.admin_hosts.join(", ")
+                );
+            }
         }
         None => {
             let _ = writeln!(out, "admin: off");

@@ -56,6 +56,15 @@ pub struct RunArgs {
     /// "off" disables it.
     #[arg(long, env = "MCP_VPCE_PROXY_ADMIN", value_name = "ADDR")]
     pub admin: Option<String>,
+    /// Host name the admin listener answers to besides IP addresses and localhost (a
+    /// request with another Host gets 421, against DNS rebinding); repeatable.
+    #[arg(
+        long = "admin-host",
+        env = "MCP_VPCE_PROXY_ADMIN_HOST",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub admin_hosts: Vec<String>,
     /// The gateway's MCP URL (zero-file mode: defines the one route).
     #[arg(long, env = "MCP_VPCE_PROXY_GATEWAY", value_name = "URL")]
     pub gateway: Option<String>,
@@ -167,6 +176,7 @@ impl RunArgs {
                 .map(parse_admin)
                 .transpose()
                 .map_err(|e| format!("--admin: {e}"))?,
+            admin_hosts: self.admin_hosts.clone(),
             gateway: self.gateway.clone(),
             endpoint: self.endpoint.clone(),
             path: self.path.clone(),

@@ -43,6 +43,10 @@ pub struct Config {
     /// The admin listener (`/metrics`, `/healthz`, `/readyz`, `/routes`); "off" disables it.
     #[serde(default = "default_admin", with = "admin_address")]
     pub admin: Option<SocketAddr>,
+    /// Host names the admin listener answers to besides IP literals and `localhost`
+    /// (requests naming another Host get 421: DNS rebinding guard).
+    #[serde(default)]
+    pub admin_hosts: Vec<String>,
     /// How long in-flight requests may run after SIGTERM/SIGINT before they are cut.
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -308,6 +312,7 @@ impl Default for Config {
         Config {
             listen: default_listen(),
             admin: default_admin(),
+            admin_hosts: Vec::new(),
             unix_socket: None,
             shutdown_grace: default_grace(),
             dns: DnsConfig::default(),
@@ -359,6 +364,8 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     /// `Some(None)` disables the admin listener.
     pub admin: Option<Option<SocketAddr>>,
+    /// Replaces `admin_hosts` when not empty.
+    pub admin_hosts: Vec<String>,
     pub gateway: Option<String>,
     pub endpoint: Option<String>,
     pub path: Option<String>,
@@ -543,6 +550,9 @@ impl Config {
         if let Some(admin) = o.admin {
             self.admin = admin;
         }
+        if !o.admin_hosts.is_empty() {
+            self.admin_hosts = o.admin_hosts.clone();
+        }
         if !o.dns_servers.is_empty() {
             self.dns.servers = o.dns_servers.clone();
         }
@@ -625,6 +635,23 @@ impl Config {
                 "dns.private_ranges".into(),
                 "is empty; every address would count as outside the VPC".into(),
             ));
+        }
+        for (i, host) in self.admin_hosts.iter().enumerate() {
+            let has_port = match host.strip_prefix('[') {
+                Some(_) => !host.ends_with(']'),
+                None => host.contains(':'),
+            };
+            let problem = match crate::inbound::parse_request_host(host.as_bytes()) {
+                Err(problem) => Some(problem),
+                Ok(_) if has_port => Some("has a port"),
+                Ok(_) => None,
+            };
+            if let Some(problem) = problem {
+                return Err(err(
+                    format!("admin_hosts[{i}]"),
+                    format!("{host:?} {problem}; give a bare host name like \"proxy.internal\""),
+                ));
+            }
         }
         if let Some(unix) = &self.unix_socket {
             unix.mode_bits()
@@ -739,6 +766,7 @@ fn flag_for_key(key: &str) -> String {
         }
         k if k.starts_with("route[0].addresses") => "address",
         k if k.starts_with("dns.servers") => "dns-server",
+        k if k.starts_with("admin_hosts") => "admin-host",
         "dns.private_ranges" => "private-range",
         _ => return key.to_string(),
     };
@@ -793,6 +821,37 @@ mod tests {
             "[::1]:443".parse().unwrap()
         );
         assert!(parse_address("localhost", 443).is_err());
+    }
+
+    #[test]
+    fn admin_hosts_are_bare_host_names() {
+        let route = "[[route]]\ngateway = \"https://gw.example/mcp\"\n";
+        let parse = |hosts: &str| {
+            Config::parse(
+                &format!("admin_hosts = {hosts}\n{route}"),
+                "f.toml",
+                &Overrides::default(),
+            )
+        };
+        let config = parse(r#"["proxy.internal", "[::1]"]"#).unwrap();
+        assert_eq!(config.admin_hosts, ["proxy.internal", "[::1]"]);
+        for bad in [
+            "proxy.internal:9901",
+            "http://proxy.internal",
+            "a b",
+            "user@proxy.internal",
+            "",
+        ] {
+            let e = parse(&format!("[{bad:?}]")).unwrap_err();
+            assert_eq!(e.key, "admin_hosts[0]", "{bad}: {e}");
+        }
+        let flags = Overrides {
+            gateway: Some("https://gw.example/mcp".into()),
+            admin_hosts: vec!["proxy.internal".into(), "x:1".into()],
+            ..Overrides::default()
+        };
+        let e = Config::load(None, &flags).unwrap_err();
+        assert_eq!(e.key, "--admin-host (MCP_VPCE_PROXY_ADMIN_HOST)", "{e}");
     }
 
     #[test]

@@ -267,6 +267,78 @@ impl InboundGuard {
     }
 }
 
+/// The host of a `Host` header or an `:authority`, read strictly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestHost {
+    Ip(IpAddr),
+    /// A DNS name, lower-cased, without a trailing dot.
+    Name(String),
+}
+
+/// Reads RFC 9110's `uri-host [ ":" port ]` strictly: an IPv4 address, a bracketed IPv6
+/// address, or a DNS name of letters, digits, `-` and `_` labels; then an optional port
+/// of digits. Refuses user information (`@`), quotes, spaces, commas and anything else
+/// that a name cannot hold, IPv6 zone ids and IPvFuture, and number-and-dot forms that
+/// are not a dotted quad (`127.1`, which some clients would read as an address).
+pub fn parse_request_host(value: &[u8]) -> Result<RequestHost, &'static str> {
+    if value.is_empty() {
+        return Err("is empty");
+    }
+    if value.contains(&b'@') {
+        return Err("contains user information (@)");
+    }
+    if !value.iter().all(|b| b.is_ascii_graphic()) {
+        return Err("contains spaces, control or non-ASCII characters");
+    }
+    let text = std::str::from_utf8(value).map_err(|_| "is not ASCII")?;
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (inner, after) = rest.split_once(']').ok_or("has an unclosed [")?;
+        let ip: std::net::Ipv6Addr = inner
+            .parse()
+            .map_err(|_| "has brackets around something that is not an IPv6 address")?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or("has text after the ]")?),
+        };
+        (RequestHost::Ip(IpAddr::V6(ip)), port)
+    } else {
+        let (host, port) = match text.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (text, None),
+        };
+        let host = if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            let ip: std::net::Ipv4Addr = host
+                .parse()
+                .map_err(|_| "is neither a dotted-quad IPv4 address nor a name")?;
+            RequestHost::Ip(IpAddr::V4(ip))
+        } else {
+            let name = host.strip_suffix('.').unwrap_or(host);
+            let ok = !name.is_empty()
+                && name.len() <= 253
+                && name.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                });
+            if !ok {
+                return Err("is not a host name (letters, digits, '-', '_' and dots only)");
+            }
+            RequestHost::Name(name.to_ascii_lowercase())
+        };
+        (host, port)
+    };
+    if let Some(port) = port {
+        let digits =
+            !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
+        if !digits || port.parse::<u16>().is_err() {
+            return Err("has a port that is not a number from 0 to 65535");
+        }
+    }
+    Ok(host)
+}
+
 /// `host:port`, `[v6]:port`, `host` → the host part.
 fn host_of(value: &str) -> &str {
     let value = value.trim();
@@ -505,6 +577,59 @@ mod tests {
             validate(&bad, listen_any, &[]).unwrap_err().0,
             "inbound.allowed_origins[0]"
         );
+    }
+
+    #[test]
+    fn request_hosts_are_read_strictly() {
+        let name = |n: &str| Ok(RequestHost::Name(n.into()));
+        let ip = |a: &str| Ok(RequestHost::Ip(a.parse().unwrap()));
+        for (value, expected) in [
+            ("127.0.0.1", ip("127.0.0.1")),
+            ("127.0.0.1:9901", ip("127.0.0.1")),
+            ("10.1.2.3:9901", ip("10.1.2.3")),
+            ("[::1]", ip("::1")),
+            ("[::1]:9901", ip("::1")),
+            ("[::ffff:127.0.0.1]:80", ip("::ffff:127.0.0.1")),
+            ("localhost", name("localhost")),
+            ("LocalHost.:80", name("localhost")),
+            (
+                "proxy-1.internal_x.example",
+                name("proxy-1.internal_x.example"),
+            ),
+        ] {
+            assert_eq!(parse_request_host(value.as_bytes()), expected, "{value}");
+        }
+        for bad in [
+            "",
+            "user@localhost",
+            "localhost@evil.example",
+            "\"localhost\"",
+            "'localhost'",
+            "local host",
+            " localhost",
+            "localhost,evil.example",
+            "localhost\tx",
+            "localhost:",
+            "localhost:99999",
+            "localhost:80:80",
+            "localhost:8o",
+            "::1",
+            "[::1",
+            "[::1]x",
+            "[fe80::1%25eth0]",
+            "[v1.x]",
+            "[127.0.0.1]",
+            "127.1",
+            "1.2.3.4.5",
+            "evil..example",
+            ".",
+            "a/b",
+            "%6cocalhost",
+            "caf\u{e9}.example",
+        ] {
+            assert!(parse_request_host(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+        assert!(parse_request_host(b"local\xffhost").is_err());
     }
 
     #[tokio::test]

@@ -1,8 +1,9 @@
 //! Log output: text for people, JSON lines for log pipelines; always to stderr so that
 //! stdout stays free for command output (`check`, `demo`).
 
+use tracing::{Event, Subscriber};
 use tracing_subscriber::filter::Targets;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::{LogFormat, RuntimeArgs};
@@ -18,10 +19,32 @@ pub fn init(args: &RuntimeArgs) -> Result<(), String> {
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(NoProcessStderr);
     let result = match args.log_format {
         LogFormat::Text => registry.with(fmt).try_init(),
         LogFormat::Json => registry.with(fmt.json().flatten_event(true)).try_init(),
     };
     result.map_err(|e| format!("cannot start logging: {e}"))
+}
+
+/// Drops the events in which `aws-config` quotes a failed `credential_process`'s stderr
+/// (`... Stderr: <all of it>`, at WARN): that output may hold secrets. The proxy logs
+/// the same failure itself with the stderr scrubbed (`auth::aws_credentials`).
+struct NoProcessStderr;
+
+impl<S: Subscriber> Layer<S> for NoProcessStderr {
+    fn event_enabled(&self, event: &Event<'_>, _: Context<'_, S>) -> bool {
+        if !event.metadata().target().starts_with("aws_config") {
+            return true;
+        }
+        let mut quotes_stderr = false;
+        event.record(
+            &mut |_: &tracing::field::Field, value: &dyn std::fmt::Debug| {
+                quotes_stderr |= format!("{value:?}").contains("Stderr:");
+            },
+        );
+        !quotes_stderr
+    }
 }

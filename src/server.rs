@@ -63,6 +63,9 @@ impl Reloader {
                 "listen and admin addresses change only on restart; keeping the current ones"
             );
         }
+        if new.admin_hosts != current.admin_hosts {
+            tracing::warn!("admin_hosts changes only on restart; keeping the current names");
+        }
         let old = self.routes.load_full();
         let dns = if new.dns == current.dns {
             old.dns.clone()
@@ -147,17 +150,7 @@ impl Server {
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight
     /// requests finish for up to the grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.limits.header_read_timeout)
-            .max_buf_size(self.limits.max_header_bytes);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(self.limits.h2_max_concurrent_streams)
-            .max_header_list_size(self.limits.max_header_bytes as u32);
+        let builder = http_builder(&self.limits);
         // Bounds the connections (hence memory) one misbehaving client can hold.
         let slots = Arc::new(tokio::sync::Semaphore::new(self.limits.max_connections));
         let graceful = GracefulShutdown::new();
@@ -207,6 +200,24 @@ impl Server {
             _ = tokio::time::sleep(self.grace) => tracing::warn!("grace period over; closing the remaining connections"),
         }
     }
+}
+
+/// hyper's settings for the connections of a listener (the agents' and the admin one):
+/// HTTP/1.1 and h2c, request heads bounded in time (`header_read_timeout`, which also
+/// closes an idle HTTP/1 keep-alive connection) and size, h2 streams per connection.
+pub fn http_builder(limits: &crate::config::LimitsConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(limits.max_header_bytes as u32);
+    builder
 }
 
 /// Binds with a listen backlog like nginx's (tokio's default is 128): a burst of agents

@@ -20,7 +20,7 @@ use tokio::sync::OnceCell;
 
 use super::cache::{CacheSettings, Fetch, Fetched, TokenCache};
 use super::fetch_client::error_chain;
-use super::{BoxFuture, CredentialState};
+use super::{scrub, BoxFuture, CredentialState};
 
 /// Static credentials (environment, profile keys) carry no expiry: look again this often,
 /// so that rotated keys in a profile file are picked up.
@@ -46,6 +46,7 @@ impl AwsCredentials {
                     unknown_expiry_lifetime: STATIC_CREDENTIALS_RECHECK,
                 },
                 Chain {
+                    route: route.to_string(),
                     provider: OnceCell::new(),
                     region: region.to_string(),
                     profile: profile.map(str::to_string),
@@ -68,6 +69,8 @@ impl AwsCredentials {
 }
 
 struct Chain {
+    /// The route, for the log.
+    route: String,
     /// Built on first use: loading the chain is async and reads the environment.
     provider: OnceCell<SharedCredentialsProvider>,
     region: String,
@@ -92,6 +95,29 @@ impl Chain {
     }
 }
 
+impl Chain {
+    /// The chain's error for the agent and the log. A `credential_process` that failed
+    /// has its stderr quoted in the error by `aws-config`: that part goes to the log
+    /// only, scrubbed, like the stderr of a `command` credential.
+    fn describe_failure(&self, e: &dyn std::error::Error) -> String {
+        let text = error_chain(e);
+        match text.split_once("Stderr:") {
+            Some((head, stderr)) => {
+                tracing::warn!(
+                    route = %self.route,
+                    stderr = %scrub::for_log(stderr.as_bytes()).unwrap_or_else(|| "(empty)".into()),
+                    "AWS credential_process failed"
+                );
+                format!(
+                    "AWS credentials: {} (its output is in the proxy log)",
+                    head.trim_end()
+                )
+            }
+            None => format!("AWS credentials: {text}"),
+        }
+    }
+}
+
 impl Fetch<Credentials> for Chain {
     fn fetch(&self) -> BoxFuture<'_, Result<Fetched<Credentials>, String>> {
         Box::pin(async move {
@@ -99,7 +125,7 @@ impl Fetch<Credentials> for Chain {
             let credentials = provider
                 .provide_credentials()
                 .await
-                .map_err(|e| format!("AWS credentials: {}", error_chain(&e)))?;
+                .map_err(|e| self.describe_failure(&e))?;
             tracing::debug!(
                 access_key_id = %credentials.access_key_id(),
                 "AWS credentials loaded"

@@ -4,8 +4,12 @@
 //! "expires_in": seconds | "expires_at": unix seconds or RFC 3339}`. Its output is cached
 //! until the token expires (JSON expiry, else the JWT's `exp`, else `cache_for`), with
 //! the single flight, refresh-ahead and backoff of `cache.rs`. The program runs without
-//! a shell when given as a list, with stdin closed, killed when it overruns `timeout`.
-//! Its stderr may hold secrets, so only a scrubbed first line ever reaches a message.
+//! a shell when given as a list, with stdin closed, in a process group of its own that
+//! is killed whole when it overruns `timeout`.
+//!
+//! Its stderr may hold secrets, so it never reaches the agent: a failure answers only
+//! that the command failed, with its exit status, and points to the log, which gets the
+//! first lines of stderr through `scrub::for_log`.
 
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,7 +19,7 @@ use http::HeaderValue;
 use super::cache::{CacheSettings, CachedBearer, Fetch, Fetched, TokenCache};
 use super::config::{CommandConfig, CommandLine};
 use super::oauth2::seconds;
-use super::{bearer_value, jwt, BoxFuture, Context};
+use super::{bearer_value, jwt, scrub, BoxFuture, Context};
 use crate::secret::fingerprint;
 
 pub struct TokenCommand;
@@ -24,6 +28,7 @@ impl TokenCommand {
     pub fn build(config: &CommandConfig, context: &Context<'_>) -> Result<CachedBearer, String> {
         let runner = Runner {
             command: config.command.clone(),
+            route: context.route.to_string(),
         };
         let description = format!(
             "token printed by command {} (cached until it expires, else for {})",
@@ -46,6 +51,7 @@ impl TokenCommand {
 
 struct Runner {
     command: CommandLine,
+    route: String,
 }
 
 impl Fetch<HeaderValue> for Runner {
@@ -67,22 +73,30 @@ impl Runner {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // The cache's timeout drops this future: the program must not outlive it.
+            // The cache's timeout drops this future: the program must not outlive it,
+            // nor anything it started (its own process group goes with it).
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("token command {program} could not be started: {e}"))?;
+        let group = ProcessGroup(child.id());
         let output = child
             .wait_with_output()
             .await
             .map_err(|e| format!("token command {program}: {e}"))?;
+        // It ended by itself and every holder of its output closed it: nothing to kill.
+        group.disarm();
         let stdout = String::from_utf8_lossy(&output.stdout);
         if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let hint = scrubbed_first_line(&stderr)
-                .map(|line| format!(": {line}"))
-                .unwrap_or_default();
+            tracing::warn!(
+                route = %self.route,
+                program = %program,
+                status = %output.status,
+                stderr = %scrub::for_log(&output.stderr).unwrap_or_else(|| "(empty)".into()),
+                "token command failed"
+            );
             return Err(format!(
-                "token command {program} failed ({}){hint}",
+                "token command {program} failed ({}); its output is in the proxy log",
                 output.status
             ));
         }
@@ -94,6 +108,43 @@ impl Runner {
             value,
             expires_at: expires_at.or_else(|| jwt::expiry(&token)),
         })
+    }
+}
+
+/// The process group of a running token command (the command leads it): killed whole
+/// when dropped before [`ProcessGroup::disarm`], i.e. when the fetch is abandoned at
+/// its timeout. tokio's `kill_on_drop` kills the leader only, so `sh -c 'helper & …'`
+/// would leave the helper running.
+struct ProcessGroup(Option<u32>);
+
+impl ProcessGroup {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let Some(pgid) = self.0 else { return };
+        // std has no kill(2) for a group: `kill -KILL -- -PGID`, from a thread of its own
+        // so that the runtime does not wait for it. Without a `kill` program (a
+        // distroless image) only the leader is killed, by `kill_on_drop`.
+        let spawned = std::thread::Builder::new()
+            .name("kill-token-command".into())
+            .spawn(move || {
+                let status = std::process::Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{pgid}")])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+                if let Err(e) = status {
+                    tracing::warn!(pgid, "cannot kill the token command's process group: {e}");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(pgid, "cannot kill the token command's process group: {e}");
+        }
     }
 }
 
@@ -118,9 +169,10 @@ fn parse_output(stdout: &str) -> Result<(String, Option<SystemTime>), String> {
     } else {
         match json.get("expires_at") {
             None | Some(serde_json::Value::Null) => None,
+            // The output holds the token: none of it is quoted back.
             Some(serde_json::Value::String(s)) => Some(
                 humantime::parse_rfc3339_weak(s.trim())
-                    .map_err(|e| format!("expires_at {s:?} is not an RFC 3339 time ({e})"))?,
+                    .map_err(|e| format!("expires_at is not an RFC 3339 time ({e})"))?,
             ),
             Some(v) => Some(
                 seconds(v)
@@ -130,27 +182,6 @@ fn parse_output(stdout: &str) -> Result<(String, Option<SystemTime>), String> {
         }
     };
     Ok((token, expires_at))
-}
-
-/// The first non-empty line of stderr with anything that looks like a token (a long run
-/// of token characters) blanked out, at most 200 characters.
-fn scrubbed_first_line(stderr: &str) -> Option<String> {
-    let line = stderr.lines().map(str::trim).find(|l| !l.is_empty())?;
-    let words: Vec<String> = line
-        .split(' ')
-        .map(|word| {
-            let tokenish = word.len() >= 16
-                && word
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.+/=:".contains(&b));
-            if tokenish {
-                "[redacted]".to_string()
-            } else {
-                word.chars().filter(|c| !c.is_control()).collect()
-            }
-        })
-        .collect();
-    Some(words.join(" ").chars().take(200).collect())
 }
 
 #[cfg(test)]
@@ -171,14 +202,5 @@ mod tests {
         assert!(parse_output(r#"{"tok":"t"}"#)
             .unwrap_err()
             .contains("without"));
-    }
-
-    #[test]
-    fn stderr_is_scrubbed_of_token_like_words() {
-        assert_eq!(
-            scrubbed_first_line("\nerror: token eyJhbGciOiJSUzI1NiJ9.abc expired\nmore").unwrap(),
-            "error: token [redacted] expired"
-        );
-        assert_eq!(scrubbed_first_line("  \n"), None);
     }
 }

@@ -95,10 +95,14 @@ impl CommandLine {
         }
     }
 
-    /// The program's name, for logs: arguments may hold secrets, so they are not shown.
+    /// The program's name, for logs: arguments may hold secrets, so they are not shown,
+    /// and neither are the `NAME=value` assignments a shell line may start with.
     pub fn program(&self) -> String {
         let first = match self {
-            CommandLine::Shell(s) => s.split_whitespace().next().unwrap_or(""),
+            CommandLine::Shell(s) => s
+                .split_whitespace()
+                .find(|word| !word.contains('='))
+                .unwrap_or(""),
             CommandLine::Argv(v) => v.first().map(String::as_str).unwrap_or(""),
         };
         first.to_string()
@@ -407,6 +411,14 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.to_string().contains("client_secert_env"), "{e}");
+    }
+
+    #[test]
+    fn a_command_is_shown_by_its_program_only() {
+        let shell = CommandLine::Shell("VAULT_TOKEN=s3cr3t X=1 vault read -field=token k".into());
+        assert_eq!(shell.program(), "vault");
+        let argv = CommandLine::Argv(vec!["/bin/get-token".into(), "--password=pw".into()]);
+        assert_eq!(argv.program(), "/bin/get-token");
     }
 
     #[test]

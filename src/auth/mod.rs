@@ -30,6 +30,7 @@ mod file_token;
 mod jwt;
 mod oauth2;
 mod passthrough;
+mod scrub;
 mod secret_source;
 #[cfg(feature = "aws")]
 mod sigv4;

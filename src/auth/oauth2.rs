@@ -231,7 +231,7 @@ pub fn seconds(value: &serde_json::Value) -> Option<u64> {
 }
 
 /// Text an endpoint sent back, made safe for logs and agents: no control characters, at
-/// most 200 characters, and no secret we sent.
+/// most 200 characters, no secret we sent, and nothing that looks like one.
 pub fn printable(text: &str, secrets: &[&str]) -> String {
     let mut clean: String = text
         .chars()
@@ -240,6 +240,7 @@ pub fn printable(text: &str, secrets: &[&str]) -> String {
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         clean = clean.replace(secret, "[redacted]");
     }
+    clean = super::scrub::scrub_line(&clean);
     if clean.chars().count() > 200 {
         clean = clean.chars().take(200).collect::<String>() + "…";
     }
@@ -308,6 +309,21 @@ mod tests {
         assert_eq!(
             e,
             "token endpoint https://auth.example/t answered 400 invalid_client: bad secret [redacted]"
+        );
+        // What looks like a credential goes too, even if it is not one we sent.
+        let e = parse_token_response(
+            "https://auth.example/t",
+            &answer(
+                401,
+                r#"{"error":"invalid_token","error_description":"token=abc expired; got Bearer xyz"}"#,
+            ),
+            &[],
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            e,
+            "token endpoint https://auth.example/t answered 401 invalid_token: token=[redacted]; got Bearer [redacted]"
         );
         let e = parse_token_response("https://a/t", &answer(503, "<html>"), &[])
             .err()
