@@ -125,25 +125,17 @@ impl ProcessGroup {
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
-        let Some(pgid) = self.0 else { return };
-        // std has no kill(2) for a group: `kill -KILL -- -PGID`, from a thread of its own
-        // so that the runtime does not wait for it. Without a `kill` program (a
-        // distroless image) only the leader is killed, by `kill_on_drop`.
-        let spawned = std::thread::Builder::new()
-            .name("kill-token-command".into())
-            .spawn(move || {
-                let status = std::process::Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{pgid}")])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-                if let Err(e) = status {
-                    tracing::warn!(pgid, "cannot kill the token command's process group: {e}");
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(pgid, "cannot kill the token command's process group: {e}");
+        let Some(pgid) = self.0.and_then(|id| libc::pid_t::try_from(id).ok()) else {
+            return;
+        };
+        // std has no kill(2) for a group. SAFETY: killpg only sends a signal. The group is
+        // the command's own (`process_group(0)`); its id cannot be reused while any member
+        // lives, and once none does the call finds nothing (ESRCH).
+        if unsafe { libc::killpg(pgid, libc::SIGKILL) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                tracing::warn!(pgid, "cannot kill the token command's process group: {e}");
+            }
         }
     }
 }
