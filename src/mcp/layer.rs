@@ -352,20 +352,9 @@ impl RouteLayer {
             }))
         };
         let policy_on = self.tools.is_active() || self.methods.is_active();
-        if policy_on {
-            if method_problem(method).is_some() {
-                // A lenient gateway would run it as the method it resembles, outside the
-                // policy's view: refused like a method the policy does not allow.
-                return refuse(
-                    ProxyError::MethodRefused {
-                        method: method.to_string(),
-                    },
-                    None,
-                    None,
-                );
-            }
-        }
-        if !self.methods.allows(method) {
+        // A method that imitates an MCP method by spelling: a lenient gateway would run it
+        // as the method it resembles, outside the policy's view.
+        if !self.methods.allows(method) || (policy_on && method_problem(method).is_some()) {
             return refuse(
                 ProxyError::MethodRefused {
                     method: method.to_string(),
