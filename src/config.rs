@@ -129,6 +129,22 @@ pub struct LimitsConfig {
     /// Concurrent HTTP/2 streams per agent connection.
     #[serde(default = "default_h2_streams")]
     pub h2_max_concurrent_streams: u32,
+    /// How long an agent connection may stay open with no request in progress (an
+    /// HTTP/2 connection with no open stream, an HTTP/1.1 keep-alive connection between
+    /// requests) before it is closed. A request in progress keeps its connection open
+    /// however long it runs: an SSE stream silent for hours is bounded by the route's
+    /// `idle_timeout`, not by this. (HTTP/1.1 connections idle between requests are
+    /// usually closed sooner, at `header_read_timeout`.)
+    #[serde(default = "default_idle_connection_timeout", with = "humantime_serde")]
+    pub idle_connection_timeout: Duration,
+    /// HTTP/2 keep-alive: a PING goes to an agent connection that has sent nothing for
+    /// this long, and the connection is closed when the PING is not answered within
+    /// `h2_keep_alive_timeout` (a vanished peer, or one that stopped reading).
+    #[serde(default = "default_h2_keep_alive_interval", with = "humantime_serde")]
+    pub h2_keep_alive_interval: Duration,
+    /// See `h2_keep_alive_interval`.
+    #[serde(default = "default_h2_keep_alive_timeout", with = "humantime_serde")]
+    pub h2_keep_alive_timeout: Duration,
 }
 
 fn default_header_read_timeout() -> Duration {
@@ -146,6 +162,15 @@ fn default_max_connections() -> usize {
 fn default_h2_streams() -> u32 {
     256
 }
+fn default_idle_connection_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_h2_keep_alive_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_h2_keep_alive_timeout() -> Duration {
+    Duration::from_secs(20)
+}
 
 impl Default for LimitsConfig {
     fn default() -> Self {
@@ -155,6 +180,9 @@ impl Default for LimitsConfig {
             max_header_bytes: default_max_header_bytes(),
             max_connections: default_max_connections(),
             h2_max_concurrent_streams: default_h2_streams(),
+            idle_connection_timeout: default_idle_connection_timeout(),
+            h2_keep_alive_interval: default_h2_keep_alive_interval(),
+            h2_keep_alive_timeout: default_h2_keep_alive_timeout(),
         }
     }
 }
@@ -631,7 +659,12 @@ impl Config {
                 .map_err(|p| err("unix_socket.mode".into(), p))?;
         }
         let l = &self.limits;
-        if l.header_read_timeout.is_zero() || l.body_read_timeout.is_zero() {
+        if l.header_read_timeout.is_zero()
+            || l.body_read_timeout.is_zero()
+            || l.idle_connection_timeout.is_zero()
+            || l.h2_keep_alive_interval.is_zero()
+            || l.h2_keep_alive_timeout.is_zero()
+        {
             return Err(err(
                 "limits".into(),
                 "timeouts must be greater than 0".into(),

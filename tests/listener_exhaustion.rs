@@ -1,0 +1,292 @@
+//! Exhausting the listener: connections held open with nothing in progress (an h2c
+//! preface and a SETTINGS frame, then silence), which would take every
+//! `limits.max_connections` slot. `limits.idle_connection_timeout` closes them, while a
+//! request in progress, an SSE stream silent for longer included, keeps its connection.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::agents::rpc;
+use common::dns::DnsServer;
+use common::faulty_upstream::FaultyUpstream;
+use common::http::post_rpc;
+use common::proxy::{head, Mode, Proxy, Setup};
+use common::upstream::{UpstreamOptions, ENDPOINT_HOST};
+use http::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A guard against a test hanging, never a bound the proxy is held to.
+const GUARD: Duration = Duration::from_secs(30);
+
+/// FaultyUpstream + DNS + the proxy in-process, with `limits` in `[limits]`.
+async fn rig(limits: &str) -> (FaultyUpstream, DnsServer, Proxy) {
+    let upstream = FaultyUpstream::start().await;
+    let dns = DnsServer::start(&[(ENDPOINT_HOST, "127.0.0.1".parse().unwrap())]).await;
+    let proxy = Proxy::start(&format!(
+        "{}\n[limits]\n{limits}\n{}",
+        head(&dns),
+        upstream.route("")
+    ))
+    .await;
+    (upstream, dns, proxy)
+}
+
+// ---- Idle connections ------------------------------------------------------------
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// A SETTINGS frame with no settings: length 0, type 4, no flags, stream 0.
+const EMPTY_SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+const GOAWAY: u8 = 7;
+
+/// An h2c connection that sends its preface and an empty SETTINGS frame, then nothing:
+/// it never opens a stream and never answers the proxy's PINGs.
+async fn idle_h2c(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(H2_PREFACE).await.unwrap();
+    stream.write_all(&EMPTY_SETTINGS).await.unwrap();
+    stream
+}
+
+/// Reads until the proxy closes the connection; what it sent. Panics when the
+/// connection is still open after [`GUARD`].
+async fn read_until_closed(mut stream: TcpStream) -> Vec<u8> {
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let closed = tokio::time::timeout(GUARD, async {
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the proxy never closed the idle connection");
+    received
+}
+
+/// The types of the HTTP/2 frames in `bytes` (the server's side has no preface).
+fn frame_types(bytes: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut rest = bytes;
+    while rest.len() >= 9 {
+        let length = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
+        types.push(rest[3]);
+        rest = &rest[(9 + length).min(rest.len())..];
+    }
+    types
+}
+
+#[tokio::test]
+async fn an_idle_h2c_connection_is_closed_after_the_idle_connection_timeout() {
+    let (_upstream, _dns, proxy) = rig("idle_connection_timeout = \"1s\"").await;
+    let received = read_until_closed(idle_h2c(proxy.addr).await).await;
+    // Told first, with a GOAWAY, then closed.
+    assert!(
+        frame_types(&received).contains(&GOAWAY),
+        "frames: {:?}",
+        frame_types(&received)
+    );
+}
+
+/// The reproduction: as many idle h2c connections as `max_connections` took every slot
+/// for good, and agents waited in the accept queue for ever.
+#[tokio::test]
+async fn idle_h2c_connections_do_not_lock_agents_out() {
+    let (upstream, _dns, proxy) =
+        rig("idle_connection_timeout = \"1s\"\nmax_connections = 4").await;
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(idle_h2c(proxy.addr).await);
+    }
+    // Waits in the accept queue until a slot is given back.
+    let answer = post_rpc(&proxy.url(), &rpc(7)).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    for stream in idle {
+        read_until_closed(stream).await;
+    }
+    assert_eq!(upstream.requests().len(), 1);
+}
+
+/// hyper's own HTTP/1 idle timeout (`header_read_timeout`, between requests) stays;
+/// `idle_connection_timeout` closes a keep-alive connection too when it is the shorter.
+#[tokio::test]
+async fn an_idle_http1_keep_alive_connection_is_closed_after_the_idle_connection_timeout() {
+    let (_upstream, _dns, proxy) =
+        rig("idle_connection_timeout = \"1s\"\nheader_read_timeout = \"1h\"").await;
+    let body = rpc(1);
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&read_until_closed(stream).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+}
+
+/// An h2c connection to `addr` (prior knowledge), driven in the background; the task
+/// ends when the connection does.
+async fn h2c(
+    addr: SocketAddr,
+) -> (
+    h2::client::SendRequest<Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    (client, tokio::spawn(connection))
+}
+
+/// Sends one request with `headers` and `body` on `client`; the response head.
+async fn h2_request(
+    client: &mut h2::client::SendRequest<Bytes>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> http::Response<h2::RecvStream> {
+    let mut request = http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let ready = client.clone().ready();
+    let mut sender = tokio::time::timeout(GUARD, ready).await.unwrap().unwrap();
+    let (response, mut stream) = sender
+        .send_request(request.body(()).unwrap(), body.is_empty())
+        .unwrap();
+    if !body.is_empty() {
+        stream
+            .send_data(Bytes::from(body.to_string()), true)
+            .unwrap();
+    }
+    tokio::time::timeout(GUARD, response)
+        .await
+        .expect("an answer")
+        .unwrap()
+}
+
+/// The whole body of `response`.
+async fn h2_body(response: http::Response<h2::RecvStream>) -> String {
+    let mut body = response.into_body();
+    let mut out = Vec::new();
+    while let Some(chunk) = tokio::time::timeout(GUARD, body.data()).await.unwrap() {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        out.extend_from_slice(&chunk);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+const POST: [(&str, &str); 2] = [
+    ("content-type", "application/json"),
+    ("accept", "application/json, text/event-stream"),
+];
+
+/// A request in progress keeps its connection: the MCP session's GET event stream, with
+/// nothing on it for two and a half idle timeouts, stays open, and the connection
+/// carries more calls. Once the stream is gone, the idle connection is closed. (The
+/// timeout is 2 s rather than 1 s so that a slow machine's pause between the session's
+/// first requests, when nothing is in progress, does not close the connection early.)
+#[tokio::test]
+async fn an_sse_stream_silent_for_longer_than_the_idle_timeout_keeps_its_connection() {
+    let s = Setup::start_with(
+        Mode::PrivateDnsOn,
+        UpstreamOptions::default(),
+        "[limits]\nidle_connection_timeout = \"2s\"",
+    )
+    .await;
+    let url = s.proxy.url();
+    let (mut client, connection) = h2c(s.proxy.addr).await;
+
+    let init = h2_request(
+        &mut client,
+        "POST",
+        &url,
+        &POST,
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"idle-test","version":"1"}}}"#,
+    )
+    .await;
+    assert_eq!(init.status(), StatusCode::OK);
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(h2_body(init).await.contains("\"result\""));
+    let session_headers = [
+        POST[0],
+        POST[1],
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    let initialized = h2_request(
+        &mut client,
+        "POST",
+        &url,
+        &session_headers,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )
+    .await;
+    assert_eq!(initialized.status(), StatusCode::ACCEPTED);
+
+    let events = h2_request(
+        &mut client,
+        "GET",
+        &url,
+        &[
+            ("accept", "text/event-stream"),
+            ("mcp-session-id", session.as_str()),
+            ("mcp-protocol-version", "2025-06-18"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(events.status(), StatusCode::OK);
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let mut events = events.into_body();
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let reader = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return None,
+                data = events.data() => match data {
+                    Some(Ok(chunk)) => {
+                        let _ = events.flow_control().release_capacity(chunk.len());
+                    }
+                    ended => return Some(format!("the event stream ended: {ended:?}")),
+                },
+            }
+        }
+    });
+
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!reader.is_finished(), "{:?}", reader.await);
+    assert!(!connection.is_finished(), "the connection was closed");
+    let ping = h2_request(
+        &mut client,
+        "POST",
+        &url,
+        &session_headers,
+        r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(ping.status(), StatusCode::OK);
+    assert!(h2_body(ping).await.contains("\"id\":2"));
+
+    // The agent drops the stream (RST_STREAM); then nothing is in progress.
+    let _ = stop.send(());
+    assert_eq!(reader.await.unwrap(), None);
+    // The client stays: the h2 library would close a connection nobody can use.
+    let ended = tokio::time::timeout(GUARD, connection).await;
+    assert!(ended.is_ok(), "the idle connection was closed");
+    drop(client);
+}
