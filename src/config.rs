@@ -145,6 +145,20 @@ pub struct LimitsConfig {
     /// See `h2_keep_alive_interval`.
     #[serde(default = "default_h2_keep_alive_timeout", with = "humantime_serde")]
     pub h2_keep_alive_timeout: Duration,
+    /// Request body bytes one agent connection may have buffered at once (POST bodies
+    /// are read whole before they are forwarded; an HTTP/2 connection may carry many at
+    /// a time). Counted as the bytes arrive and given back when the body has been
+    /// forwarded or dropped; a request that would go over gets 503 (JSON-RPC -32015)
+    /// with `Retry-After`. Default 24 MiB: four bodies of the default `max_body_bytes`.
+    /// Must be at least every route's `max_body_bytes`.
+    #[serde(default = "default_max_buffered_bytes_per_connection")]
+    pub max_buffered_bytes_per_connection: u64,
+    /// The same for all agent connections together: what the process may hold in
+    /// request bodies at once. Default 256 MiB: about forty bodies of the default
+    /// `max_body_bytes` at once, far beyond what agents send (MCP messages are mostly
+    /// kilobytes) and within the memory of a small sidecar container.
+    #[serde(default = "default_max_buffered_bytes")]
+    pub max_buffered_bytes: u64,
 }
 
 fn default_header_read_timeout() -> Duration {
@@ -171,6 +185,12 @@ fn default_h2_keep_alive_interval() -> Duration {
 fn default_h2_keep_alive_timeout() -> Duration {
     Duration::from_secs(20)
 }
+fn default_max_buffered_bytes_per_connection() -> u64 {
+    4 * DEFAULT_MAX_BODY_BYTES
+}
+fn default_max_buffered_bytes() -> u64 {
+    256 * 1024 * 1024
+}
 
 impl Default for LimitsConfig {
     fn default() -> Self {
@@ -183,6 +203,8 @@ impl Default for LimitsConfig {
             idle_connection_timeout: default_idle_connection_timeout(),
             h2_keep_alive_interval: default_h2_keep_alive_interval(),
             h2_keep_alive_timeout: default_h2_keep_alive_timeout(),
+            max_buffered_bytes_per_connection: default_max_buffered_bytes_per_connection(),
+            max_buffered_bytes: default_max_buffered_bytes(),
         }
     }
 }
@@ -682,6 +704,15 @@ impl Config {
                 "max_connections and h2_max_concurrent_streams must be greater than 0".into(),
             ));
         }
+        if l.max_buffered_bytes < l.max_buffered_bytes_per_connection {
+            return Err(err(
+                "limits.max_buffered_bytes".into(),
+                format!(
+                    "must be at least limits.max_buffered_bytes_per_connection ({})",
+                    l.max_buffered_bytes_per_connection
+                ),
+            ));
+        }
         if self.dns.refresh.is_zero() {
             return Err(err("dns.refresh".into(), "must be greater than 0".into()));
         }
@@ -739,6 +770,16 @@ impl Config {
             crate::auth::check(&r.credential).map_err(|p| err(key("credential"), p))?;
             if r.max_body_bytes == 0 {
                 return Err(err(key("max_body_bytes"), "must be greater than 0".into()));
+            }
+            if r.max_body_bytes > l.max_buffered_bytes_per_connection {
+                return Err(err(
+                    key("max_body_bytes"),
+                    format!(
+                        "is more than limits.max_buffered_bytes_per_connection ({}): a body this \
+                         large could never be buffered; raise that limit too",
+                        l.max_buffered_bytes_per_connection
+                    ),
+                ));
             }
             for (field, d) in [
                 ("connect_timeout", r.connect_timeout),
@@ -826,6 +867,28 @@ mod tests {
             "[::1]:443".parse().unwrap()
         );
         assert!(parse_address("localhost", 443).is_err());
+    }
+
+    #[test]
+    fn buffer_budgets_must_hold_a_whole_body() {
+        let parse = |text: &str| {
+            Config::parse(
+                &format!("{text}\n[[route]]\ngateway = \"https://gw.example/mcp\"\nmax_body_bytes = 1000\n"),
+                "f.toml",
+                &Overrides::default(),
+            )
+        };
+        let defaults = parse("").unwrap().limits;
+        assert_eq!(defaults.max_buffered_bytes_per_connection, 24 * 1024 * 1024);
+        assert_eq!(defaults.max_buffered_bytes, 256 * 1024 * 1024);
+        parse("[limits]\nmax_buffered_bytes_per_connection = 1000\nmax_buffered_bytes = 1000")
+            .unwrap();
+        let e = parse("[limits]\nmax_buffered_bytes_per_connection = 999").unwrap_err();
+        assert_eq!(e.key, "route[0].max_body_bytes", "{e}");
+        let e =
+            parse("[limits]\nmax_buffered_bytes_per_connection = 2000\nmax_buffered_bytes = 1999")
+                .unwrap_err();
+        assert_eq!(e.key, "limits.max_buffered_bytes", "{e}");
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! | `RateLimited` | 429 + `Retry-After` | -32012 |
 //! | `ConcurrencyLimited` | 429 + `Retry-After` | -32013 |
 //! | `FilterFailed` | (inside a 200 answer) | -32014 |
+//! | `BufferBudgetExceeded` | 503 + `Retry-After` | -32015 |
 //! | `UnsupportedMediaType` | 415 | -32600 |
 //! | `ParseError` | 400 | -32700 |
 //! | `InvalidRequest` | 400 | -32600 |
@@ -38,7 +39,7 @@ use http::{HeaderValue, Method, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::auth::CredentialError;
-use crate::body::{full, ProxyBody, ReadError};
+use crate::body::{full, BudgetScope, ProxyBody, ReadError};
 use crate::mcp::peek::RpcPeek;
 use crate::upstream::connector::ConnectError;
 
@@ -60,6 +61,12 @@ pub enum ProxyError {
         limit: u64,
     },
     BodyIncomplete(String),
+    /// Buffering the request body would take its connection (`scope` Connection) or the
+    /// process over its budget of buffered request bytes (`limits.max_buffered_bytes*`).
+    BufferBudgetExceeded {
+        scope: BudgetScope,
+        limit: u64,
+    },
     Connect(ConnectError),
     Credential(CredentialError),
     ResponseTimeout {
@@ -122,6 +129,9 @@ impl From<ReadError> for ProxyError {
             ReadError::Broken(cause) => {
                 ProxyError::BodyIncomplete(format!("request body could not be read: {cause}"))
             }
+            ReadError::OverBudget { scope, limit } => {
+                ProxyError::BufferBudgetExceeded { scope, limit }
+            }
         }
     }
 }
@@ -136,6 +146,7 @@ impl ProxyError {
             ProxyError::UnknownRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BodyIncomplete(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BufferBudgetExceeded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect(ConnectError::Dns(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Credential(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -174,6 +185,7 @@ impl ProxyError {
             ProxyError::RateLimited { .. } => -32012,
             ProxyError::ConcurrencyLimited { .. } => -32013,
             ProxyError::FilterFailed(_) => -32014,
+            ProxyError::BufferBudgetExceeded { .. } => -32015,
             ProxyError::ParseError(_) => -32700,
             ProxyError::InvalidParams(_) => -32602,
             // UnsupportedMediaType and InvalidRequest: -32600, the default below.
@@ -191,6 +203,7 @@ impl ProxyError {
             ProxyError::UnknownRoute { .. } => "unknown_route",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
             ProxyError::BodyIncomplete(_) => "body_incomplete",
+            ProxyError::BufferBudgetExceeded { .. } => "buffer_budget_exceeded",
             ProxyError::Connect(ConnectError::Dns(_)) => "dns",
             ProxyError::Connect(ConnectError::NotPrivate { .. }) => "not_private",
             ProxyError::Connect(ConnectError::Unreachable { .. }) => "unreachable",
@@ -233,6 +246,18 @@ impl std::fmt::Display for ProxyError {
                 write!(f, "request body exceeds the limit of {limit} bytes")
             }
             ProxyError::BodyIncomplete(cause) => f.write_str(cause),
+            ProxyError::BufferBudgetExceeded { scope, limit } => match scope {
+                BudgetScope::Connection => write!(
+                    f,
+                    "request bodies buffered on this connection would exceed {limit} bytes \
+                     (limits.max_buffered_bytes_per_connection); retry when one has been sent"
+                ),
+                BudgetScope::Process => write!(
+                    f,
+                    "request bodies buffered by the proxy would exceed {limit} bytes \
+                     (limits.max_buffered_bytes); retry shortly"
+                ),
+            },
             ProxyError::Connect(e) => e.fmt(f),
             ProxyError::Credential(e) => write!(f, "no gateway credential: {e}"),
             ProxyError::ResponseTimeout { after } => write!(
@@ -304,7 +329,7 @@ pub fn respond(err: &ProxyError, route: Option<&str>, answer: Answer<'_>) -> Res
         ProxyError::RateLimited { retry_after } => {
             builder = builder.header(RETRY_AFTER, retry_after_seconds(*retry_after));
         }
-        ProxyError::ConcurrencyLimited { .. } => {
+        ProxyError::ConcurrencyLimited { .. } | ProxyError::BufferBudgetExceeded { .. } => {
             builder = builder.header(RETRY_AFTER, HeaderValue::from_static("1"));
         }
         ProxyError::Unauthenticated => {

@@ -139,7 +139,8 @@ async fn forward(
     // (bounded) so that a 413 comes before any connection, errors can echo the id, and
     // credentials that sign the body can see it. GET and DELETE carry no body in MCP.
     let (payload, rpc) = if is_post {
-        match body::read_limited(incoming, route.max_body_bytes, body_deadline).await {
+        let budget = head.extensions.get::<body::BufferBudget>();
+        match body::read_limited(incoming, route.max_body_bytes, body_deadline, budget).await {
             Ok(bytes) => {
                 let rpc = peek(&bytes);
                 (bytes, rpc)

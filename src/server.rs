@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::audit::AuditSink;
-use crate::body::{BoxError, ProxyBody};
+use crate::body::{BoxError, BudgetPool, BufferBudget, ProxyBody};
 use crate::config::{Config, LimitsConfig};
 use crate::proxy;
 use crate::route::RouteTable;
@@ -169,6 +169,8 @@ impl Server {
         // Bounds the connections (hence memory) one misbehaving client can hold.
         let slots = Arc::new(tokio::sync::Semaphore::new(self.limits.max_connections));
         let drain = Drain::new();
+        // Request bodies buffered by all connections together.
+        let buffered = Arc::new(BudgetPool::new(self.limits.max_buffered_bytes));
         let refresher = tokio::spawn(refresh_dns(self.routes.clone(), self.dns_refresh));
         tokio::pin!(shutdown);
         tracing::info!(listen = %self.local_addr(), "proxy listening");
@@ -190,11 +192,11 @@ impl Server {
                 _ = &mut shutdown => break,
                 accepted = self.listener.accept() => accepted.map(|(stream, peer)| {
                     let _ = stream.set_nodelay(true);
-                    let task = serve(&builder, &drain, &self.routes, Some(peer), slot, &self.limits);
+                    let task = serve(&builder, &drain, &self.routes, Some(peer), slot, &self.limits, &buffered);
                     dispatch(self.workers.as_deref(), stream, task);
                 }),
                 accepted = unix_accept => accepted.map(|stream| {
-                    let task = serve(&builder, &drain, &self.routes, None, slot, &self.limits);
+                    let task = serve(&builder, &drain, &self.routes, None, slot, &self.limits, &buffered);
                     dispatch(self.workers.as_deref(), stream, task);
                 }),
             };
@@ -260,7 +262,8 @@ where
 /// `header_read_timeout` starts later), so a connection that never sends anything would
 /// hold its slot forever: it is closed when nothing arrives within `header_read_timeout`.
 /// After that, the connection is closed once it has had no request in progress for
-/// `idle_connection_timeout` (see [`watch_connection`]).
+/// `idle_connection_timeout` (see [`watch_connection`]). The request bodies it buffers
+/// draw on a budget of its own and on `buffered`, the process's.
 fn serve<S>(
     builder: &auto::Builder<TokioExecutor>,
     drain: &Drain,
@@ -268,6 +271,7 @@ fn serve<S>(
     peer: Option<SocketAddr>,
     slot: tokio::sync::OwnedSemaphorePermit,
     limits: &LimitsConfig,
+    buffered: &Arc<BudgetPool>,
 ) -> impl FnOnce(S) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + 'static
 where
     S: Readable + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -277,6 +281,8 @@ where
     let drained = drain.watcher();
     let first_byte = limits.header_read_timeout;
     let idle = limits.idle_connection_timeout;
+    let per_connection = limits.max_buffered_bytes_per_connection;
+    let buffered = buffered.clone();
     move |stream: S| {
         Box::pin(async move {
             if tokio::time::timeout(first_byte, stream.wait_readable())
@@ -288,9 +294,14 @@ where
             }
             let activity = Arc::new(Activity::new());
             let tracker = activity.clone();
-            let service = service_fn(move |req| {
+            let budget = BufferBudget::new(per_connection, buffered);
+            let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                 let table = routes.load_full();
                 let open = tracker.start();
+                // Only POST bodies are buffered (see `proxy::forward`).
+                if req.method() == http::Method::POST {
+                    req.extensions_mut().insert(budget.clone());
+                }
                 // hyper keeps the space of the service future for as long as the agent's
                 // connection lives (an SSE stream, an idle keep-alive), so the request's
                 // state (~3 KB) goes on the heap for the request only.

@@ -1,7 +1,13 @@
-//! Exhausting the listener: connections held open with nothing in progress (an h2c
-//! preface and a SETTINGS frame, then silence), which would take every
-//! `limits.max_connections` slot. `limits.idle_connection_timeout` closes them, while a
-//! request in progress, an SSE stream silent for longer included, keeps its connection.
+//! Exhausting the listener:
+//! - connections held open with nothing in progress (an h2c preface and a SETTINGS
+//!   frame, then silence), which would take every `limits.max_connections` slot.
+//!   `limits.idle_connection_timeout` closes them, while a request in progress, an SSE
+//!   stream silent for longer included, keeps its connection;
+//! - request bodies started and never finished, many at once on one h2c connection or
+//!   across several, each buffered by the proxy: `limits.max_buffered_bytes_per_connection`
+//!   and `limits.max_buffered_bytes` bound what is held, the requests over them get 503
+//!   (JSON-RPC -32015) with `Retry-After`, and the bytes come back when a body has been
+//!   forwarded or dropped.
 
 mod common;
 
@@ -14,7 +20,9 @@ use common::dns::DnsServer;
 use common::faulty_upstream::FaultyUpstream;
 use common::http::post_rpc;
 use common::proxy::{head, Mode, Proxy, Setup};
+use common::proxy_process::ProxyProcess;
 use common::upstream::{UpstreamOptions, ENDPOINT_HOST};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -289,4 +297,210 @@ async fn an_sse_stream_silent_for_longer_than_the_idle_timeout_keeps_its_connect
     let ended = tokio::time::timeout(GUARD, connection).await;
     assert!(ended.is_ok(), "the idle connection was closed");
     drop(client);
+}
+
+// ---- Buffered request bodies -----------------------------------------------------
+
+/// A JSON-RPC ping padded to exactly `size` bytes.
+fn padded_ping(size: usize) -> Bytes {
+    let head = br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":""#;
+    let tail = br#""}}"#;
+    let mut body = Vec::with_capacity(size);
+    body.extend_from_slice(head);
+    body.resize(size - tail.len(), b'x');
+    body.extend_from_slice(tail);
+    Bytes::from(body)
+}
+
+/// A POST of `body` (its whole length declared) whose first `sent` bytes have been
+/// sent: the answer to come, and the stream to send the rest on.
+async fn start_post(
+    client: h2::client::SendRequest<Bytes>,
+    url: &str,
+    body: &Bytes,
+    sent: usize,
+) -> (
+    h2::client::SendRequest<Bytes>,
+    h2::client::ResponseFuture,
+    h2::SendStream<Bytes>,
+) {
+    let mut client = tokio::time::timeout(GUARD, client.ready())
+        .await
+        .unwrap()
+        .unwrap();
+    let request = http::Request::post(url)
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .body(())
+        .unwrap();
+    let (response, mut stream) = client.send_request(request, false).unwrap();
+    stream.send_data(body.slice(..sent), false).unwrap();
+    (client, response, stream)
+}
+
+/// Waits for `count` of the `pending` answers, which must all be the refusal for
+/// `budget_key`; returns the indexes of the refused requests.
+async fn expect_refusals<F>(
+    pending: &mut FuturesUnordered<F>,
+    count: usize,
+    budget_key: &str,
+) -> Vec<usize>
+where
+    F: std::future::Future<Output = (usize, Result<http::Response<h2::RecvStream>, h2::Error>)>,
+{
+    let mut refused = Vec::new();
+    for _ in 0..count {
+        let (i, answer) = tokio::time::timeout(GUARD, pending.next())
+            .await
+            .expect("the refusals come while the bodies are unfinished")
+            .unwrap();
+        let answer = answer.unwrap();
+        assert_eq!(
+            answer.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request {i}"
+        );
+        assert_eq!(answer.headers()["retry-after"], "1");
+        assert_eq!(answer.headers()["content-type"], "application/json");
+        let error: serde_json::Value = serde_json::from_str(&h2_body(answer).await).unwrap();
+        assert_eq!(error["id"], serde_json::Value::Null, "{error}");
+        assert_eq!(error["error"]["code"], -32015, "{error}");
+        assert_eq!(error["error"]["data"]["reason"], "buffer_budget_exceeded");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("mcp-vpce-proxy: route mcp: request bodies buffered")
+                && message.contains(&format!("({budget_key})")),
+            "{message}"
+        );
+        refused.push(i);
+    }
+    refused
+}
+
+async fn budget_rig(
+    extra_limits: &str,
+    route_extra: &str,
+) -> (FaultyUpstream, DnsServer, ProxyProcess) {
+    let upstream = FaultyUpstream::start().await;
+    let dns = DnsServer::start(&[(ENDPOINT_HOST, "127.0.0.1".parse().unwrap())]).await;
+    let proxy = ProxyProcess::start(&format!(
+        "{}\n[limits]\n{extra_limits}\n{}",
+        head(&dns),
+        upstream.route(route_extra)
+    ))
+    .await;
+    (upstream, dns, proxy)
+}
+
+/// The reproduction, with the default limits: one h2c connection, 100 POSTs declaring
+/// 5 MiB each, 3.5 MiB of each sent and none finished. The proxy held them all (RSS
+/// 27 → 739 MB with 100 × 5 MiB). Now the connection's budget (24 MiB) holds six; the
+/// other 94 are refused as their bytes arrive. Two of the six finish and are forwarded,
+/// their bytes come back and another whole body fits; once the agent has gone away with
+/// the rest unfinished, agents are served.
+#[tokio::test]
+async fn unfinished_bodies_on_one_h2c_connection_are_bounded_by_its_budget() {
+    const MIB: usize = 1024 * 1024;
+    let (upstream, _dns, proxy) = budget_rig("", "").await;
+    let baseline_kib = proxy.rss_kib();
+    let body = padded_ping(5 * MIB);
+    let sent = 7 * MIB / 2;
+    let (mut client, connection) = h2c(proxy.addr()).await;
+    let mut streams = Vec::new();
+    let mut pending = FuturesUnordered::new();
+    for i in 0..100 {
+        let (ready, response, stream) = start_post(client, &proxy.url(), &body, sent).await;
+        client = ready;
+        streams.push(stream);
+        pending.push(async move { (i, response.await) });
+    }
+    let refused =
+        expect_refusals(&mut pending, 94, "limits.max_buffered_bytes_per_connection").await;
+    // Held: 21 MiB of bodies, and buffers (350 MiB without the budget).
+    let held_kib = proxy.rss_kib();
+    assert!(
+        held_kib < baseline_kib + 64 * 1024,
+        "the proxy's resident set grew from {} to {} MiB",
+        baseline_kib / 1024,
+        held_kib / 1024
+    );
+    assert!(upstream.requests().is_empty());
+
+    // Two of the six finish (24 MiB held then) and are forwarded.
+    let held: Vec<usize> = (0..100).filter(|i| !refused.contains(i)).collect();
+    for &i in &held[..2] {
+        streams[i].send_data(body.slice(sent..), true).unwrap();
+    }
+    for _ in 0..2 {
+        let (i, answer) = tokio::time::timeout(GUARD, pending.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let answer = answer.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK, "request {i}");
+        assert!(h2_body(answer).await.contains("servedBy"));
+    }
+    // Their 10 MiB are back: a whole 5 MiB body fits beside the four still held.
+    let (ready, response, mut stream) = start_post(client, &proxy.url(), &body, 0).await;
+    client = ready;
+    stream.send_data(body.clone(), true).unwrap();
+    let answer = tokio::time::timeout(GUARD, response)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(upstream.requests().len(), 3);
+
+    // The agent goes away with four bodies unfinished.
+    drop((client, streams, pending));
+    connection.abort();
+    let answer = post_rpc(&proxy.url(), &rpc(9)).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
+/// The process's budget across connections: five h2c connections, one unfinished POST
+/// of 900 KiB on each, a budget of 3 MiB for all (and 1 MiB for each connection): three
+/// are held, two refused. Once the agents go away, a body as large fits again.
+#[tokio::test]
+async fn unfinished_bodies_across_connections_are_bounded_by_the_process_budget() {
+    const KIB: usize = 1024;
+    let (_upstream, _dns, proxy) = budget_rig(
+        "max_buffered_bytes_per_connection = 1048576\nmax_buffered_bytes = 3145728",
+        "max_body_bytes = 1048576",
+    )
+    .await;
+    let body = padded_ping(1000 * KIB);
+    let mut held = Vec::new();
+    let mut pending = FuturesUnordered::new();
+    for i in 0..5 {
+        let (client, connection) = h2c(proxy.addr()).await;
+        let (client, response, stream) = start_post(client, &proxy.url(), &body, 900 * KIB).await;
+        held.push((client, connection, stream));
+        pending.push(async move { (i, response.await) });
+    }
+    expect_refusals(&mut pending, 2, "limits.max_buffered_bytes").await;
+
+    for (_, connection, _) in &held {
+        connection.abort();
+    }
+    drop((held, pending));
+    // Until the proxy has seen the agents go, the bytes they sent are still held.
+    let (client, _connection) = h2c(proxy.addr()).await;
+    let mut client = Some(client);
+    for attempt in 0.. {
+        let (ready, response, mut stream) =
+            start_post(client.take().unwrap(), &proxy.url(), &body, 0).await;
+        client = Some(ready);
+        stream.send_data(body.clone(), true).unwrap();
+        let answer = tokio::time::timeout(GUARD, response)
+            .await
+            .unwrap()
+            .unwrap();
+        if answer.status() == StatusCode::OK {
+            break;
+        }
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(attempt < 100, "the process budget never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
