@@ -25,6 +25,7 @@
 //! | `ParseError` | 400 | -32700 |
 //! | `InvalidRequest` | 400 | -32600 |
 //! | `InvalidParams` | 200 | -32602 |
+//! | `HostInvalid` | 400 | text |
 //! | `ClientRefused`, `OriginRefused`, `HostRefused` | 403 | text |
 //! | `Unauthenticated` | 401 + `WWW-Authenticate` | text |
 //!
@@ -114,6 +115,10 @@ pub enum ProxyError {
     HostRefused {
         host: String,
     },
+    /// A `Host` (or h2 `:authority`) that is not a plain `host[:port]`, a second Host
+    /// header, an h2 `host` header naming another authority than `:authority`, or an
+    /// HTTP/1.1 request without Host; what is wrong.
+    HostInvalid(String),
     /// The inbound client token is missing or wrong.
     Unauthenticated,
 }
@@ -139,7 +144,7 @@ impl From<ReadError> for ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::AbsoluteForm => StatusCode::BAD_REQUEST,
+            ProxyError::AbsoluteForm | ProxyError::HostInvalid(_) => StatusCode::BAD_REQUEST,
             ProxyError::ConnectMethod | ProxyError::MethodNotAllowed { .. } => {
                 StatusCode::METHOD_NOT_ALLOWED
             }
@@ -223,6 +228,7 @@ impl ProxyError {
             ProxyError::ClientRefused { .. } => "client_refused",
             ProxyError::OriginRefused { .. } => "origin_refused",
             ProxyError::HostRefused { .. } => "host_refused",
+            ProxyError::HostInvalid(_) => "host_invalid",
             ProxyError::Unauthenticated => "unauthenticated",
         }
     }
@@ -302,6 +308,7 @@ impl std::fmt::Display for ProxyError {
                 f,
                 "Host {host:?} is not a name of this listener (inbound.allowed_hosts)"
             ),
+            ProxyError::HostInvalid(cause) => f.write_str(cause),
             ProxyError::Unauthenticated => f.write_str(
                 "missing or wrong client token: send Authorization: Bearer <inbound token>",
             ),

@@ -7,7 +7,11 @@
 //!   across several, each buffered by the proxy: `limits.max_buffered_bytes_per_connection`
 //!   and `limits.max_buffered_bytes` bound what is held, the requests over them get 503
 //!   (JSON-RPC -32015) with `Retry-After`, and the bytes come back when a body has been
-//!   forwarded or dropped.
+//!   forwarded or dropped;
+//! - Host headers that carry more than a host and a port into the URLs the proxy builds
+//!   from them (passthrough routes' discovery documents and challenges), a second Host,
+//!   an h2 `host` naming another authority than `:authority`: 400, nothing forwarded,
+//!   and the rewrites only ever carry the re-serialised authority.
 
 mod common;
 
@@ -18,10 +22,11 @@ use bytes::Bytes;
 use common::agents::rpc;
 use common::dns::DnsServer;
 use common::faulty_upstream::FaultyUpstream;
-use common::http::post_rpc;
+use common::http::{post_rpc, raw};
+use common::oauth_upstream::OAuthGateway;
 use common::proxy::{head, Mode, Proxy, Setup};
 use common::proxy_process::ProxyProcess;
-use common::upstream::{UpstreamOptions, ENDPOINT_HOST};
+use common::upstream::{UpstreamOptions, ENDPOINT_HOST, GATEWAY_HOST};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -502,5 +507,181 @@ async fn unfinished_bodies_across_connections_are_bounded_by_the_process_budget(
         assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(attempt < 100, "the process budget never came back");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ---- Host headers ----------------------------------------------------------------
+
+/// A passthrough route at `/mcp` (the agent's OAuth token goes to a gateway that
+/// answers 401 with `resource_metadata`, which the proxy rewrites to its own URL).
+async fn passthrough() -> (OAuthGateway, DnsServer, Proxy) {
+    let gateway = OAuthGateway::start().await;
+    let dns = DnsServer::start(&[(ENDPOINT_HOST, "127.0.0.1".parse().unwrap())]).await;
+    let proxy = Proxy::start(&format!(
+        "{}\n[[route]]\npath = \"/mcp\"\ngateway = \"https://{GATEWAY_HOST}:{}/mcp\"\nendpoint = \"{ENDPOINT_HOST}\"\nca_file = \"{}\"\ncredential = {{ type = \"passthrough\" }}\n",
+        head(&dns),
+        gateway.port(),
+        gateway.pki.ca_file.display()
+    ))
+    .await;
+    (gateway, dns, proxy)
+}
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#;
+
+/// An HTTP/1.1 POST of `INITIALIZE` to `/mcp` with `headers` (each line with its CRLF).
+fn post_with(headers: &str) -> Vec<u8> {
+    format!(
+        "POST /mcp HTTP/1.1\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{INITIALIZE}",
+        INITIALIZE.len()
+    )
+    .into_bytes()
+}
+
+/// The value of header `name` in a raw HTTP/1.1 answer.
+fn header_of<'a>(answer: &'a str, name: &str) -> Option<&'a str> {
+    let head = answer.split("\r\n\r\n").next()?;
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The reproduction: the IPv6 literal passed the old check, and the rest of the header
+/// was copied into the rewritten `WWW-Authenticate` (a second `scope`) and discovery
+/// documents. Now it is a 400, as are a repeated Host and an HTTP/1.1 request without
+/// one, and none reaches the gateway.
+#[tokio::test]
+async fn a_host_carrying_more_than_host_and_port_is_400_and_reaches_nothing() {
+    let (gateway, _dns, proxy) = passthrough().await;
+    for (headers, message) in [
+        (
+            "Host: [::1]@evil.example\", scope=\"admin\r\n".to_string(),
+            r#"mcp-vpce-proxy: Host "[::1]@evil.example\", scope=\"admin" is not a host[:port]: only ':' and a port may follow an IPv6 address"#,
+        ),
+        (
+            "Host: 127.0.0.1@evil.example\r\n".to_string(),
+            r#"mcp-vpce-proxy: Host "127.0.0.1@evil.example" is not a host[:port]: user information ('@') is not allowed"#,
+        ),
+        (
+            format!("Host: {}\r\nHost: evil.example\r\n", proxy.addr),
+            "mcp-vpce-proxy: more than one Host header",
+        ),
+        (
+            String::new(),
+            "mcp-vpce-proxy: the request has no Host header",
+        ),
+    ] {
+        let answer = raw(proxy.addr, &post_with(&headers)).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{headers:?}: {answer}"
+        );
+        assert!(
+            answer.ends_with(&format!("\r\n\r\n{message}\n")),
+            "{answer}"
+        );
+        assert_eq!(header_of(&answer, "www-authenticate"), None, "{answer}");
+    }
+    // The discovery documents too.
+    let answer = raw(
+        proxy.addr,
+        b"GET /.well-known/oauth-protected-resource/mcp HTTP/1.1\r\nHost: [::1]@evil.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+    assert!(gateway.seen().is_empty(), "{:?}", gateway.seen());
+}
+
+/// Over h2c, a `host` header beside `:authority` must name the same authority
+/// (case aside); one that names another is a 400 and is not forwarded.
+#[tokio::test]
+async fn over_h2c_a_host_header_naming_another_authority_is_400() {
+    let (gateway, _dns, proxy) = passthrough().await;
+    let url = proxy.url();
+    let (mut client, _connection) = h2c(proxy.addr).await;
+    let refused = h2_request(
+        &mut client,
+        "POST",
+        &url,
+        &[POST[0], POST[1], ("host", "evil.example")],
+        INITIALIZE,
+    )
+    .await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(!refused.headers().contains_key("www-authenticate"));
+    assert_eq!(
+        h2_body(refused).await,
+        format!(
+            "mcp-vpce-proxy: the host header \"evil.example\" names another authority than :authority \"{}\"\n",
+            proxy.addr
+        )
+    );
+    assert!(gateway.seen().is_empty());
+
+    let same = format!("LOCALHOST:{}", proxy.addr.port());
+    let agreeing = h2_request(
+        &mut client,
+        "POST",
+        &format!("http://localhost:{}/mcp", proxy.addr.port()),
+        &[POST[0], POST[1], ("host", same.as_str())],
+        INITIALIZE,
+    )
+    .await;
+    assert_eq!(agreeing.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        agreeing.headers()["www-authenticate"],
+        format!(
+            r#"Bearer resource_metadata="http://localhost:{}/.well-known/oauth-protected-resource/mcp", scope="tools""#,
+            proxy.addr.port()
+        )
+    );
+}
+
+/// What the passthrough rewrites put in place of the gateway's URL is the authority as
+/// parsed and written back (a name in lower case, an IPv6 address in canonical form),
+/// never the header's own text.
+#[tokio::test]
+async fn passthrough_rewrites_carry_the_re_serialised_authority() {
+    let (_gateway, _dns, proxy) = passthrough().await;
+    let port = proxy.addr.port();
+    for (host, origin) in [
+        (
+            format!("LocalHost:{port}"),
+            format!("http://localhost:{port}"),
+        ),
+        (
+            format!("[0:0:0:0:0:0:0:1]:{port}"),
+            format!("http://[::1]:{port}"),
+        ),
+        ("127.0.0.1".to_string(), "http://127.0.0.1".to_string()),
+    ] {
+        let challenge = raw(proxy.addr, &post_with(&format!("Host: {host}\r\n"))).await;
+        assert!(
+            challenge.starts_with("HTTP/1.1 401 Unauthorized\r\n"),
+            "{challenge}"
+        );
+        assert_eq!(
+            header_of(&challenge, "www-authenticate"),
+            Some(
+                format!(
+                    r#"Bearer resource_metadata="{origin}/.well-known/oauth-protected-resource/mcp", scope="tools""#
+                )
+                .as_str()
+            ),
+            "{host}"
+        );
+        let metadata = raw(
+            proxy.addr,
+            format!("GET /.well-known/oauth-protected-resource/mcp HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(metadata.starts_with("HTTP/1.1 200 OK\r\n"), "{metadata}");
+        let document: serde_json::Value =
+            serde_json::from_str(metadata.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(document["resource"], format!("{origin}/mcp"), "{host}");
     }
 }
