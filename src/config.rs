@@ -133,6 +133,36 @@ pub struct LimitsConfig {
     /// Concurrent HTTP/2 streams per agent connection.
     #[serde(default = "default_h2_streams")]
     pub h2_max_concurrent_streams: u32,
+    /// How long an agent connection may stay open with no request in progress (an
+    /// HTTP/2 connection with no open stream, an HTTP/1.1 keep-alive connection between
+    /// requests) before it is closed. A request in progress keeps its connection open
+    /// however long it runs: an SSE stream silent for hours is bounded by the route's
+    /// `idle_timeout`, not by this. (HTTP/1.1 connections idle between requests are
+    /// usually closed sooner, at `header_read_timeout`.)
+    #[serde(default = "default_idle_connection_timeout", with = "humantime_serde")]
+    pub idle_connection_timeout: Duration,
+    /// HTTP/2 keep-alive: a PING goes to an agent connection that has sent nothing for
+    /// this long, and the connection is closed when the PING is not answered within
+    /// `h2_keep_alive_timeout` (a vanished peer, or one that stopped reading).
+    #[serde(default = "default_h2_keep_alive_interval", with = "humantime_serde")]
+    pub h2_keep_alive_interval: Duration,
+    /// See `h2_keep_alive_interval`.
+    #[serde(default = "default_h2_keep_alive_timeout", with = "humantime_serde")]
+    pub h2_keep_alive_timeout: Duration,
+    /// Request body bytes one agent connection may have buffered at once (POST bodies
+    /// are read whole before they are forwarded; an HTTP/2 connection may carry many at
+    /// a time). Counted as the bytes arrive and given back when the body has been
+    /// forwarded or dropped; a request that would go over gets 503 (JSON-RPC -32015)
+    /// with `Retry-After`. Default 24 MiB: four bodies of the default `max_body_bytes`.
+    /// Must be at least every route's `max_body_bytes`.
+    #[serde(default = "default_max_buffered_bytes_per_connection")]
+    pub max_buffered_bytes_per_connection: u64,
+    /// The same for all agent connections together: what the process may hold in
+    /// request bodies at once. Default 256 MiB: about forty bodies of the default
+    /// `max_body_bytes` at once, far beyond what agents send (MCP messages are mostly
+    /// kilobytes) and within the memory of a small sidecar container.
+    #[serde(default = "default_max_buffered_bytes")]
+    pub max_buffered_bytes: u64,
 }
 
 fn default_header_read_timeout() -> Duration {
@@ -150,6 +180,21 @@ fn default_max_connections() -> usize {
 fn default_h2_streams() -> u32 {
     256
 }
+fn default_idle_connection_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_h2_keep_alive_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_h2_keep_alive_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+fn default_max_buffered_bytes_per_connection() -> u64 {
+    4 * DEFAULT_MAX_BODY_BYTES
+}
+fn default_max_buffered_bytes() -> u64 {
+    256 * 1024 * 1024
+}
 
 impl Default for LimitsConfig {
     fn default() -> Self {
@@ -159,6 +204,11 @@ impl Default for LimitsConfig {
             max_header_bytes: default_max_header_bytes(),
             max_connections: default_max_connections(),
             h2_max_concurrent_streams: default_h2_streams(),
+            idle_connection_timeout: default_idle_connection_timeout(),
+            h2_keep_alive_interval: default_h2_keep_alive_interval(),
+            h2_keep_alive_timeout: default_h2_keep_alive_timeout(),
+            max_buffered_bytes_per_connection: default_max_buffered_bytes_per_connection(),
+            max_buffered_bytes: default_max_buffered_bytes(),
         }
     }
 }
@@ -658,7 +708,12 @@ impl Config {
                 .map_err(|p| err("unix_socket.mode".into(), p))?;
         }
         let l = &self.limits;
-        if l.header_read_timeout.is_zero() || l.body_read_timeout.is_zero() {
+        if l.header_read_timeout.is_zero()
+            || l.body_read_timeout.is_zero()
+            || l.idle_connection_timeout.is_zero()
+            || l.h2_keep_alive_interval.is_zero()
+            || l.h2_keep_alive_timeout.is_zero()
+        {
             return Err(err(
                 "limits".into(),
                 "timeouts must be greater than 0".into(),
@@ -674,6 +729,15 @@ impl Config {
             return Err(err(
                 "limits".into(),
                 "max_connections and h2_max_concurrent_streams must be greater than 0".into(),
+            ));
+        }
+        if l.max_buffered_bytes < l.max_buffered_bytes_per_connection {
+            return Err(err(
+                "limits.max_buffered_bytes".into(),
+                format!(
+                    "must be at least limits.max_buffered_bytes_per_connection ({})",
+                    l.max_buffered_bytes_per_connection
+                ),
             ));
         }
         if self.dns.refresh.is_zero() {
@@ -733,6 +797,16 @@ impl Config {
             crate::auth::check(&r.credential).map_err(|p| err(key("credential"), p))?;
             if r.max_body_bytes == 0 {
                 return Err(err(key("max_body_bytes"), "must be greater than 0".into()));
+            }
+            if r.max_body_bytes > l.max_buffered_bytes_per_connection {
+                return Err(err(
+                    key("max_body_bytes"),
+                    format!(
+                        "is more than limits.max_buffered_bytes_per_connection ({}): a body this \
+                         large could never be buffered; raise that limit too",
+                        l.max_buffered_bytes_per_connection
+                    ),
+                ));
             }
             for (field, d) in [
                 ("connect_timeout", r.connect_timeout),
@@ -852,6 +926,28 @@ mod tests {
         };
         let e = Config::load(None, &flags).unwrap_err();
         assert_eq!(e.key, "--admin-host (MCP_VPCE_PROXY_ADMIN_HOST)", "{e}");
+    }
+
+    #[test]
+    fn buffer_budgets_must_hold_a_whole_body() {
+        let parse = |text: &str| {
+            Config::parse(
+                &format!("{text}\n[[route]]\ngateway = \"https://gw.example/mcp\"\nmax_body_bytes = 1000\n"),
+                "f.toml",
+                &Overrides::default(),
+            )
+        };
+        let defaults = parse("").unwrap().limits;
+        assert_eq!(defaults.max_buffered_bytes_per_connection, 24 * 1024 * 1024);
+        assert_eq!(defaults.max_buffered_bytes, 256 * 1024 * 1024);
+        parse("[limits]\nmax_buffered_bytes_per_connection = 1000\nmax_buffered_bytes = 1000")
+            .unwrap();
+        let e = parse("[limits]\nmax_buffered_bytes_per_connection = 999").unwrap_err();
+        assert_eq!(e.key, "route[0].max_body_bytes", "{e}");
+        let e =
+            parse("[limits]\nmax_buffered_bytes_per_connection = 2000\nmax_buffered_bytes = 1999")
+                .unwrap_err();
+        assert_eq!(e.key, "limits.max_buffered_bytes", "{e}");
     }
 
     #[test]

@@ -20,11 +20,13 @@
 //! | `RateLimited` | 429 + `Retry-After` | -32012 |
 //! | `ConcurrencyLimited` | 429 + `Retry-After` | -32013 |
 //! | `FilterFailed` | (inside a 200 answer) | -32014 |
+//! | `BufferBudgetExceeded` | 503 + `Retry-After` | -32015 |
 //! | `UnsupportedMediaType` | 415 | -32600 |
 //! | `ParseError` | 400 | -32700 |
 //! | `InvalidRequest` | 400 | -32600 |
 //! | `InvalidParams` | 200 | -32602 |
 //! | `HeaderMismatch` | 400 | -32020 (MCP 2026-07-28) |
+//! | `HostInvalid` | 400 | text |
 //! | `ClientRefused`, `OriginRefused`, `HostRefused` | 403 | text |
 //! | `Unauthenticated` | 401 + `WWW-Authenticate` | text |
 //!
@@ -39,7 +41,7 @@ use http::{HeaderValue, Method, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::auth::CredentialError;
-use crate::body::{full, ProxyBody, ReadError};
+use crate::body::{full, BudgetScope, ProxyBody, ReadError};
 use crate::mcp::peek::RpcPeek;
 use crate::upstream::connector::ConnectError;
 
@@ -61,6 +63,12 @@ pub enum ProxyError {
         limit: u64,
     },
     BodyIncomplete(String),
+    /// Buffering the request body would take its connection (`scope` Connection) or the
+    /// process over its budget of buffered request bytes (`limits.max_buffered_bytes*`).
+    BufferBudgetExceeded {
+        scope: BudgetScope,
+        limit: u64,
+    },
     Connect(ConnectError),
     Credential(CredentialError),
     ResponseTimeout {
@@ -111,6 +119,10 @@ pub enum ProxyError {
     HostRefused {
         host: String,
     },
+    /// A `Host` (or h2 `:authority`) that is not a plain `host[:port]`, a second Host
+    /// header, an h2 `host` header naming another authority than `:authority`, or an
+    /// HTTP/1.1 request without Host; what is wrong.
+    HostInvalid(String),
     /// The inbound client token is missing or wrong.
     Unauthenticated,
 }
@@ -126,6 +138,9 @@ impl From<ReadError> for ProxyError {
             ReadError::Broken(cause) => {
                 ProxyError::BodyIncomplete(format!("request body could not be read: {cause}"))
             }
+            ReadError::OverBudget { scope, limit } => {
+                ProxyError::BufferBudgetExceeded { scope, limit }
+            }
         }
     }
 }
@@ -133,13 +148,14 @@ impl From<ReadError> for ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::AbsoluteForm => StatusCode::BAD_REQUEST,
+            ProxyError::AbsoluteForm | ProxyError::HostInvalid(_) => StatusCode::BAD_REQUEST,
             ProxyError::ConnectMethod | ProxyError::MethodNotAllowed { .. } => {
                 StatusCode::METHOD_NOT_ALLOWED
             }
             ProxyError::UnknownRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BodyIncomplete(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BufferBudgetExceeded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect(ConnectError::Dns(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Credential(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -181,6 +197,7 @@ impl ProxyError {
             ProxyError::RateLimited { .. } => -32012,
             ProxyError::ConcurrencyLimited { .. } => -32013,
             ProxyError::FilterFailed(_) => -32014,
+            ProxyError::BufferBudgetExceeded { .. } => -32015,
             ProxyError::ParseError(_) => -32700,
             ProxyError::InvalidParams(_) => -32602,
             ProxyError::HeaderMismatch(_) => -32020,
@@ -199,6 +216,7 @@ impl ProxyError {
             ProxyError::UnknownRoute { .. } => "unknown_route",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
             ProxyError::BodyIncomplete(_) => "body_incomplete",
+            ProxyError::BufferBudgetExceeded { .. } => "buffer_budget_exceeded",
             ProxyError::Connect(ConnectError::Dns(_)) => "dns",
             ProxyError::Connect(ConnectError::NotPrivate { .. }) => "not_private",
             ProxyError::Connect(ConnectError::Unreachable { .. }) => "unreachable",
@@ -219,6 +237,7 @@ impl ProxyError {
             ProxyError::ClientRefused { .. } => "client_refused",
             ProxyError::OriginRefused { .. } => "origin_refused",
             ProxyError::HostRefused { .. } => "host_refused",
+            ProxyError::HostInvalid(_) => "host_invalid",
             ProxyError::Unauthenticated => "unauthenticated",
         }
     }
@@ -242,6 +261,18 @@ impl std::fmt::Display for ProxyError {
                 write!(f, "request body exceeds the limit of {limit} bytes")
             }
             ProxyError::BodyIncomplete(cause) => f.write_str(cause),
+            ProxyError::BufferBudgetExceeded { scope, limit } => match scope {
+                BudgetScope::Connection => write!(
+                    f,
+                    "request bodies buffered on this connection would exceed {limit} bytes \
+                     (limits.max_buffered_bytes_per_connection); retry when one has been sent"
+                ),
+                BudgetScope::Process => write!(
+                    f,
+                    "request bodies buffered by the proxy would exceed {limit} bytes \
+                     (limits.max_buffered_bytes); retry shortly"
+                ),
+            },
             ProxyError::Connect(e) => e.fmt(f),
             ProxyError::Credential(e) => write!(f, "no gateway credential: {e}"),
             ProxyError::ResponseTimeout { after } => write!(
@@ -287,6 +318,7 @@ impl std::fmt::Display for ProxyError {
                 f,
                 "Host {host:?} is not a name of this listener (inbound.allowed_hosts)"
             ),
+            ProxyError::HostInvalid(cause) => f.write_str(cause),
             ProxyError::Unauthenticated => f.write_str(
                 "missing or wrong client token: send Authorization: Bearer <inbound token>",
             ),
@@ -314,7 +346,7 @@ pub fn respond(err: &ProxyError, route: Option<&str>, answer: Answer<'_>) -> Res
         ProxyError::RateLimited { retry_after } => {
             builder = builder.header(RETRY_AFTER, retry_after_seconds(*retry_after));
         }
-        ProxyError::ConcurrencyLimited { .. } => {
+        ProxyError::ConcurrencyLimited { .. } | ProxyError::BufferBudgetExceeded { .. } => {
             builder = builder.header(RETRY_AFTER, HeaderValue::from_static("1"));
         }
         ProxyError::Unauthenticated => {

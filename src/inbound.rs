@@ -14,12 +14,19 @@
 //! `Host: evil.example` and `Origin: http://evil.example`. Both are refused here: an Origin
 //! must be on the allow-list (none is, by default) and a Host must be an IP literal,
 //! `localhost`, or a name on `allowed_hosts`.
+//!
+//! Before that, the Host is parsed strictly as an authority, `host[:port]` (see
+//! [`Authority`]): the proxy builds its own URL from it for passthrough routes (OAuth
+//! discovery documents, `WWW-Authenticate` challenges), so a Host that carries more than
+//! a host and a port (`[::1]@evil.example", scope="admin`) is a 400, as is a second Host
+//! header or, over HTTP/2, a `host` header that names another authority than
+//! `:authority`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use http::header::{AUTHORIZATION, HOST, ORIGIN};
-use http::{Method, Version};
+use http::{HeaderMap, Method, Version};
 use hyper::body::Incoming;
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -226,16 +233,11 @@ impl InboundGuard {
         let proxy_form =
             *method == Method::CONNECT || (version < Version::HTTP_2 && uri.authority().is_some());
         if !proxy_form {
-            let host = if version >= Version::HTTP_2 {
-                uri.authority().map(|a| a.host().to_string())
-            } else {
-                headers
-                    .get(HOST)
-                    .map(|h| host_of(&String::from_utf8_lossy(h.as_bytes())).to_string())
-            };
-            if let Some(host) = host {
-                if !self.host_allowed(&host) {
-                    return Err(ProxyError::HostRefused { host });
+            if let Some(authority) = request_authority(version, uri, headers)? {
+                if !self.host_allowed(&authority) {
+                    return Err(ProxyError::HostRefused {
+                        host: authority.host(),
+                    });
                 }
             }
         }
@@ -257,13 +259,14 @@ impl InboundGuard {
         Ok(())
     }
 
-    fn host_allowed(&self, host: &str) -> bool {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        if bare.parse::<IpAddr>().is_ok() {
-            return true;
+    fn host_allowed(&self, authority: &Authority) -> bool {
+        match &authority.host {
+            AuthorityHost::V4(_) | AuthorityHost::V6(_) => true,
+            AuthorityHost::Name(name) => {
+                let name = name.trim_end_matches('.');
+                name == "localhost" || self.hosts.iter().any(|h| h == name)
+            }
         }
-        let name = bare.trim_end_matches('.').to_ascii_lowercase();
-        name == "localhost" || self.hosts.contains(&name)
     }
 }
 
@@ -275,79 +278,196 @@ pub enum RequestHost {
     Name(String),
 }
 
-/// Reads RFC 9110's `uri-host [ ":" port ]` strictly: an IPv4 address, a bracketed IPv6
-/// address, or a DNS name of letters, digits, `-` and `_` labels; then an optional port
-/// of digits. Refuses user information (`@`), quotes, spaces, commas and anything else
-/// that a name cannot hold, IPv6 zone ids and IPvFuture, and number-and-dot forms that
-/// are not a dotted quad (`127.1`, which some clients would read as an address).
+/// The host part of a Host header or `:authority`, read by [`Authority::parse`] (the
+/// admin listener's allow-list judges names and addresses apart).
 pub fn parse_request_host(value: &[u8]) -> Result<RequestHost, &'static str> {
-    if value.is_empty() {
-        return Err("is empty");
-    }
-    if value.contains(&b'@') {
-        return Err("contains user information (@)");
-    }
-    if !value.iter().all(|b| b.is_ascii_graphic()) {
-        return Err("contains spaces, control or non-ASCII characters");
-    }
-    let text = std::str::from_utf8(value).map_err(|_| "is not ASCII")?;
-    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let (inner, after) = rest.split_once(']').ok_or("has an unclosed [")?;
-        let ip: std::net::Ipv6Addr = inner
-            .parse()
-            .map_err(|_| "has brackets around something that is not an IPv6 address")?;
-        let port = match after {
-            "" => None,
-            p => Some(p.strip_prefix(':').ok_or("has text after the ]")?),
-        };
-        (RequestHost::Ip(IpAddr::V6(ip)), port)
-    } else {
-        let (host, port) = match text.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (text, None),
-        };
-        let host = if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-            let ip: std::net::Ipv4Addr = host
-                .parse()
-                .map_err(|_| "is neither a dotted-quad IPv4 address nor a name")?;
-            RequestHost::Ip(IpAddr::V4(ip))
-        } else {
-            let name = host.strip_suffix('.').unwrap_or(host);
-            let ok = !name.is_empty()
-                && name.len() <= 253
-                && name.split('.').all(|label| {
-                    !label.is_empty()
-                        && label.len() <= 63
-                        && label
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                });
-            if !ok {
-                return Err("is not a host name (letters, digits, '-', '_' and dots only)");
-            }
-            RequestHost::Name(name.to_ascii_lowercase())
-        };
-        (host, port)
-    };
-    if let Some(port) = port {
-        let digits =
-            !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
-        if !digits || port.parse::<u16>().is_err() {
-            return Err("has a port that is not a number from 0 to 65535");
-        }
-    }
-    Ok(host)
+    Ok(match Authority::parse(value)?.host {
+        AuthorityHost::Name(name) => RequestHost::Name(name),
+        AuthorityHost::V4(ip) => RequestHost::Ip(IpAddr::V4(ip)),
+        AuthorityHost::V6(ip) => RequestHost::Ip(IpAddr::V6(ip)),
+    })
 }
 
-/// `host:port`, `[v6]:port`, `host` → the host part.
-fn host_of(value: &str) -> &str {
-    let value = value.trim();
-    if let Some(rest) = value.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
+/// The authority a request names, checked (None for an HTTP/1.0 request without Host):
+/// - at most one Host header;
+/// - HTTP/2: the `:authority`, and a `host` header beside it must name the same
+///   (case-insensitively); without `:authority`, the `host` header;
+/// - HTTP/1.1: the Host header, which it must have (RFC 9112 3.2);
+/// - parsed strictly by [`Authority::parse`].
+///
+/// Absolute-form and CONNECT requests name another server by design; the router refuses
+/// them, and they are not given here.
+pub fn request_authority(
+    version: Version,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+) -> Result<Option<Authority>, ProxyError> {
+    let mut hosts = headers.get_all(HOST).iter();
+    let host = hosts.next().map(|h| h.as_bytes());
+    if hosts.next().is_some() {
+        return Err(ProxyError::HostInvalid(
+            "more than one Host header".to_string(),
+        ));
     }
-    match value.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => value,
+    let pseudo = uri
+        .authority()
+        .filter(|_| version >= Version::HTTP_2)
+        .map(|a| a.as_str().as_bytes());
+    let given = match (pseudo, host) {
+        (Some(pseudo), Some(host)) if !pseudo.eq_ignore_ascii_case(host) => {
+            return Err(ProxyError::HostInvalid(format!(
+                "the host header {:?} names another authority than :authority {:?}",
+                shown(host),
+                shown(pseudo)
+            )))
+        }
+        (Some(given), _) | (None, Some(given)) => given,
+        (None, None) if version < Version::HTTP_11 => return Ok(None),
+        (None, None) => {
+            return Err(ProxyError::HostInvalid(
+                "the request has no Host header".to_string(),
+            ))
+        }
+    };
+    Authority::parse(given).map(Some).map_err(|reason| {
+        ProxyError::HostInvalid(format!(
+            "Host {:?} is not a host[:port]: {reason}",
+            shown(given)
+        ))
+    })
+}
+
+/// A header value as it may appear in an answer and a log line: text, at most 80
+/// characters (the `Debug` form it is shown in escapes quotes and control characters).
+fn shown(value: &[u8]) -> String {
+    let text = String::from_utf8_lossy(value);
+    match text.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.into_owned(),
+    }
+}
+
+/// A request's authority, `host[:port]`, parsed strictly (RFC 9110 7.2, RFC 3986
+/// 3.2.2-3): a name of letters, digits, `-`, `_` and `.` (non-empty labels of at most 63
+/// characters), an IPv4 address, or an IPv6 address in brackets; then optionally `:`
+/// and a decimal port. No user information, quotes, spaces, commas, percent-encoding,
+/// zone ids or anything else that would let the value carry more than a host and a port
+/// into the URLs and headers built from it. Displayed re-serialised: the name in lower
+/// case, an address in its canonical form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authority {
+    host: AuthorityHost,
+    port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AuthorityHost {
+    /// In lower case.
+    Name(String),
+    V4(Ipv4Addr),
+    V6(Ipv6Addr),
+}
+
+impl Authority {
+    /// Parses a Host header or `:authority` value; the error says what is wrong.
+    pub fn parse(value: &[u8]) -> Result<Authority, &'static str> {
+        if value.is_empty() {
+            return Err("it is empty");
+        }
+        let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
+            let close = rest
+                .iter()
+                .position(|&b| b == b']')
+                .ok_or("an IPv6 address lacks its closing ']'")?;
+            let ip = std::str::from_utf8(&rest[..close])
+                .ok()
+                .and_then(|literal| literal.parse::<Ipv6Addr>().ok())
+                .ok_or("the part in brackets is not an IPv6 address")?;
+            let port = match &rest[close + 1..] {
+                [] => None,
+                [b':', port @ ..] => Some(parse_port(port)?),
+                _ => return Err("only ':' and a port may follow an IPv6 address"),
+            };
+            (AuthorityHost::V6(ip), port)
+        } else {
+            let (host, port) = match value.iter().position(|&b| b == b':') {
+                Some(colon) => (&value[..colon], Some(&value[colon + 1..])),
+                None => (value, None),
+            };
+            (parse_host_name(host)?, port.map(parse_port).transpose()?)
+        };
+        Ok(Authority { host, port })
+    }
+
+    /// The host without the port: a name in lower case, or an address (IPv6 without
+    /// brackets).
+    pub fn host(&self) -> String {
+        match &self.host {
+            AuthorityHost::Name(name) => name.clone(),
+            AuthorityHost::V4(ip) => ip.to_string(),
+            AuthorityHost::V6(ip) => ip.to_string(),
+        }
+    }
+
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+}
+
+fn parse_port(digits: &[u8]) -> Result<u16, &'static str> {
+    const BAD: &str = "the port is not a number from 0 to 65535";
+    if digits.is_empty() || digits.len() > 5 || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(BAD);
+    }
+    std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .ok_or(BAD)
+}
+
+fn parse_host_name(host: &[u8]) -> Result<AuthorityHost, &'static str> {
+    if host.is_empty() {
+        return Err("the host is empty");
+    }
+    let allowed = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    if let Some(bad) = host.iter().find(|b| !allowed(b)) {
+        return Err(match bad {
+            b'@' => "user information ('@') is not allowed",
+            b'%' => "percent-encoding is not allowed",
+            b'"' | b'\'' => "quotes are not allowed",
+            b',' => "a list is not allowed",
+            b' ' | b'\t' => "spaces are not allowed",
+            b'[' | b']' => "an IPv6 address must be the whole host, in brackets",
+            _ => "a host name may hold only letters, digits, '-', '_' and '.'",
+        });
+    }
+    let text = std::str::from_utf8(host).map_err(|_| "it is not ASCII")?;
+    if let Ok(ip) = text.parse::<Ipv4Addr>() {
+        return Ok(AuthorityHost::V4(ip));
+    }
+    if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        // `127.1`: some clients read it as an address; no name looks like that.
+        return Err("digits and dots that are not a dotted-quad IPv4 address");
+    }
+    let labels = text.strip_suffix('.').unwrap_or(text);
+    if text.len() > 254 || labels.split('.').any(|l| l.is_empty() || l.len() > 63) {
+        return Err("the host name has an empty or over-long label");
+    }
+    // One spelling per name: lower case, without the root's trailing dot.
+    Ok(AuthorityHost::Name(labels.to_ascii_lowercase()))
+}
+
+impl std::fmt::Display for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.host {
+            AuthorityHost::Name(name) => f.write_str(name)?,
+            AuthorityHost::V4(ip) => write!(f, "{ip}")?,
+            AuthorityHost::V6(ip) => write!(f, "[{ip}]")?,
+        }
+        match self.port {
+            Some(port) => write!(f, ":{port}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -434,8 +554,10 @@ mod tests {
         InboundGuard::build(&config, "127.0.0.1:8080".parse().unwrap()).unwrap()
     }
 
+    /// An HTTP/1.1 POST with these headers, and `Host: 127.0.0.1:8080` unless they name one.
     fn check(g: &InboundGuard, peer: &str, headers: &[(&str, &str)]) -> Result<(), ProxyError> {
         let mut map = http::HeaderMap::new();
+        map.insert(HOST, http::HeaderValue::from_static("127.0.0.1:8080"));
         for (k, v) in headers {
             map.insert(
                 http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
@@ -471,6 +593,234 @@ mod tests {
         }
         assert_eq!(
             check(&g, "127.0.0.1:1", &[("host", "evil.example:8080")]),
+            Err(ProxyError::HostRefused {
+                host: "evil.example".into()
+            })
+        );
+    }
+
+    #[test]
+    fn authorities_are_parsed_strictly_and_re_serialised() {
+        for (given, serialised) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("localhost", "localhost"),
+            ("LocalHost:80", "localhost:80"),
+            ("[::1]:8080", "[::1]:8080"),
+            ("[0:0:0:0:0:0:0:1]", "[::1]"),
+            ("[::FFFF:7F00:1]:1", "[::ffff:127.0.0.1]:1"),
+            ("Proxy.Internal.", "proxy.internal."),
+            ("mcp-proxy_1.internal:65535", "mcp-proxy_1.internal:65535"),
+            ("host:0", "host:0"),
+        ] {
+            let parsed = Authority::parse(given.as_bytes());
+            assert_eq!(
+                parsed.as_ref().map(ToString::to_string),
+                Ok(serialised.to_string()),
+                "{given}"
+            );
+        }
+        assert_eq!(
+            Authority::parse(b"[::1]:8080").unwrap().host(),
+            "::1",
+            "the host part, as HostRefused names it"
+        );
+        for (given, reason) in [
+            (
+                r#"[::1]@evil.example", scope="admin"#,
+                "only ':' and a port may follow an IPv6 address",
+            ),
+            ("user@127.0.0.1", "user information ('@') is not allowed"),
+            (
+                "user:pass@127.0.0.1",
+                "the port is not a number from 0 to 65535",
+            ),
+            (
+                "127.0.0.1:80@evil.example",
+                "the port is not a number from 0 to 65535",
+            ),
+            ("\"localhost\"", "quotes are not allowed"),
+            ("localhost'", "quotes are not allowed"),
+            ("local host", "spaces are not allowed"),
+            (" localhost", "spaces are not allowed"),
+            ("localhost,evil.example", "a list is not allowed"),
+            ("evil%2eexample", "percent-encoding is not allowed"),
+            (
+                "[fe80::1%25eth0]",
+                "the part in brackets is not an IPv6 address",
+            ),
+            ("[v1.future]", "the part in brackets is not an IPv6 address"),
+            ("[::1", "an IPv6 address lacks its closing ']'"),
+            ("[::1]x", "only ':' and a port may follow an IPv6 address"),
+            ("::1", "the host is empty"),
+            (
+                "a[::1]",
+                "an IPv6 address must be the whole host, in brackets",
+            ),
+            ("", "it is empty"),
+            (":8080", "the host is empty"),
+            ("localhost:", "the port is not a number from 0 to 65535"),
+            (
+                "localhost:65536",
+                "the port is not a number from 0 to 65535",
+            ),
+            ("localhost:+80", "the port is not a number from 0 to 65535"),
+            (
+                "localhost:80:80",
+                "the port is not a number from 0 to 65535",
+            ),
+            (
+                "evil.example/path",
+                "a host name may hold only letters, digits, '-', '_' and '.'",
+            ),
+            (
+                "evil.example?q",
+                "a host name may hold only letters, digits, '-', '_' and '.'",
+            ),
+            (
+                "evil.example#f",
+                "a host name may hold only letters, digits, '-', '_' and '.'",
+            ),
+            (
+                "evil\\example",
+                "a host name may hold only letters, digits, '-', '_' and '.'",
+            ),
+            (
+                "a;b=c",
+                "a host name may hold only letters, digits, '-', '_' and '.'",
+            ),
+            (
+                "a~b",
+                "a host name may hold only letters, digits, '-', '_' and '.'",
+            ),
+            (
+                "évil.example",
+                "a host name may hold only letters, digits, '-', '_' and '.'",
+            ),
+            (
+                "evil\r\nx: y",
+                "a host name may hold only letters, digits, '-', '_' and '.'",
+            ),
+            ("a..b", "the host name has an empty or over-long label"),
+            (".a", "the host name has an empty or over-long label"),
+            ("a.b..", "the host name has an empty or over-long label"),
+        ] {
+            assert_eq!(Authority::parse(given.as_bytes()), Err(reason), "{given:?}");
+        }
+        let long_label = format!("{}.example", "a".repeat(64));
+        assert!(Authority::parse(long_label.as_bytes()).is_err());
+    }
+
+    fn request(
+        g: &InboundGuard,
+        version: Version,
+        uri: &str,
+        headers: &[(&str, &[u8])],
+    ) -> Result<(), ProxyError> {
+        let mut map = http::HeaderMap::new();
+        for (k, v) in headers {
+            map.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_bytes(v).unwrap(),
+            );
+        }
+        g.check_parts(
+            Some("127.0.0.1:1".parse().unwrap()),
+            &Method::POST,
+            version,
+            &uri.parse().unwrap(),
+            &map,
+        )
+    }
+
+    #[test]
+    fn malformed_repeated_or_disagreeing_hosts_are_400() {
+        let g = guard("");
+        let invalid = |r: Result<(), ProxyError>| match r {
+            Err(e @ ProxyError::HostInvalid(_)) => {
+                assert_eq!(e.status(), 400);
+                e.to_string()
+            }
+            other => panic!("{other:?}"),
+        };
+        // The reproduction: an IPv6 literal, then text for the challenge it was copied into.
+        let reproduction: &[u8] = br#"[::1]@evil.example", scope="admin"#;
+        assert_eq!(
+            invalid(request(
+                &g,
+                Version::HTTP_11,
+                "/mcp",
+                &[("host", reproduction)]
+            )),
+            r#"Host "[::1]@evil.example\", scope=\"admin" is not a host[:port]: only ':' and a port may follow an IPv6 address"#
+        );
+        assert_eq!(
+            invalid(request(
+                &g,
+                Version::HTTP_11,
+                "/mcp",
+                &[("host", b"127.0.0.1"), ("host", b"evil.example")]
+            )),
+            "more than one Host header"
+        );
+        assert_eq!(
+            invalid(request(&g, Version::HTTP_11, "/mcp", &[])),
+            "the request has no Host header"
+        );
+        assert_eq!(request(&g, Version::HTTP_10, "/mcp", &[]), Ok(()));
+        // Shown at most 80 characters long.
+        let long = format!("{}@x", "a".repeat(500));
+        let message = invalid(request(
+            &g,
+            Version::HTTP_11,
+            "/mcp",
+            &[("host", long.as_bytes())],
+        ));
+        assert!(message.len() < 200, "{message}");
+
+        // HTTP/2: the :authority counts; a host header must agree with it.
+        let h2 = "http://127.0.0.1:8080/mcp";
+        assert_eq!(request(&g, Version::HTTP_2, h2, &[]), Ok(()));
+        assert_eq!(
+            request(
+                &g,
+                Version::HTTP_2,
+                "http://LOCALHOST:8080/mcp",
+                &[("host", b"localhost:8080")]
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            invalid(request(
+                &g,
+                Version::HTTP_2,
+                h2,
+                &[("host", b"evil.example")]
+            )),
+            r#"the host header "evil.example" names another authority than :authority "127.0.0.1:8080""#
+        );
+        assert!(matches!(
+            request(
+                &g,
+                Version::HTTP_2,
+                h2,
+                &[("host", b"127.0.0.1:8080"), ("host", b"127.0.0.1:8080")]
+            ),
+            Err(ProxyError::HostInvalid(_))
+        ));
+        assert!(matches!(
+            request(&g, Version::HTTP_2, "http://user@127.0.0.1/mcp", &[]),
+            Err(ProxyError::HostInvalid(_))
+        ));
+        // Without :authority, the host header alone; a foreign one is still 403.
+        assert_eq!(
+            request(&g, Version::HTTP_2, "/mcp", &[("host", b"evil.example")]),
+            Err(ProxyError::HostRefused {
+                host: "evil.example".into()
+            })
+        );
+        assert_eq!(
+            request(&g, Version::HTTP_2, "http://Evil.Example:8080/mcp", &[]),
             Err(ProxyError::HostRefused {
                 host: "evil.example".into()
             })

@@ -140,7 +140,8 @@ async fn forward(
     // (bounded) so that a 413 comes before any connection, errors can echo the id, and
     // credentials that sign the body can see it. GET and DELETE carry no body in MCP.
     let (payload, rpc) = if is_post {
-        match body::read_limited(incoming, route.max_body_bytes, body_deadline).await {
+        let budget = head.extensions.get::<body::BufferBudget>();
+        match body::read_limited(incoming, route.max_body_bytes, body_deadline, budget).await {
             Ok(bytes) => {
                 let rpc = peek(&bytes);
                 (bytes, rpc)
@@ -287,15 +288,16 @@ async fn forward(
     Response::from_parts(parts, body)
 }
 
-/// `http://<host>` as the agent wrote it (Host, or the h2 authority).
+/// `http://<host>[:<port>]` as the agent addressed the proxy (Host, or the h2
+/// `:authority`), parsed strictly and re-serialised by the inbound guard's parser: only
+/// a host and a port ever reach the discovery documents and challenges built from it,
+/// never the raw header.
 fn local_origin(head: &http::request::Parts) -> String {
-    let host = head
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| head.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("127.0.0.1");
-    format!("http://{host}")
+    match crate::inbound::request_authority(head.version, &head.uri, &head.headers) {
+        Ok(Some(authority)) => format!("http://{authority}"),
+        // HTTP/1.0 without Host (the guard refused a malformed one before routing).
+        _ => "http://127.0.0.1".to_string(),
+    }
 }
 
 /// The upstream request before the credential is attached; kept so that a 401 can be

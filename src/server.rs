@@ -5,18 +5,24 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::audit::AuditSink;
-use crate::config::Config;
+use crate::body::{BoxError, BudgetPool, BufferBudget, ProxyBody};
+use crate::config::{Config, LimitsConfig};
 use crate::proxy;
 use crate::route::RouteTable;
 use crate::upstream::dns::Dns;
@@ -153,7 +159,9 @@ impl Server {
         let builder = http_builder(&self.limits);
         // Bounds the connections (hence memory) one misbehaving client can hold.
         let slots = Arc::new(tokio::sync::Semaphore::new(self.limits.max_connections));
-        let graceful = GracefulShutdown::new();
+        let drain = Drain::new();
+        // Request bodies buffered by all connections together.
+        let buffered = Arc::new(BudgetPool::new(self.limits.max_buffered_bytes));
         let refresher = tokio::spawn(refresh_dns(self.routes.clone(), self.dns_refresh));
         tokio::pin!(shutdown);
         tracing::info!(listen = %self.local_addr(), "proxy listening");
@@ -175,11 +183,11 @@ impl Server {
                 _ = &mut shutdown => break,
                 accepted = self.listener.accept() => accepted.map(|(stream, peer)| {
                     let _ = stream.set_nodelay(true);
-                    let task = serve(&builder, &graceful, &self.routes, Some(peer), slot, self.limits.header_read_timeout);
+                    let task = serve(&builder, &drain, &self.routes, Some(peer), slot, &self.limits, &buffered);
                     dispatch(self.workers.as_deref(), stream, task);
                 }),
                 accepted = unix_accept => accepted.map(|stream| {
-                    let task = serve(&builder, &graceful, &self.routes, None, slot, self.limits.header_read_timeout);
+                    let task = serve(&builder, &drain, &self.routes, None, slot, &self.limits, &buffered);
                     dispatch(self.workers.as_deref(), stream, task);
                 }),
             };
@@ -193,10 +201,10 @@ impl Server {
         drop(self.unix);
         refresher.abort();
         crate::systemd::stopping();
-        let in_flight = graceful.count();
+        let in_flight = drain.count();
         tracing::info!(in_flight, grace = %humantime::format_duration(self.grace), "shutting down: draining connections");
         tokio::select! {
-            _ = graceful.shutdown() => tracing::info!("all connections drained"),
+            _ = drain.shutdown() => tracing::info!("all connections drained"),
             _ = tokio::time::sleep(self.grace) => tracing::warn!("grace period over; closing the remaining connections"),
         }
     }
@@ -216,7 +224,9 @@ pub fn http_builder(limits: &crate::config::LimitsConfig) -> auto::Builder<Tokio
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_header_list_size(limits.max_header_bytes as u32);
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .keep_alive_interval(limits.h2_keep_alive_interval)
+        .keep_alive_timeout(limits.h2_keep_alive_timeout);
     builder
 }
 
@@ -261,21 +271,29 @@ where
 ///
 /// hyper's HTTP version detection reads the first bytes with no timeout (its
 /// `header_read_timeout` starts later), so a connection that never sends anything would
-/// hold its slot forever: it is closed when nothing arrives within `first_byte`.
+/// hold its slot forever: it is closed when nothing arrives within `header_read_timeout`.
+/// After that, the connection is closed once it has had no request in progress for
+/// `idle_connection_timeout` (see [`watch_connection`]). The request bodies it buffers
+/// draw on a budget of its own and on `buffered`, the process's.
 fn serve<S>(
     builder: &auto::Builder<TokioExecutor>,
-    graceful: &GracefulShutdown,
+    drain: &Drain,
     routes: &Arc<ArcSwap<RouteTable>>,
     peer: Option<SocketAddr>,
     slot: tokio::sync::OwnedSemaphorePermit,
-    first_byte: Duration,
+    limits: &LimitsConfig,
+    buffered: &Arc<BudgetPool>,
 ) -> impl FnOnce(S) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + 'static
 where
     S: Readable + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let routes = routes.clone();
     let builder = builder.clone();
-    let watcher = graceful.watcher();
+    let drained = drain.watcher();
+    let first_byte = limits.header_read_timeout;
+    let idle = limits.idle_connection_timeout;
+    let per_connection = limits.max_buffered_bytes_per_connection;
+    let buffered = buffered.clone();
     move |stream: S| {
         Box::pin(async move {
             if tokio::time::timeout(first_byte, stream.wait_readable())
@@ -285,17 +303,27 @@ where
                 tracing::debug!(?peer, "agent connection sent nothing; closed");
                 return;
             }
-            let service = service_fn(move |req| {
+            let activity = Arc::new(Activity::new());
+            let tracker = activity.clone();
+            let budget = BufferBudget::new(per_connection, buffered);
+            let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                 let table = routes.load_full();
+                let open = tracker.start();
+                // Only POST bodies are buffered (see `proxy::forward`).
+                if req.method() == http::Method::POST {
+                    req.extensions_mut().insert(budget.clone());
+                }
                 // hyper keeps the space of the service future for as long as the agent's
                 // connection lives (an SSE stream, an idle keep-alive), so the request's
                 // state (~3 KB) goes on the heap for the request only.
-                let answer: ServiceFuture =
-                    Box::pin(async move { Ok(proxy::handle(table, peer, req).await) });
+                let answer: ServiceFuture = Box::pin(async move {
+                    let response = proxy::handle(table, peer, req).await;
+                    Ok(response.map(|inner| Tracked { inner, _open: open }))
+                });
                 answer
             });
             let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(connection.into_owned()).await {
+            if let Err(e) = watch_connection(connection, &activity, drained, idle, peer).await {
                 tracing::debug!(?peer, "agent connection ended: {e}");
             }
             drop(slot);
@@ -303,9 +331,188 @@ where
     }
 }
 
-type ServiceFuture = Pin<
-    Box<dyn Future<Output = Result<http::Response<crate::body::ProxyBody>, Infallible>> + Send>,
->;
+/// How long an agent connection told to close (GOAWAY) for being idle may take to
+/// close by itself before it is dropped: an HTTP/2 graceful close waits for the peer
+/// to answer a PING, which a hostile peer never does.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Drives `connection` to its end, and closes it gracefully when the server drains or
+/// when nothing has been in progress on it for `idle`. hyper has no idle timeout for
+/// HTTP/2 (an agent that sent its preface and a SETTINGS frame would hold its
+/// `max_connections` slot for good), and the one of HTTP/1 (`header_read_timeout`
+/// between requests) is kept. A request in progress, an SSE stream silent for hours
+/// included, keeps the connection open: its silence is the route's `idle_timeout` to
+/// judge. One timer per connection, re-armed only when it fires.
+async fn watch_connection<C>(
+    connection: C,
+    activity: &Activity,
+    mut drained: watch::Receiver<()>,
+    idle: Duration,
+    peer: Option<SocketAddr>,
+) -> Result<(), BoxError>
+where
+    C: Future<Output = Result<(), BoxError>> + GracefulClose,
+{
+    tokio::pin!(connection);
+    let timer = tokio::time::sleep(idle);
+    tokio::pin!(timer);
+    let mut draining = false;
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => return result,
+            // Also when the sender is gone: then nobody waits for the drain any more.
+            _ = drained.changed(), if !draining => {
+                draining = true;
+                connection.as_mut().graceful_close();
+            }
+            () = &mut timer => {
+                let now = Instant::now();
+                match activity.idle_since() {
+                    // A request in progress: look again one period later.
+                    None => timer.as_mut().reset(now + idle),
+                    Some(since) if !closing && now < since + idle => {
+                        timer.as_mut().reset(since + idle);
+                    }
+                    Some(_) if !closing => {
+                        tracing::debug!(?peer, idle = %humantime::format_duration(idle), "agent connection idle; closing it");
+                        closing = true;
+                        connection.as_mut().graceful_close();
+                        timer.as_mut().reset(now + idle.min(IDLE_CLOSE_GRACE));
+                    }
+                    Some(_) => {
+                        tracing::debug!(?peer, "idle agent connection did not close when asked; dropped");
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A served connection that can be asked to finish what it is doing and close.
+trait GracefulClose {
+    fn graceful_close(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> GracefulClose for auto::Connection<'_, I, S, TokioExecutor>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: Body + 'static,
+    B::Error: Into<BoxError>,
+    TokioExecutor: auto::HttpServerConnExec<S::Future, B>,
+{
+    fn graceful_close(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// What one agent connection has in progress, for its idle watchdog.
+struct Activity {
+    /// Requests whose answer has not ended (or been dropped) yet.
+    open: AtomicUsize,
+    /// When the last of them ended, in milliseconds since `epoch`.
+    last_end: AtomicU64,
+    epoch: Instant,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            open: AtomicUsize::new(0),
+            last_end: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn start(self: &Arc<Self>) -> OpenRequest {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        OpenRequest(self.clone())
+    }
+
+    /// Since when nothing has been in progress; None while a request is.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.open.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        Some(self.epoch + Duration::from_millis(self.last_end.load(Ordering::SeqCst)))
+    }
+}
+
+/// One request in progress on its connection, from the call of the service until its
+/// response body has been sent or dropped.
+struct OpenRequest(Arc<Activity>);
+
+impl Drop for OpenRequest {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        let now = activity.epoch.elapsed().as_millis() as u64;
+        activity.last_end.fetch_max(now, Ordering::SeqCst);
+        activity.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A response body that keeps its request counted as in progress until it is dropped
+/// (hyper drops it once sent, or when the agent goes away).
+struct Tracked {
+    inner: ProxyBody,
+    _open: OpenRequest,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Graceful shutdown of every agent connection: each watches the drain signal, and
+/// `shutdown` completes when all have closed.
+struct Drain {
+    signal: watch::Sender<()>,
+}
+
+impl Drain {
+    fn new() -> Drain {
+        Drain {
+            signal: watch::channel(()).0,
+        }
+    }
+
+    /// Made when a connection is accepted, so that a drain that starts meanwhile is
+    /// not missed.
+    fn watcher(&self) -> watch::Receiver<()> {
+        self.signal.subscribe()
+    }
+
+    /// Connections not closed yet.
+    fn count(&self) -> usize {
+        self.signal.receiver_count()
+    }
+
+    async fn shutdown(self) {
+        let _ = self.signal.send(());
+        self.signal.closed().await;
+    }
+}
+
+type ServiceFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<Tracked>, Infallible>> + Send>>;
 
 /// Streams that can leave the runtime that accepted them and join another (a worker's).
 pub trait Transfer: Sized + Send + 'static {
