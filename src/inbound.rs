@@ -282,7 +282,11 @@ pub enum RequestHost {
 /// admin listener's allow-list judges names and addresses apart).
 pub fn parse_request_host(value: &[u8]) -> Result<RequestHost, &'static str> {
     Ok(match Authority::parse(value)?.host {
-        AuthorityHost::Name(name) => RequestHost::Name(name),
+        // The allow-lists hold names without the root's trailing dot.
+        AuthorityHost::Name(name) => RequestHost::Name(match name.strip_suffix('.') {
+            Some(bare) => bare.to_string(),
+            None => name,
+        }),
         AuthorityHost::V4(ip) => RequestHost::Ip(IpAddr::V4(ip)),
         AuthorityHost::V6(ip) => RequestHost::Ip(IpAddr::V6(ip)),
     })
@@ -453,8 +457,7 @@ fn parse_host_name(host: &[u8]) -> Result<AuthorityHost, &'static str> {
     if text.len() > 254 || labels.split('.').any(|l| l.is_empty() || l.len() > 63) {
         return Err("the host name has an empty or over-long label");
     }
-    // One spelling per name: lower case, without the root's trailing dot.
-    Ok(AuthorityHost::Name(labels.to_ascii_lowercase()))
+    Ok(AuthorityHost::Name(text.to_ascii_lowercase()))
 }
 
 impl std::fmt::Display for Authority {
