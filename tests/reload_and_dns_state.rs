@@ -1,0 +1,236 @@
+//! State that must outlive a reload or an outage.
+//!
+//! - A reload that changes a route's other settings keeps the route's credential, with
+//!   its cached token, while the credential's own table is unchanged: with the token
+//!   endpoint down, the calls go on with the token fetched before. It keeps the route's
+//!   upstream connections too while the connection settings are unchanged. A reload that
+//!   changes the credential builds a new one, which fetches.
+
+mod common;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use common::dns::DnsServer;
+use common::http::{assert_rpc_error, post_rpc, Answer as HttpAnswer};
+use common::proxy::head;
+use common::token_server::{bearer, Answer, TokenServer};
+use common::upstream::{Upstream, GATEWAY_HOST};
+use mcp_vpce_proxy::config::{Config, Overrides};
+use mcp_vpce_proxy::route::RouteTable;
+use mcp_vpce_proxy::server::{Reloader, Server};
+use serde_json::json;
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":7,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"reload-test","version":"1"}}}"#;
+
+/// The proxy in-process with handles on its route table and its reloader.
+struct Running {
+    url: String,
+    routes: Arc<ArcSwap<RouteTable>>,
+    reloader: Arc<Reloader>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn parse(toml: &str) -> Config {
+    Config::parse(toml, "reload.toml", &Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}\n{toml}"))
+}
+
+async fn start(toml: &str) -> Running {
+    let server = Server::bind(&parse(toml)).await.unwrap();
+    let url = format!("http://{}/mcp", server.local_addr());
+    let routes = server.routes();
+    let reloader = server.reloader();
+    let task = tokio::spawn(server.run(std::future::pending()));
+    Running {
+        url,
+        routes,
+        reloader,
+        task,
+    }
+}
+
+/// An oauth2 route to the gateway fixture, plus `extra` settings of the route and of its
+/// credential table.
+struct OAuthRig {
+    upstream: Upstream,
+    tokens: TokenServer,
+    dns: DnsServer,
+    secret: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl OAuthRig {
+    async fn start() -> OAuthRig {
+        // Tokens live 10 minutes: no refresh is due while the test runs.
+        let tokens = TokenServer::start(Some(600)).await;
+        let upstream = Upstream::start().await;
+        let dns = DnsServer::start(&[(GATEWAY_HOST, "127.0.0.1".parse().unwrap())]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("client-secret");
+        std::fs::write(&secret, "reload-test-secret").unwrap();
+        OAuthRig {
+            upstream,
+            tokens,
+            dns,
+            secret,
+            _dir: dir,
+        }
+    }
+
+    fn config(&self, route_extra: &str, credential_extra: &str) -> String {
+        format!(
+            r#"{head}
+[[route]]
+gateway = "https://{GATEWAY_HOST}:{port}/mcp"
+ca_file = "{ca}"
+{route_extra}
+[route.credential]
+type = "oauth2"
+token_url = "{url}"
+client_id = "reload-test"
+client_secret_file = "{secret}"
+timeout = "500ms"
+{credential_extra}
+"#,
+            head = head(&self.dns),
+            port = self.upstream.port(),
+            ca = self.upstream.ca_file().display(),
+            url = self.tokens.url(),
+            secret = self.secret.display(),
+        )
+    }
+
+    /// The Authorization the gateway saw on its last request.
+    fn last_authorization(&self) -> Option<String> {
+        self.upstream
+            .requests()
+            .last()
+            .and_then(|r| r.authorization.clone())
+    }
+}
+
+fn assert_ok(answer: &HttpAnswer) {
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(
+        answer.body.contains(r#""id":7,"result""#),
+        "{}",
+        answer.body
+    );
+}
+
+#[tokio::test]
+async fn a_reload_of_other_settings_keeps_the_cached_token_while_the_token_endpoint_is_down() {
+    let rig = OAuthRig::start().await;
+    let proxy = start(&rig.config("", "")).await;
+    assert_ok(&post_rpc(&proxy.url, INITIALIZE).await);
+    assert_eq!(rig.tokens.requests().len(), 1);
+    assert_eq!(rig.last_authorization(), Some(bearer(1)));
+    assert_eq!(rig.upstream.connections(), 1);
+
+    // The token endpoint goes down; the token fetched above has minutes left.
+    rig.tokens.answer_with(Answer::Error {
+        status: 500,
+        error: "server_error",
+        description: None,
+    });
+
+    // A setting used per request only: the route is rebuilt, its credential and its
+    // upstream connection are kept.
+    let before = proxy.routes.load().get("/mcp").unwrap().clone();
+    proxy
+        .reloader
+        .apply(parse(&rig.config("response_timeout = \"14m\"", "")))
+        .unwrap();
+    let after = proxy.routes.load().get("/mcp").unwrap().clone();
+    assert!(!Arc::ptr_eq(&before, &after), "the route was rebuilt");
+    assert_ok(&post_rpc(&proxy.url, INITIALIZE).await);
+    assert_eq!(rig.last_authorization(), Some(bearer(1)));
+    assert_eq!(rig.tokens.requests().len(), 1, "no token was fetched");
+    assert_eq!(
+        rig.upstream.connections(),
+        1,
+        "the pooled connection was kept"
+    );
+    assert!(Arc::ptr_eq(&before.credential, &after.credential));
+
+    // A setting of the pool: new connections, the same credential (the reproduced
+    // defect: every call got 503 -32005 after this reload).
+    proxy
+        .reloader
+        .apply(parse(&rig.config(
+            "response_timeout = \"14m\"\npool_idle_timeout = \"40s\"",
+            "",
+        )))
+        .unwrap();
+    for _ in 0..3 {
+        assert_ok(&post_rpc(&proxy.url, INITIALIZE).await);
+        assert_eq!(rig.last_authorization(), Some(bearer(1)));
+    }
+    assert_eq!(rig.tokens.requests().len(), 1, "no token was fetched");
+    assert_eq!(rig.upstream.connections(), 2, "the new pool dialed once");
+}
+
+#[tokio::test]
+async fn a_reload_that_changes_the_credential_builds_a_new_one_which_fetches() {
+    let rig = OAuthRig::start().await;
+    let proxy = start(&rig.config("", "")).await;
+    assert_ok(&post_rpc(&proxy.url, INITIALIZE).await);
+    assert_eq!(rig.tokens.requests().len(), 1);
+    rig.tokens.answer_with(Answer::Error {
+        status: 500,
+        error: "server_error",
+        description: None,
+    });
+
+    // Only the credential's scope changes: the old token is not the one asked for, so
+    // the new credential fetches, and with the endpoint down the call is refused.
+    let before = proxy.routes.load().get("/mcp").unwrap().clone();
+    proxy
+        .reloader
+        .apply(parse(&rig.config("", "scope = \"gateway/invoke\"")))
+        .unwrap();
+    let after = proxy.routes.load().get("/mcp").unwrap().clone();
+    assert!(!Arc::ptr_eq(&before.credential, &after.credential));
+    let refused = post_rpc(&proxy.url, INITIALIZE).await;
+    assert_rpc_error(
+        &refused,
+        503,
+        -32005,
+        json!(7),
+        &format!(
+            "mcp-vpce-proxy: route mcp: no gateway credential: token endpoint {} answered 500 server_error",
+            rig.tokens.url()
+        ),
+    );
+    let fetches = rig.tokens.requests();
+    assert_eq!(fetches.len(), 2, "the new credential fetched");
+    assert!(
+        fetches[1].body.contains("scope=gateway%2Finvoke"),
+        "{}",
+        fetches[1].body
+    );
+    assert_eq!(rig.upstream.connections(), 1, "the connections were kept");
+
+    // The endpoint recovers: the new credential's token goes to the gateway.
+    rig.tokens.answer_with(Answer::Token {
+        expires_in: Some(600),
+    });
+    let mut rounds = 0;
+    loop {
+        let answer = post_rpc(&proxy.url, INITIALIZE).await;
+        if answer.status == 200 {
+            break;
+        }
+        rounds += 1;
+        assert!(rounds < 200, "the route did not recover: {}", answer.body);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(rig.last_authorization(), Some(bearer(2)));
+}
