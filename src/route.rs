@@ -311,6 +311,8 @@ pub struct RouteTable {
     pub inbound: InboundGuard,
     /// The resolver every route's connector uses.
     pub dns: Arc<Dns>,
+    /// Where the routes' layers send audit records.
+    audit: AuditSink,
     /// Time an agent has to send a request body (`limits.body_read_timeout`).
     pub body_read_timeout: std::time::Duration,
     by_path: HashMap<String, Arc<Route>>,
@@ -325,17 +327,20 @@ impl RouteTable {
 
     /// Builds the table for `config`, taking over from `previous` every route whose
     /// configuration is unchanged (with its connection pool and cached credential), as
-    /// long as the resolver is the same. A route that changed is built again, still
-    /// keeping its credential and its pools where their own settings did not change (see
-    /// `Route::build_from`).
+    /// long as the resolver and the audit sink are the same. A route that changed (or
+    /// whose audit sink did) is built again, still keeping its credential and its pools
+    /// where their own settings did not change (see `Route::build_from`).
     pub fn build_reusing(
         config: &Config,
         dns: &Arc<Dns>,
         audit: &AuditSink,
         previous: Option<&RouteTable>,
     ) -> Result<RouteTable, String> {
+        // Routes hold the audit sink in their layer: a new sink means new layers.
+        let same_audit = previous.is_some_and(|p| p.audit.same_as(audit));
         let mut table = RouteTable {
             dns: dns.clone(),
+            audit: audit.clone(),
             body_read_timeout: config.limits.body_read_timeout,
             inbound: InboundGuard::build(&config.inbound, config.listen)
                 .map_err(|e| format!("inbound: {e}"))?,
@@ -345,7 +350,9 @@ impl RouteTable {
         for (i, route) in config.routes.iter().enumerate() {
             let old = previous.and_then(|p| p.get(&route.path));
             let built = match old {
-                Some(old) if old.config == *route && Arc::ptr_eq(&old.dns, dns) => old.clone(),
+                Some(old) if old.config == *route && Arc::ptr_eq(&old.dns, dns) && same_audit => {
+                    old.clone()
+                }
                 _ => Arc::new(
                     Route::build_from(route, dns, audit, old.map(|o| &**o))
                         .map_err(|e| format!("route[{i}]: {e}"))?,
@@ -412,6 +419,15 @@ mod tests {
     /// What a reload from `a` to `b` keeps of the route: (the route whole, its
     /// credential, its pools).
     fn kept(a: RouteConfig, b: RouteConfig, same_dns: bool) -> (bool, bool, bool) {
+        kept_with(a, b, same_dns, false)
+    }
+
+    fn kept_with(
+        a: RouteConfig,
+        b: RouteConfig,
+        same_dns: bool,
+        new_audit: bool,
+    ) -> (bool, bool, bool) {
         let dns = Arc::new(
             Dns::new(&DnsConfig {
                 servers: vec!["127.0.0.1:9".into()],
@@ -431,6 +447,15 @@ mod tests {
                 })
                 .unwrap(),
             )
+        };
+        let audit = if new_audit {
+            AuditSink::start(&crate::audit::AuditConfig {
+                to: crate::audit::AuditTo::Stdout,
+                ..Default::default()
+            })
+            .unwrap()
+        } else {
+            audit
         };
         let new = RouteTable::build_reusing(&config(b), &new_dns, &audit, Some(&old)).unwrap();
         let (old, new) = (old.get("/mcp").unwrap(), new.get("/mcp").unwrap());
@@ -467,6 +492,11 @@ mod tests {
         ] {
             assert_eq!(kept(base.clone(), change, true), (false, true, false));
         }
+        // Another audit sink: a new layer, the same credential and pools.
+        assert_eq!(
+            kept_with(base.clone(), base.clone(), true, true),
+            (false, true, true)
+        );
         // Another resolver: new pools, the same credential.
         assert_eq!(
             kept(base.clone(), base.clone(), false),

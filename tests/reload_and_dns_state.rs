@@ -1,5 +1,7 @@
 //! State that must outlive a reload or an outage.
 //!
+//! - A reload that changes only `[audit]` reaches the routes that did not change: their
+//!   tool calls are recorded where the new table says.
 //! - A reload that changes a route's other settings keeps the route's credential, with
 //!   its cached token, while the credential's own table is unchanged: with the token
 //!   endpoint down, the calls go on with the token fetched before. It keeps the route's
@@ -11,6 +13,7 @@ mod common;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use common::client;
 use common::dns::DnsServer;
 use common::http::{assert_rpc_error, post_rpc, Answer as HttpAnswer};
 use common::proxy::head;
@@ -85,8 +88,14 @@ impl OAuthRig {
     }
 
     fn config(&self, route_extra: &str, credential_extra: &str) -> String {
+        self.config_with("", route_extra, credential_extra)
+    }
+
+    /// `global` goes between the head and the route (e.g. an `[audit]` table).
+    fn config_with(&self, global: &str, route_extra: &str, credential_extra: &str) -> String {
         format!(
             r#"{head}
+{global}
 [[route]]
 gateway = "https://{GATEWAY_HOST}:{port}/mcp"
 ca_file = "{ca}"
@@ -233,4 +242,43 @@ async fn a_reload_that_changes_the_credential_builds_a_new_one_which_fetches() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(rig.last_authorization(), Some(bearer(2)));
+}
+
+#[tokio::test]
+async fn a_reload_that_changes_only_the_audit_table_reaches_unchanged_routes() {
+    let rig = OAuthRig::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let trail = dir.path().join("audit.jsonl");
+    let proxy = start(&rig.config("", "")).await;
+    let agent = client::connect(&proxy.url).await;
+    client::call_tool(&agent, "DemoTarget___echo", json!({"text": "before"})).await;
+
+    let audit = format!("[audit]\nto = \"file\"\npath = \"{}\"\n", trail.display());
+    let before = proxy.routes.load().get("/mcp").unwrap().clone();
+    proxy
+        .reloader
+        .apply(parse(&rig.config_with(&audit, "", "")))
+        .unwrap();
+    client::call_tool(&agent, "DemoTarget___echo", json!({"text": "after"})).await;
+    let mut recorded = String::new();
+    for _ in 0..500 {
+        recorded = std::fs::read_to_string(&trail).unwrap_or_default();
+        if !recorded.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let lines: Vec<serde_json::Value> = recorded
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{recorded}");
+    assert_eq!(lines[0]["tool"], "DemoTarget___echo", "{recorded}");
+    // The route got a new layer only: the same credential (one token fetched) and the
+    // same connection.
+    let after = proxy.routes.load().get("/mcp").unwrap().clone();
+    assert!(Arc::ptr_eq(&before.credential, &after.credential));
+    assert_eq!(rig.tokens.requests().len(), 1);
+    assert_eq!(rig.upstream.connections(), 1);
+    agent.cancel().await.unwrap();
 }
