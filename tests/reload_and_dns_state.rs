@@ -1,5 +1,8 @@
 //! State that must outlive a reload or an outage.
 //!
+//! - While the name servers fail, the calls that dial go on with the last good answer and
+//!   are counted `dns_resolutions_total{result="stale"}`, not `in_vpc`; the answer's age
+//!   keeps growing.
 //! - A reload that changes only `[audit]` reaches the routes that did not change: their
 //!   tool calls are recorded where the new table says.
 //! - A reload that changes a route's other settings keeps the route's credential, with
@@ -13,12 +16,15 @@ mod common;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use common::agents::rpc;
 use common::client;
-use common::dns::DnsServer;
-use common::http::{assert_rpc_error, post_rpc, Answer as HttpAnswer};
+use common::dns::{DnsMode, DnsServer};
+use common::faulty_upstream::FaultyUpstream;
+use common::http::{assert_rpc_error, post_rpc, send, Answer as HttpAnswer};
 use common::proxy::head;
 use common::token_server::{bearer, Answer, TokenServer};
-use common::upstream::{Upstream, GATEWAY_HOST};
+use common::upstream::{Upstream, ENDPOINT_HOST, GATEWAY_HOST};
+use mcp_vpce_proxy::admin::Admin;
 use mcp_vpce_proxy::config::{Config, Overrides};
 use mcp_vpce_proxy::route::RouteTable;
 use mcp_vpce_proxy::server::{Reloader, Server};
@@ -281,4 +287,111 @@ async fn a_reload_that_changes_only_the_audit_table_reaches_unchanged_routes() {
     assert_eq!(rig.tokens.requests().len(), 1);
     assert_eq!(rig.upstream.connections(), 1);
     agent.cancel().await.unwrap();
+}
+
+/// The endpoint name of the DNS test: its own, so that the process-wide counters of its
+/// series move only with this test.
+const STALE_ENDPOINT: &str =
+    "vpce-0aaa0000000000000-stale000.gateway.bedrock-agentcore.us-east-1.vpce.amazonaws.com";
+
+/// `dns_resolutions_total{name=STALE_ENDPOINT,result}` and the answer's age, scraped.
+async fn dns_series(admin: std::net::SocketAddr) -> (f64, f64, f64) {
+    let scraped = send("GET", &format!("http://{admin}/metrics"), &[], "").await;
+    assert_eq!(scraped.status, 200);
+    let value = |prefix: &str| {
+        scraped
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .map_or(0.0, |v| v.trim().parse::<f64>().unwrap())
+    };
+    let resolutions = |result: &str| {
+        value(&format!(
+            "mcp_vpce_proxy_dns_resolutions_total{{name=\"{STALE_ENDPOINT}\",result=\"{result}\"}}"
+        ))
+    };
+    let age = value(&format!(
+        "mcp_vpce_proxy_dns_answer_age_seconds{{name=\"{STALE_ENDPOINT}\"}}"
+    ));
+    (resolutions("in_vpc"), resolutions("stale"), age)
+}
+
+#[tokio::test]
+async fn answers_served_through_a_name_server_outage_are_counted_stale() {
+    let upstream = FaultyUpstream::start().await;
+    let dns = DnsServer::start(&[(STALE_ENDPOINT, "127.0.0.1".parse().unwrap())]).await;
+    dns.set_ttl(1);
+    // No idle pool: every call dials, so every call resolves the name.
+    let route = upstream
+        .route("pool_max_idle = 0")
+        .replace(ENDPOINT_HOST, STALE_ENDPOINT);
+    let config = parse(&format!("{}stale_limit = \"10m\"\n{route}", head(&dns)));
+    let server = Server::bind(&config).await.unwrap();
+    let url = format!("http://{}/mcp", server.local_addr());
+    let admin = Admin::bind("127.0.0.1:0".parse().unwrap(), server.routes())
+        .await
+        .unwrap();
+    let admin_addr = admin.local_addr();
+    let _server = AbortOnDrop(tokio::spawn(server.run(std::future::pending())));
+    let _admin = AbortOnDrop(tokio::spawn(admin.run(std::future::pending())));
+
+    let call = |id: u64| {
+        let url = url.clone();
+        async move {
+            let answer = post_rpc(&url, &rpc(id)).await;
+            assert_eq!(answer.status, 200, "{}", answer.body);
+        }
+    };
+    call(1).await;
+    let (in_vpc, stale, _) = dns_series(admin_addr).await;
+    assert!(in_vpc >= 1.0, "{in_vpc}");
+    assert_eq!(stale, 0.0);
+
+    // The name servers fail. The resolver's cache answers for a few seconds (counted
+    // in_vpc, rightly); then every lookup fails and the last good answer is served.
+    dns.set_mode(DnsMode::ServFail);
+    let mut id = 1;
+    let (in_vpc, stale, age) = loop {
+        id += 1;
+        assert!(id < 500, "no call was counted stale");
+        call(id).await;
+        let series = dns_series(admin_addr).await;
+        if series.1 > 0.0 {
+            break series;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(age > 0.0, "no answer age for {STALE_ENDPOINT}");
+    for more in 1..=3 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        call(1000 + more).await;
+    }
+    let (in_vpc_later, stale_later, age_later) = dns_series(admin_addr).await;
+    assert_eq!(in_vpc_later, in_vpc, "an outage counted as in_vpc");
+    assert_eq!(stale_later, stale + 3.0);
+    assert!(
+        age_later > age,
+        "the answer's age stopped growing: {age} then {age_later}"
+    );
+
+    // The name servers are back: current answers again.
+    dns.set_mode(DnsMode::Answer);
+    let mut rounds = 0;
+    while dns_series(admin_addr).await.0 == in_vpc {
+        rounds += 1;
+        assert!(
+            rounds < 200,
+            "no current answer was counted after the outage"
+        );
+        call(2000 + rounds).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
