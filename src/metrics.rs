@@ -62,6 +62,9 @@ pub struct DnsLabels {
 pub enum DnsResult {
     in_vpc,
     outside,
+    /// The name servers failed and the last good answer (younger than
+    /// `dns.stale_limit`) was used.
+    stale,
     error,
 }
 
@@ -250,7 +253,7 @@ impl Metrics {
         );
         registry.register(
             "dns_resolutions",
-            "Name resolutions by result (in_vpc, outside, error)",
+            "Name resolutions by result (in_vpc, outside, stale: the last good answer used while the name servers fail, error)",
             m.dns_resolutions.clone(),
         );
         registry.register(

@@ -163,10 +163,15 @@ impl Inner {
     async fn addresses(&self) -> Result<Vec<SocketAddr>, ConnectError> {
         let candidates: Vec<SocketAddr> = match &self.target {
             DialTarget::Name { name, port } => {
-                let resolved = self.dns.resolve(name).await;
+                let resolved = self.dns.lookup(name).await;
                 let result = match &resolved {
                     Err(_) => DnsResult::error,
-                    Ok(ips) if ips.iter().all(|ip| self.dns.in_vpc(*ip)) => DnsResult::in_vpc,
+                    // Served, but the name servers failed: counted apart, so that an
+                    // outage shows while the last good answer carries the traffic.
+                    Ok(answer) if answer.stale => DnsResult::stale,
+                    Ok(answer) if answer.addrs.iter().all(|ip| self.dns.in_vpc(*ip)) => {
+                        DnsResult::in_vpc
+                    }
                     Ok(_) => DnsResult::outside,
                 };
                 metrics()
@@ -178,6 +183,7 @@ impl Inner {
                     .inc();
                 resolved
                     .map_err(ConnectError::Dns)?
+                    .addrs
                     .into_iter()
                     .map(|ip| SocketAddr::new(ip, *port))
                     .collect()

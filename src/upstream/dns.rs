@@ -30,6 +30,16 @@ pub struct Dns {
     generation: AtomicU64,
 }
 
+/// What a lookup yielded: the addresses, and whether they are a current answer or the
+/// last good one, served because the name servers failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub addrs: Vec<IpAddr>,
+    /// The name servers failed: these are the last good answer (younger than the
+    /// stale limit), not a current one.
+    pub stale: bool,
+}
+
 /// Why a name could not be resolved; phrased for the agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DnsError {
@@ -111,6 +121,12 @@ impl Dns {
     /// When the name servers fail, the last good answer is used while it is younger
     /// than the stale limit.
     pub async fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, DnsError> {
+        self.lookup(name).await.map(|answer| answer.addrs)
+    }
+
+    /// Like [`resolve`](Self::resolve), telling a current answer from the last good one
+    /// served through a name-server failure.
+    pub async fn lookup(&self, name: &str) -> Result<Answer, DnsError> {
         let fqdn = if name.ends_with('.') {
             name.to_string()
         } else {
@@ -125,7 +141,10 @@ impl Dns {
                     });
                 }
                 self.remember(name, &addrs);
-                Ok(addrs)
+                Ok(Answer {
+                    addrs,
+                    stale: false,
+                })
             }
             Err(e) if e.is_no_records_found() => Err(DnsError::NotFound {
                 name: name.to_string(),
@@ -133,7 +152,7 @@ impl Dns {
             Err(e) => {
                 if let Some(addrs) = self.stale_answer(name) {
                     tracing::warn!(name, "DNS lookup failed ({e}); using the last good answer");
-                    return Ok(addrs);
+                    return Ok(Answer { addrs, stale: true });
                 }
                 Err(DnsError::Failed {
                     name: name.to_string(),
