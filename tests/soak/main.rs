@@ -16,7 +16,9 @@
 //! - JSON agents: single POSTs to a stateless route answered with `application/json`,
 //!   each from a new agent connection.
 
-#[path = "../common/mod.rs"]
+// The integration tests' fixtures (tests/it/common), of which the soak uses a part.
+#[path = "../it/common/mod.rs"]
+#[allow(dead_code)]
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

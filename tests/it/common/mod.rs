@@ -1,0 +1,26 @@
+//! Shared fixtures for the integration tests: real parts on loopback only.
+//!
+//! - `certs`: a throw-away CA and a leaf it signs;
+//! - `upstream`: a TLS MCP server standing in for an AgentCore Gateway;
+//! - `dns`: a DNS server whose answers tests change at run time;
+//! - `client`: the rmcp client side, as the local agent uses it;
+//! - `http`, `proxy`, `relay`: raw agent-side HTTP, the proxy under test and
+//!   a counting TCP relay (written alongside the proxy);
+//! - `faulty_upstream`, `agents`, `proxy_process`: a TLS upstream that misbehaves on
+//!   script, agents that read answers frame by frame or keep calling meanwhile, and the
+//!   proxy binary as a child process (signals, memory) — for the faults_*/hostile_* tests.
+
+pub mod agents;
+pub mod aws;
+pub mod certs;
+pub mod client;
+pub mod dns;
+pub mod faulty_upstream;
+pub mod http;
+pub mod oauth_upstream;
+pub mod proxy;
+pub mod proxy_process;
+pub mod relay;
+pub mod scripted_upstream;
+pub mod token_server;
+pub mod upstream;
