@@ -7,7 +7,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::connector::Connector;
-use crate::body::ProxyBody;
+use crate::proxy::body::ProxyBody;
 
 pub type UpstreamClient = Client<Connector, ProxyBody>;
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::report::{Check, Step};
-use crate::route::Route;
+use crate::proxy::route::Route;
 use crate::upstream::connector::DialTarget;
 use crate::upstream::dns::{Dns, DnsError};
 

@@ -8,8 +8,8 @@ use serde_json::json;
 
 use super::report::{Check, Step};
 use crate::auth::CredentialConfig;
-use crate::route::Route;
-use crate::secret::fingerprint;
+use crate::config::secret::fingerprint;
+use crate::proxy::route::Route;
 
 /// A token endpoint or signing source gets this long, at most the route's own timeout.
 const OBTAIN_TIMEOUT: Duration = Duration::from_secs(30);

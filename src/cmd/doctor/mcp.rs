@@ -13,9 +13,9 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use super::report::{Check, Step};
-use crate::body;
 use crate::mcp::sse::{Collect, Scanner};
-use crate::route::Route;
+use crate::proxy::body;
+use crate::proxy::route::Route;
 use crate::upstream::connector::ConnectError;
 
 /// The newest version that still has the `initialize` handshake.

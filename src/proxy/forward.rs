@@ -12,14 +12,14 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::capture_connection;
 
-use crate::access_log::AccessLog;
-use crate::body::{self, ProxyBody, ResponseBody};
-use crate::discovery;
-use crate::error::{respond, Answer, ProxyError};
 use crate::mcp::layer::Verdict;
 use crate::mcp::peek::{peek, RpcPeek};
-use crate::metrics::rpc_method_label;
-use crate::route::{Route, RouteTable};
+use crate::ops::access_log::AccessLog;
+use crate::ops::metrics::rpc_method_label;
+use crate::proxy::body::{self, ProxyBody, ResponseBody};
+use crate::proxy::discovery;
+use crate::proxy::error::{respond, Answer, ProxyError};
+use crate::proxy::route::{Route, RouteTable};
 use crate::upstream::connector::{ConnectError, ConnectionUse};
 
 /// Headers that belong to one hop and never cross the proxy (RFC 9110 7.6.1), plus the
@@ -293,7 +293,7 @@ async fn forward(
 /// a host and a port ever reach the discovery documents and challenges built from it,
 /// never the raw header.
 fn local_origin(head: &http::request::Parts) -> String {
-    match crate::inbound::request_authority(head.version, &head.uri, &head.headers) {
+    match crate::listener::inbound::request_authority(head.version, &head.uri, &head.headers) {
         Ok(Some(authority)) => format!("http://{authority}"),
         // HTTP/1.0 without Host (the guard refused a malformed one before routing).
         _ => "http://127.0.0.1".to_string(),

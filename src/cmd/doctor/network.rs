@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::report::{Check, Step};
-use crate::route::Route;
+use crate::proxy::route::Route;
 use crate::upstream::tls;
 
 /// Dials `addr` within the route's connect timeout; the stream on success.

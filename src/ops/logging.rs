@@ -6,7 +6,7 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::cli::{LogFormat, RuntimeArgs};
+use crate::cmd::cli::{LogFormat, RuntimeArgs};
 
 pub fn init(args: &RuntimeArgs) -> Result<(), String> {
     // `level` or `level,target=level,...`. A target filter rather than tracing's

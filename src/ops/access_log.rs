@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::metrics::RouteMetrics;
+use crate::ops::metrics::RouteMetrics;
 
 pub struct AccessLog {
     pub route: Arc<str>,

@@ -150,8 +150,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn metric(self) -> crate::metrics::ToolOutcome {
-        use crate::metrics::ToolOutcome;
+    pub fn metric(self) -> crate::ops::metrics::ToolOutcome {
+        use crate::ops::metrics::ToolOutcome;
         match self {
             Outcome::Ok => ToolOutcome::ok,
             Outcome::ToolError => ToolOutcome::tool_error,

@@ -11,10 +11,12 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-pub use crate::audit::AuditConfig;
+pub mod secret;
+
 pub use crate::auth::config::CredentialConfig;
-pub use crate::inbound::InboundConfig;
+pub use crate::listener::inbound::InboundConfig;
 pub use crate::mcp::config::PolicyConfig;
+pub use crate::ops::audit::AuditConfig;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_PATH: &str = "/mcp";
@@ -691,7 +693,7 @@ impl Config {
                 Some(_) => !host.ends_with(']'),
                 None => host.contains(':'),
             };
-            let problem = match crate::inbound::parse_request_host(host.as_bytes()) {
+            let problem = match crate::listener::inbound::parse_request_host(host.as_bytes()) {
                 Err(problem) => Some(problem),
                 Ok(_) if has_port => Some("has a port"),
                 Ok(_) => None,
@@ -746,7 +748,7 @@ impl Config {
         if self.dns.timeout.is_zero() {
             return Err(err("dns.timeout".into(), "must be greater than 0".into()));
         }
-        crate::inbound::validate(&self.inbound, self.listen, &self.routes)
+        crate::listener::inbound::validate(&self.inbound, self.listen, &self.routes)
             .map_err(|(key, problem)| err(key, problem))?;
         let mut seen_paths: Vec<&str> = Vec::new();
         let mut seen_names: Vec<String> = Vec::new();

@@ -38,10 +38,10 @@ pub enum Command {
     Demo(DemoArgs),
     /// Check every route as an operator would by hand (DNS, TCP, TLS, credential, MCP)
     /// and print the likely cause and fix of each failure; exit 0 only if all passed.
-    Doctor(crate::doctor::DoctorArgs),
+    Doctor(crate::cmd::doctor::DoctorArgs),
     /// Ask a running proxy's admin listener for /healthz (or /readyz); exit 0 on 200.
     /// For container health checks (the image has no curl).
-    Healthcheck(crate::healthcheck::HealthcheckArgs),
+    Healthcheck(crate::cmd::healthcheck::HealthcheckArgs),
 }
 
 #[derive(Debug, Clone, Args)]

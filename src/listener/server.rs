@@ -20,13 +20,13 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::audit::AuditSink;
-use crate::body::{BoxError, BudgetPool, BufferBudget, ProxyBody};
 use crate::config::{Config, LimitsConfig};
-use crate::proxy;
-use crate::route::RouteTable;
+use crate::listener::workers::Workers;
+use crate::ops::audit::AuditSink;
+use crate::proxy::body::{BoxError, BudgetPool, BufferBudget, ProxyBody};
+use crate::proxy::forward;
+use crate::proxy::route::RouteTable;
 use crate::upstream::dns::Dns;
-use crate::workers::Workers;
 
 pub struct Server {
     listener: TcpListener,
@@ -52,9 +52,9 @@ impl Reloader {
     pub fn apply(&self, new: Config) -> Result<(), String> {
         let result = self.swap(new);
         let label = if result.is_ok() { "ok" } else { "error" };
-        crate::metrics::metrics()
+        crate::ops::metrics::metrics()
             .config_reloads
-            .get_or_create(&crate::metrics::ResultLabels {
+            .get_or_create(&crate::ops::metrics::ResultLabels {
                 result: label.to_string(),
             })
             .inc();
@@ -108,7 +108,9 @@ impl Server {
         let table = RouteTable::build(config, &dns, &audit)?;
         let listener = bind_tcp(config.listen)
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-        if let Some(warning) = crate::inbound::exposure_warning(&config.inbound, config.listen) {
+        if let Some(warning) =
+            crate::listener::inbound::exposure_warning(&config.inbound, config.listen)
+        {
             tracing::warn!("{warning}");
         }
         let unix = match &config.unix_socket {
@@ -200,7 +202,7 @@ impl Server {
         drop(self.listener);
         drop(self.unix);
         refresher.abort();
-        crate::systemd::stopping();
+        crate::ops::systemd::stopping();
         let in_flight = drain.count();
         tracing::info!(in_flight, grace = %humantime::format_duration(self.grace), "shutting down: draining connections");
         tokio::select! {
@@ -317,7 +319,7 @@ where
                 // connection lives (an SSE stream, an idle keep-alive), so the request's
                 // state (~3 KB) goes on the heap for the request only.
                 let answer: ServiceFuture = Box::pin(async move {
-                    let response = proxy::handle(table, peer, req).await;
+                    let response = forward::handle(table, peer, req).await;
                     Ok(response.map(|inner| Tracked { inner, _open: open }))
                 });
                 answer
@@ -564,7 +566,7 @@ impl Readable for tokio::net::UnixStream {
 
 #[cfg(unix)]
 fn bind_unix(config: &crate::config::UnixSocketConfig) -> Result<UnixListener, String> {
-    let listener = crate::inbound::bind_unix(
+    let listener = crate::listener::inbound::bind_unix(
         &config.path,
         config.mode_bits()?,
         config.owner,

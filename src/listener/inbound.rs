@@ -31,9 +31,9 @@ use hyper::body::Incoming;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use crate::config::secret::Secret;
 use crate::config::{CredentialConfig, RouteConfig};
-use crate::error::ProxyError;
-use crate::secret::Secret;
+use crate::proxy::error::ProxyError;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

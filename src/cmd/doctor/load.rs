@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::auth::{self, CredentialConfig};
-use crate::cli::RunArgs;
+use crate::cmd::cli::RunArgs;
 use crate::config::Config;
 
 pub struct Loaded {

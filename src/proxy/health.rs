@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::route::{Route, RouteTable};
+use crate::proxy::route::{Route, RouteTable};
 use crate::upstream::connector::DialTarget;
 
 #[derive(Debug, Serialize)]

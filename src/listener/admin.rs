@@ -33,10 +33,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::{Config, LimitsConfig};
-use crate::health::readiness;
-use crate::inbound::{parse_request_host, RequestHost};
-use crate::metrics::{metrics, NameLabels};
-use crate::route::RouteTable;
+use crate::listener::inbound::{parse_request_host, RequestHost};
+use crate::ops::metrics::{metrics, NameLabels};
+use crate::proxy::health::readiness;
+use crate::proxy::route::RouteTable;
 
 /// Admin connections served at once. Probes and scrapes need a handful; the bound keeps
 /// a flood of admin connections from holding the file descriptors the agents need.
@@ -99,7 +99,7 @@ impl Admin {
 
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tracing::info!(admin = %self.local_addr(), "admin listening");
-        let builder = crate::server::http_builder(&self.limits);
+        let builder = crate::listener::server::http_builder(&self.limits);
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let mut last_busy_warning: Option<Instant> = None;
         tokio::pin!(shutdown);

@@ -4,13 +4,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::admin::Admin;
-use crate::cli::{RunArgs, RuntimeArgs};
+use crate::cmd::cli::{RunArgs, RuntimeArgs};
 use crate::config::Config;
-use crate::route::RouteTable;
-use crate::server::{shutdown_signal, Reloader, Server};
+use crate::listener::admin::Admin;
+use crate::listener::server::{shutdown_signal, Reloader, Server};
+use crate::listener::workers::Workers;
+use crate::proxy::route::RouteTable;
 use crate::upstream::dns::Dns;
-use crate::workers::Workers;
 
 /// How many threads serve agent connections: `--workers`, else the number of CPUs, at
 /// most 4 (a sidecar shares the host with the agent it serves).
@@ -50,7 +50,7 @@ impl Proxy {
                 Admin::bind_with(
                     addr,
                     server.routes(),
-                    crate::admin::AdminSettings::from_config(config),
+                    crate::listener::admin::AdminSettings::from_config(config),
                 )
                 .await?,
             ),
@@ -67,7 +67,7 @@ impl Proxy {
                 "route configured"
             );
         }
-        for health in crate::health::readiness(&table).await.routes {
+        for health in crate::proxy::health::readiness(&table).await.routes {
             if health.ready {
                 tracing::info!(route = %health.route, "route ready");
             } else {
@@ -103,8 +103,8 @@ impl Proxy {
                 let _ = admin_stopped.await;
             }))
         });
-        crate::systemd::ready();
-        crate::systemd::spawn_watchdog();
+        crate::ops::systemd::ready();
+        crate::ops::systemd::spawn_watchdog();
         self.server.run(shutdown).await;
         let _ = admin_stop.send(());
         if let Some(admin) = admin {
@@ -114,7 +114,7 @@ impl Proxy {
 }
 
 pub fn run(args: RunArgs) -> Result<(), String> {
-    crate::logging::init(&args.runtime)?;
+    crate::ops::logging::init(&args.runtime)?;
     let config =
         Config::load(args.config.as_deref(), &args.overrides()?).map_err(|e| e.to_string())?;
     let workers = match worker_count(&args.runtime) {
@@ -126,10 +126,13 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         match &workers {
             Some(workers) => proxy.serve_on(workers.clone()),
             // Agent connections are served here: the same anchor as on the workers.
-            None => drop(tokio::spawn(crate::workers::hold_timer_anchor())),
+            None => drop(tokio::spawn(crate::listener::workers::hold_timer_anchor())),
         }
         let reloader = proxy.reloader();
-        tokio::spawn(crate::watch::watch_config(args.clone(), reloader.clone()));
+        tokio::spawn(crate::listener::reload::watch_config(
+            args.clone(),
+            reloader.clone(),
+        ));
         tokio::spawn(reload_on_sighup(args, reloader));
         proxy.run(shutdown_signal()).await;
         Ok(())
@@ -151,7 +154,7 @@ async fn reload_on_sighup(args: RunArgs, reloader: Arc<Reloader>) {
             return;
         };
         while hangup.recv().await.is_some() {
-            crate::watch::reload(&args, &reloader);
+            crate::listener::reload::reload(&args, &reloader);
         }
     }
     #[cfg(not(unix))]
@@ -165,12 +168,14 @@ pub fn check(args: RunArgs) -> Result<(), String> {
         Config::load(args.config.as_deref(), &args.overrides()?).map_err(|e| e.to_string())?;
     let text = runtime()?.block_on(async {
         let dns = Arc::new(Dns::new(&config.dns)?);
-        let audit = crate::audit::AuditSink::start(&config.audit)?;
+        let audit = crate::ops::audit::AuditSink::start(&config.audit)?;
         let table = RouteTable::build(&config, &dns, &audit)?;
         Ok::<_, String>(describe(&config, &table))
     })?;
     print!("{text}");
-    if let Some(warning) = crate::inbound::exposure_warning(&config.inbound, config.listen) {
+    if let Some(warning) =
+        crate::listener::inbound::exposure_warning(&config.inbound, config.listen)
+    {
         eprintln!("warning: {warning}");
     }
     Ok(())

@@ -22,10 +22,10 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use crate::audit::{AuditConfig, AuditSink};
 use crate::auth::CredentialConfig;
-use crate::cli::RunArgs;
-use crate::route::{Route, RouteTable};
+use crate::cmd::cli::RunArgs;
+use crate::ops::audit::{AuditConfig, AuditSink};
+use crate::proxy::route::{Route, RouteTable};
 use crate::upstream::dns::Dns;
 use names::Resolver;
 use report::{Check, Report, RouteReport, Status, Step};
@@ -44,7 +44,7 @@ pub struct DoctorArgs {
 }
 
 pub fn run(args: DoctorArgs) -> Result<(), String> {
-    let report = crate::app::runtime()?.block_on(diagnose(&args));
+    let report = crate::cmd::app::runtime()?.block_on(diagnose(&args));
     if args.json {
         println!("{}", report.to_json());
     } else {

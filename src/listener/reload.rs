@@ -9,9 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::RunArgs;
+use crate::cmd::cli::RunArgs;
 use crate::config::Config;
-use crate::server::Reloader;
+use crate::listener::server::Reloader;
 
 /// How often the file is looked at.
 pub const POLL_EVERY: Duration = Duration::from_secs(2);
@@ -61,7 +61,7 @@ pub async fn watch_config(args: RunArgs, reloader: Arc<Reloader>) {
 /// or does not apply is logged and counted as `config_reloads{result="error"}`; the one
 /// in force stays.
 pub fn reload(args: &RunArgs, reloader: &Reloader) {
-    crate::systemd::reloading();
+    crate::ops::systemd::reloading();
     let loaded = args
         .overrides()
         .and_then(|o| Config::load(args.config.as_deref(), &o).map_err(|e| e.to_string()));
@@ -69,9 +69,9 @@ pub fn reload(args: &RunArgs, reloader: &Reloader) {
         // `apply` counts its own outcome.
         Ok(config) => reloader.apply(config),
         Err(e) => {
-            crate::metrics::metrics()
+            crate::ops::metrics::metrics()
                 .config_reloads
-                .get_or_create(&crate::metrics::ResultLabels {
+                .get_or_create(&crate::ops::metrics::ResultLabels {
                     result: "error".to_string(),
                 })
                 .inc();
@@ -81,7 +81,7 @@ pub fn reload(args: &RunArgs, reloader: &Reloader) {
     if let Err(e) = result {
         tracing::error!("reload refused, keeping the configuration in force: {e}");
     }
-    crate::systemd::ready();
+    crate::ops::systemd::ready();
 }
 
 /// SHA-256 of the file's content, `None` when it cannot be read.

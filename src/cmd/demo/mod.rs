@@ -7,16 +7,16 @@ mod walkthrough;
 
 use std::path::PathBuf;
 
-use crate::app::runtime;
-use crate::app::Proxy;
-use crate::cli::DemoArgs;
+use crate::cmd::app::runtime;
+use crate::cmd::app::Proxy;
+use crate::cmd::cli::DemoArgs;
 use crate::config::{Config, CredentialConfig, RouteConfig};
-use crate::server::shutdown_signal;
+use crate::listener::server::shutdown_signal;
 
 pub use gateway::{DemoGateway, ENDPOINT_HOST, GATEWAY_HOST, TOOL_NAME};
 
 pub fn run(args: DemoArgs) -> Result<(), String> {
-    crate::logging::init(&args.runtime)?;
+    crate::ops::logging::init(&args.runtime)?;
     runtime()?.block_on(demo(args))
 }
 

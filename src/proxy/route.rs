@@ -8,18 +8,18 @@ use std::time::Duration;
 
 use http::Uri;
 
-use crate::audit::AuditSink;
 use crate::auth::{self, Credential};
 use crate::config::{parse_address, parse_gateway_url, Config, GatewayUrl, RouteConfig};
-use crate::discovery::UrlMap;
-use crate::inbound::InboundGuard;
+use crate::listener::inbound::InboundGuard;
+use crate::listener::workers::PerWorker;
 use crate::mcp::layer::RouteLayer;
-use crate::metrics::RouteMetrics;
+use crate::ops::audit::AuditSink;
+use crate::ops::metrics::RouteMetrics;
+use crate::proxy::discovery::UrlMap;
 use crate::upstream::client::{self, UpstreamClient};
 use crate::upstream::connector::{ConnectionUse, Connector, ConnectorSettings, DialTarget};
 use crate::upstream::dns::Dns;
 use crate::upstream::tls;
-use crate::workers::PerWorker;
 
 /// One worker's upstream pool.
 pub struct WorkerPool {
@@ -449,8 +449,8 @@ mod tests {
             )
         };
         let audit = if new_audit {
-            AuditSink::start(&crate::audit::AuditConfig {
-                to: crate::audit::AuditTo::Stdout,
+            AuditSink::start(&crate::ops::audit::AuditConfig {
+                to: crate::ops::audit::AuditTo::Stdout,
                 ..Default::default()
             })
             .unwrap()
