@@ -5,24 +5,26 @@
 //! # Module map
 //!
 //! The folders are the layers, top to bottom; a module uses the ones below it
-//! (`.ci/check_layers.py` checks that there is no cycle and that nothing uses `cmd`).
+//! (`.ci/check_layers.py` checks that nothing uses `cmd` and lists the few uses that still
+//! run upward).
 //!
 //! | path | owns |
 //! | --- | --- |
 //! | `main.rs`, [`cmd`] | the command line and each subcommand: `run`/`check` ([`cmd::app`]), `doctor`, `demo`, `healthcheck` |
-//! | [`listener`] | the accept loop ([`listener::server`]), thread-per-core [`listener::workers`], the unix socket, the inbound guard ([`listener::inbound`]: loopback, Origin/Host, client CIDRs and token), the [`listener::admin`] listener, configuration [`listener::reload`], drain |
-//! | [`proxy`] | the route table ([`proxy::route`]), forwarding ([`proxy::forward`]), request and response bodies ([`proxy::body`]), the OAuth discovery rewrite, the one error type of the request path ([`proxy::error`]), readiness ([`proxy::health`]) |
+//! | [`listener`] | the accept loop ([`listener::server`]), thread-per-core [`listener::workers`], the [`listener::unix`] socket, the [`listener::admin`] listener, configuration [`listener::reload`] (SIGHUP, `--watch-config`), drain |
+//! | [`proxy`] | the inbound guard ([`proxy::inbound`]: client CIDRs, token, Origin/Host), the route table ([`proxy::route`]), forwarding ([`proxy::forward`]), request and response bodies ([`proxy::body`]), the OAuth discovery rewrite, the one error type of the request path ([`proxy::error`]), readiness ([`proxy::health`]) |
 //! | [`mcp`] | one JSON-RPC parse, SSE scanning, tool policy, list filtering, limits, the per-request MCP state ([`mcp::watch`]) |
-//! | [`auth`] | the `Credential` trait, one file per credential source, the shared cache |
-//! | [`upstream`] | DNS (with its own config types, [`upstream::dns`]), the in-VPC check, connect, TLS, the per-worker gateway connections |
+//! | [`auth`] | the `Credential` trait, one file per credential source, the shared cache, the redacting [`auth::secret::Secret`] |
+//! | [`upstream`] | DNS (with its own config types, [`upstream::config`]), the in-VPC check, connect, TLS, the per-worker gateway connections ([`upstream::per_worker`]) |
 //! | [`ops`] | metrics, the audit sink, the access log, log output, systemd notifications |
-//! | [`config`] | the file schema, flag/env overrides, one validation pass with one error type, the redacting [`config::secret::Secret`] |
+//! | [`config`] | the file schema, flag/env overrides, one validation pass with one error type; `[inbound]` and the strict authority syntax ([`config::inbound`]) |
 //!
 //! # The life of one POST
 //!
-//! An agent's `POST /mcp` is accepted by a worker of [`listener::server`], which checks it
-//! against the inbound guard ([`listener::inbound`]) and hands it to [`proxy::forward`].
-//! There the [`proxy::route::RouteTable`] picks the route by path; the [`mcp`] layer reads
+//! An agent's `POST /mcp` is accepted by [`listener::server`] and served on one worker
+//! thread, which hands it to [`proxy::forward`]. There the inbound guard
+//! ([`proxy::inbound`]) checks who is asking and the [`proxy::route::RouteTable`] picks
+//! the route by path; the [`mcp`] layer reads
 //! the body once within its budget ([`proxy::body`]), parses the JSON-RPC message, and
 //! applies the route's tool policy, answering a refused call itself. The request is then
 //! rewritten for the gateway, given the route's credential from [`auth`], and sent through

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::cmd::cli::{RunArgs, RuntimeArgs};
 use crate::config::Config;
 use crate::listener::admin::Admin;
+use crate::listener::reload::Load;
 use crate::listener::server::{shutdown_signal, Reloader, Server};
 use crate::listener::workers::Workers;
 use crate::proxy::route::RouteTable;
@@ -114,7 +115,7 @@ impl Proxy {
 }
 
 pub fn run(args: RunArgs) -> Result<(), String> {
-    crate::ops::logging::init(&args.runtime)?;
+    crate::ops::logging::init(&args.runtime.log_level, args.runtime.log_format)?;
     let config =
         Config::load(args.config.as_deref(), &args.overrides()?).map_err(|e| e.to_string())?;
     let workers = match worker_count(&args.runtime) {
@@ -129,11 +130,14 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             None => drop(tokio::spawn(crate::listener::workers::hold_timer_anchor())),
         }
         let reloader = proxy.reloader();
+        let load = loader(args.clone());
         tokio::spawn(crate::listener::reload::watch_config(
-            args.clone(),
+            args.watch_config,
+            args.config.clone(),
+            load.clone(),
             reloader.clone(),
         ));
-        tokio::spawn(reload_on_sighup(args, reloader));
+        tokio::spawn(reload_on_sighup(load, reloader));
         proxy.run(shutdown_signal()).await;
         Ok(())
     });
@@ -143,9 +147,17 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     result
 }
 
+/// How a reload loads the configuration: the file, flags and environment as at start.
+fn loader(args: RunArgs) -> Arc<Load> {
+    Arc::new(move || {
+        let overrides = args.overrides()?;
+        Config::load(args.config.as_deref(), &overrides).map_err(|e| e.to_string())
+    })
+}
+
 /// SIGHUP reloads the configuration (file, flags and environment as at start). An
 /// invalid configuration is logged and counted; the one in force stays.
-async fn reload_on_sighup(args: RunArgs, reloader: Arc<Reloader>) {
+async fn reload_on_sighup(load: Arc<Load>, reloader: Arc<Reloader>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -154,12 +166,12 @@ async fn reload_on_sighup(args: RunArgs, reloader: Arc<Reloader>) {
             return;
         };
         while hangup.recv().await.is_some() {
-            crate::listener::reload::reload(&args, &reloader);
+            crate::listener::reload::reload(&*load, &reloader);
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = (args, reloader);
+        let _ = (load, reloader);
     }
 }
 
@@ -173,8 +185,7 @@ pub fn check(args: RunArgs) -> Result<(), String> {
         Ok::<_, String>(describe(&config, &table))
     })?;
     print!("{text}");
-    if let Some(warning) =
-        crate::listener::inbound::exposure_warning(&config.inbound, config.listen)
+    if let Some(warning) = crate::config::inbound::exposure_warning(&config.inbound, config.listen)
     {
         eprintln!("warning: {warning}");
     }

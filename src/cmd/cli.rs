@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
 use crate::auth::cli::CredentialArgs;
 use crate::config::{parse_admin, Overrides};
 use crate::mcp::cli::PolicyArgs;
+use crate::ops::logging::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -158,12 +159,6 @@ pub struct RuntimeArgs {
     /// [default: the number of CPUs, at most 4].
     #[arg(long, env = "MCP_VPCE_PROXY_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 impl RunArgs {

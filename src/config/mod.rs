@@ -11,27 +11,18 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-pub mod secret;
+pub mod inbound;
 
 pub use crate::auth::config::CredentialConfig;
-pub use crate::listener::inbound::InboundConfig;
 pub use crate::mcp::config::PolicyConfig;
 pub use crate::ops::audit::AuditConfig;
+use crate::upstream::config::{parse_address, DnsConfig};
+pub use inbound::InboundConfig;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_PATH: &str = "/mcp";
 /// AgentCore Gateway accepts request payloads up to 6 MB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 6 * 1024 * 1024;
-
-/// Address ranges that count as "inside the VPC" unless configured otherwise:
-/// RFC 1918, carrier-grade NAT space (used by some VPC CIDRs) and IPv6 ULAs.
-pub const DEFAULT_PRIVATE_RANGES: [&str; 5] = [
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "100.64.0.0/10",
-    "fc00::/7",
-];
 
 /// The whole file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -65,28 +56,6 @@ pub struct Config {
     pub audit: AuditConfig,
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DnsConfig {
-    /// Name servers (`IP:PORT`, or `IP` for port 53). Empty: the system's resolv.conf.
-    #[serde(default)]
-    pub servers: Vec<String>,
-    /// Ranges that count as in-VPC addresses.
-    #[serde(default = "default_private_ranges")]
-    pub private_ranges: Vec<IpNet>,
-    /// Time allowed for one DNS query attempt.
-    #[serde(default = "default_dns_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// While the name servers fail, keep using the last good answer for at most this long.
-    #[serde(default = "default_stale_limit", with = "humantime_serde")]
-    pub stale_limit: Duration,
-    /// How often every route's name is resolved again in the background, so that a
-    /// changed endpoint address is noticed even while pooled connections carry all the
-    /// traffic (connections to addresses no longer in the answer are then retired).
-    #[serde(default = "default_dns_refresh", with = "humantime_serde")]
-    pub refresh: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -307,21 +276,6 @@ pub fn parse_admin(text: &str) -> Result<Option<SocketAddr>, String> {
 fn default_grace() -> Duration {
     Duration::from_secs(30)
 }
-fn default_private_ranges() -> Vec<IpNet> {
-    DEFAULT_PRIVATE_RANGES
-        .iter()
-        .map(|r| r.parse().expect("valid constant"))
-        .collect()
-}
-fn default_dns_timeout() -> Duration {
-    Duration::from_secs(2)
-}
-fn default_stale_limit() -> Duration {
-    Duration::from_secs(300)
-}
-fn default_dns_refresh() -> Duration {
-    Duration::from_secs(30)
-}
 fn default_path() -> String {
     DEFAULT_PATH.to_string()
 }
@@ -345,18 +299,6 @@ fn default_pool_max_idle() -> usize {
 }
 fn default_pool_idle_timeout() -> Duration {
     Duration::from_secs(50)
-}
-
-impl Default for DnsConfig {
-    fn default() -> Self {
-        DnsConfig {
-            servers: Vec::new(),
-            private_ranges: default_private_ranges(),
-            timeout: default_dns_timeout(),
-            stale_limit: default_stale_limit(),
-            refresh: default_dns_refresh(),
-        }
-    }
 }
 
 impl Default for Config {
@@ -541,18 +483,6 @@ pub fn check_dns_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// Parses `IP` or `IP:PORT` (IPv6 as `[::1]:443`); a bare IP takes `default_port`.
-pub fn parse_address(value: &str, default_port: u16) -> Result<SocketAddr, String> {
-    if let Ok(sa) = value.parse::<SocketAddr>() {
-        return Ok(sa);
-    }
-    let trimmed = value.trim_start_matches('[').trim_end_matches(']');
-    trimmed
-        .parse::<IpAddr>()
-        .map(|ip| SocketAddr::new(ip, default_port))
-        .map_err(|_| format!("{value:?} is not an IP address or IP:PORT"))
-}
-
 impl Config {
     /// Reads the file (if any), applies the overrides and validates the result.
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
@@ -693,7 +623,7 @@ impl Config {
                 Some(_) => !host.ends_with(']'),
                 None => host.contains(':'),
             };
-            let problem = match crate::listener::inbound::parse_request_host(host.as_bytes()) {
+            let problem = match inbound::parse_request_host(host.as_bytes()) {
                 Err(problem) => Some(problem),
                 Ok(_) if has_port => Some("has a port"),
                 Ok(_) => None,
@@ -748,7 +678,7 @@ impl Config {
         if self.dns.timeout.is_zero() {
             return Err(err("dns.timeout".into(), "must be greater than 0".into()));
         }
-        crate::listener::inbound::validate(&self.inbound, self.listen, &self.routes)
+        inbound::validate(&self.inbound, self.listen, &self.routes)
             .map_err(|(key, problem)| err(key, problem))?;
         let mut seen_paths: Vec<&str> = Vec::new();
         let mut seen_names: Vec<String> = Vec::new();
@@ -880,23 +810,6 @@ mod tests {
             .unwrap_err()
             .contains("IP address"));
         assert!(parse_gateway_url("https://u:p@gw.example/mcp").is_err());
-    }
-
-    #[test]
-    fn addresses_take_the_default_port() {
-        assert_eq!(
-            parse_address("127.0.0.1", 443).unwrap(),
-            "127.0.0.1:443".parse().unwrap()
-        );
-        assert_eq!(
-            parse_address("[::1]:8443", 443).unwrap(),
-            "[::1]:8443".parse().unwrap()
-        );
-        assert_eq!(
-            parse_address("::1", 443).unwrap(),
-            "[::1]:443".parse().unwrap()
-        );
-        assert!(parse_address("localhost", 443).is_err());
     }
 
     #[test]

@@ -32,8 +32,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::config::inbound::{parse_request_host, RequestHost};
 use crate::config::{Config, LimitsConfig};
-use crate::listener::inbound::{parse_request_host, RequestHost};
 use crate::ops::metrics::{metrics, NameLabels};
 use crate::proxy::health::readiness;
 use crate::proxy::route::RouteTable;

@@ -2,7 +2,7 @@
 //! the unix socket, the inbound guard, the admin listener and configuration reload.
 
 pub mod admin;
-pub mod inbound;
 pub mod reload;
 pub mod server;
+pub mod unix;
 pub mod workers;

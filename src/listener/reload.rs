@@ -5,11 +5,10 @@
 //! file every two seconds costs nothing. The file's content decides, so a `touch` or a
 //! rewrite with the same text does not reload, and an edit within the same second does.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cmd::cli::RunArgs;
 use crate::config::Config;
 use crate::listener::server::Reloader;
 
@@ -19,12 +18,21 @@ pub const POLL_EVERY: Duration = Duration::from_secs(2);
 /// content has stayed the same for this long.
 const SETTLE: Duration = Duration::from_millis(300);
 
-/// Watches the file of `args` (when `--watch-config` is on) and applies each change.
-pub async fn watch_config(args: RunArgs, reloader: Arc<Reloader>) {
-    if !args.watch_config {
+/// Loads the configuration as at start: file, flags, environment.
+pub type Load = dyn Fn() -> Result<Config, String> + Send + Sync;
+
+/// Watches `file` (when `--watch-config` is on) and applies each change, loading the
+/// configuration with `load`.
+pub async fn watch_config(
+    watch: bool,
+    file: Option<PathBuf>,
+    load: Arc<Load>,
+    reloader: Arc<Reloader>,
+) {
+    if !watch {
         return;
     }
-    let Some(path) = args.config.clone() else {
+    let Some(path) = file else {
         tracing::warn!("--watch-config needs --config FILE; nothing to watch");
         return;
     };
@@ -52,20 +60,17 @@ pub async fn watch_config(args: RunArgs, reloader: Arc<Reloader>) {
             continue;
         }
         tracing::info!(file = %path.display(), "configuration file changed; reloading");
-        reload(&args, &reloader);
+        reload(&*load, &reloader);
     }
 }
 
 /// One reload, for SIGHUP and for a changed file alike: loads the configuration as at
-/// start (file, flags, environment) and applies it. A configuration that does not load
+/// start (file, flags, environment) with `load` and applies it. A configuration that does not load
 /// or does not apply is logged and counted as `config_reloads{result="error"}`; the one
 /// in force stays.
-pub fn reload(args: &RunArgs, reloader: &Reloader) {
+pub fn reload(load: &Load, reloader: &Reloader) {
     crate::ops::systemd::reloading();
-    let loaded = args
-        .overrides()
-        .and_then(|o| Config::load(args.config.as_deref(), &o).map_err(|e| e.to_string()));
-    let result = match loaded {
+    let result = match load() {
         // `apply` counts its own outcome.
         Ok(config) => reloader.apply(config),
         Err(e) => {

@@ -109,7 +109,7 @@ impl Server {
         let listener = bind_tcp(config.listen)
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         if let Some(warning) =
-            crate::listener::inbound::exposure_warning(&config.inbound, config.listen)
+            crate::config::inbound::exposure_warning(&config.inbound, config.listen)
         {
             tracing::warn!("{warning}");
         }
@@ -566,7 +566,7 @@ impl Readable for tokio::net::UnixStream {
 
 #[cfg(unix)]
 fn bind_unix(config: &crate::config::UnixSocketConfig) -> Result<UnixListener, String> {
-    let listener = crate::listener::inbound::bind_unix(
+    let listener = crate::listener::unix::bind_unix(
         &config.path,
         config.mode_bits()?,
         config.owner,

@@ -8,7 +8,6 @@
 //! next worker in turn (a channel send per connection, not per request). Background
 //! work (admin, DNS refresh, signals, reload) stays on the main runtime too.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -17,38 +16,7 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
-/// How many workers this process serves with; 1 when not sharded (tests, `check`).
-static COUNT: AtomicUsize = AtomicUsize::new(1);
-
-thread_local! {
-    /// The index of the worker running on this thread; 0 on every other thread.
-    static INDEX: Cell<usize> = const { Cell::new(0) };
-}
-
-/// The number of workers: the number of copies a [`PerWorker`] value holds.
-pub fn count() -> usize {
-    COUNT.load(Ordering::Relaxed)
-}
-
-/// The worker running on this thread (0 outside the workers).
-pub fn current() -> usize {
-    INDEX.with(Cell::get)
-}
-
-/// One value per worker, each used only from its own worker's thread (one upstream
-/// connection pool per worker, as nginx keeps one per worker process).
-pub struct PerWorker<T>(Box<[T]>);
-
-impl<T> PerWorker<T> {
-    pub fn new(make: impl FnMut() -> T) -> PerWorker<T> {
-        PerWorker(std::iter::repeat_with(make).take(count().max(1)).collect())
-    }
-
-    /// The copy of the worker running on this thread.
-    pub fn get(&self) -> &T {
-        &self.0[current() % self.0.len()]
-    }
-}
+use crate::upstream::per_worker::{set_count, set_current};
 
 /// The running workers.
 pub struct Workers {
@@ -64,7 +32,7 @@ impl Workers {
     /// one pool per worker.
     pub fn start(n: usize) -> Result<Workers, String> {
         let n = n.max(1);
-        COUNT.store(n, Ordering::Relaxed);
+        set_count(n);
         let mut workers = Workers {
             handles: Vec::with_capacity(n),
             stops: Vec::with_capacity(n),
@@ -74,7 +42,7 @@ impl Workers {
         for index in 0..n {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .on_thread_start(move || INDEX.with(|i| i.set(index)))
+                .on_thread_start(move || set_current(index))
                 .build()
                 .map_err(|e| format!("cannot start worker {index}: {e}"))?;
             let (stop, stopped) = oneshot::channel::<()>();
@@ -83,7 +51,7 @@ impl Workers {
             let thread = std::thread::Builder::new()
                 .name(format!("worker-{index}"))
                 .spawn(move || {
-                    INDEX.with(|i| i.set(index));
+                    set_current(index);
                     runtime.block_on(async {
                         tokio::select! {
                             _ = stopped => {}
@@ -140,6 +108,7 @@ pub async fn hold_timer_anchor() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::per_worker::current;
 
     #[test]
     fn tasks_go_round_robin_and_know_their_worker() {
@@ -164,6 +133,6 @@ mod tests {
             ]
         );
         workers.stop();
-        COUNT.store(1, Ordering::Relaxed);
+        set_count(1);
     }
 }

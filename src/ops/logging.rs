@@ -6,23 +6,28 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::cmd::cli::{LogFormat, RuntimeArgs};
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
-pub fn init(args: &RuntimeArgs) -> Result<(), String> {
+/// Starts logging: `filter` is `--log-level`.
+pub fn init(filter: &str, format: LogFormat) -> Result<(), String> {
     // `level` or `level,target=level,...`. A target filter rather than tracing's
     // EnvFilter: the same directives a sidecar needs, without the regex engine that
     // span and field filters bring (0.45 MB of the binary, much of it paged in at start).
-    let filter: Targets = args
-        .log_level
+    let targets: Targets = filter
         .parse()
-        .map_err(|e| format!("--log-level {:?}: {e}", args.log_level))?;
+        .map_err(|e| format!("--log-level {filter:?}: {e}"))?;
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let registry = tracing_subscriber::registry()
-        .with(filter)
+        .with(targets)
         .with(NoProcessStderr);
-    let result = match args.log_format {
+    let result = match format {
         LogFormat::Text => registry.with(fmt).try_init(),
         LogFormat::Json => registry.with(fmt.json().flatten_event(true)).try_init(),
     };

@@ -293,7 +293,7 @@ async fn forward(
 /// a host and a port ever reach the discovery documents and challenges built from it,
 /// never the raw header.
 fn local_origin(head: &http::request::Parts) -> String {
-    match crate::listener::inbound::request_authority(head.version, &head.uri, &head.headers) {
+    match crate::proxy::inbound::request_authority(head.version, &head.uri, &head.headers) {
         Ok(Some(authority)) => format!("http://{authority}"),
         // HTTP/1.0 without Host (the guard refused a malformed one before routing).
         _ => "http://127.0.0.1".to_string(),

@@ -7,4 +7,5 @@ pub mod discovery;
 pub mod error;
 pub mod forward;
 pub mod health;
+pub mod inbound;
 pub mod route;

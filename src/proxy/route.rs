@@ -9,16 +9,17 @@ use std::time::Duration;
 use http::Uri;
 
 use crate::auth::{self, Credential};
-use crate::config::{parse_address, parse_gateway_url, Config, GatewayUrl, RouteConfig};
-use crate::listener::inbound::InboundGuard;
-use crate::listener::workers::PerWorker;
+use crate::config::{parse_gateway_url, Config, GatewayUrl, RouteConfig};
 use crate::mcp::layer::RouteLayer;
 use crate::ops::audit::AuditSink;
 use crate::ops::metrics::RouteMetrics;
 use crate::proxy::discovery::UrlMap;
+use crate::proxy::inbound::InboundGuard;
 use crate::upstream::client::{self, UpstreamClient};
+use crate::upstream::config::parse_address;
 use crate::upstream::connector::{ConnectionUse, Connector, ConnectorSettings, DialTarget};
 use crate::upstream::dns::Dns;
+use crate::upstream::per_worker::PerWorker;
 use crate::upstream::tls;
 
 /// One worker's upstream pool.
@@ -390,7 +391,8 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{CredentialConfig, DnsConfig};
+    use crate::config::CredentialConfig;
+    use crate::upstream::config::DnsConfig;
 
     fn config(route: RouteConfig) -> Config {
         Config {

@@ -177,7 +177,7 @@ async fn answer(
                 .iter()
                 .find(|v| **v == asked)
                 .unwrap_or(&PROTOCOL_VERSIONS[1]);
-            let session = crate::config::secret::fingerprint(
+            let session = crate::auth::secret::fingerprint(
                 format!("{:?}", std::time::SystemTime::now()).as_bytes(),
             );
             let result = json!({

@@ -16,7 +16,7 @@ use crate::listener::server::shutdown_signal;
 pub use gateway::{DemoGateway, ENDPOINT_HOST, GATEWAY_HOST, TOOL_NAME};
 
 pub fn run(args: DemoArgs) -> Result<(), String> {
-    crate::ops::logging::init(&args.runtime)?;
+    crate::ops::logging::init(&args.runtime.log_level, args.runtime.log_format)?;
     runtime()?.block_on(demo(args))
 }
 

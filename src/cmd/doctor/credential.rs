@@ -7,8 +7,8 @@ use http::header::AUTHORIZATION;
 use serde_json::json;
 
 use super::report::{Check, Step};
+use crate::auth::secret::fingerprint;
 use crate::auth::CredentialConfig;
-use crate::config::secret::fingerprint;
 use crate::proxy::route::Route;
 
 /// A token endpoint or signing source gets this long, at most the route's own timeout.

@@ -386,11 +386,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_system_resolver_answers_for_localhost() {
-        let dns = Dns::new(&crate::config::DnsConfig {
+        let dns = Dns::new(&crate::upstream::config::DnsConfig {
             servers: vec!["127.0.0.1:9".into()],
             private_ranges: vec!["127.0.0.1/32".parse().unwrap()],
             timeout: Duration::from_millis(200),
-            ..crate::config::DnsConfig::default()
+            ..crate::upstream::config::DnsConfig::default()
         })
         .unwrap();
         let resolver = Resolver {
