@@ -10,7 +10,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use mcp_vpce_proxy::mcp::peek::peek;
 use mcp_vpce_proxy::mcp::sse::{Collect, Field, Scanner, Sink};
-use mcp_vpce_proxy::proxy::rewrite_request_headers;
+use mcp_vpce_proxy::proxy::forward::rewrite_request_headers;
 
 /// Request bodies as MCP clients send them, from the smallest to a tool call with a
 /// sizeable argument.

@@ -1,8 +1,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use mcp_vpce_proxy::cli::{Cli, Command};
-use mcp_vpce_proxy::{app, demo, doctor, healthcheck};
+use mcp_vpce_proxy::cmd::cli::{Cli, Command};
+use mcp_vpce_proxy::cmd::{app, demo, doctor, healthcheck};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

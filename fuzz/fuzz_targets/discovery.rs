@@ -9,7 +9,7 @@
 
 use http::header::{HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use libfuzzer_sys::fuzz_target;
-use mcp_vpce_proxy::discovery::{parse, UrlMap};
+use mcp_vpce_proxy::proxy::discovery::{parse, UrlMap};
 
 const GATEWAY: &str = "gw-1.gateway.bedrock-agentcore.us-east-1.amazonaws.com";
 const LOCAL: &str = "http://127.0.0.1:8080";

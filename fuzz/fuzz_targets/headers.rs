@@ -8,7 +8,7 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use mcp_vpce_proxy::proxy::rewrite_request_headers;
+use mcp_vpce_proxy::proxy::forward::rewrite_request_headers;
 
 const ALWAYS_REMOVED: [&str; 11] = [
     "connection",

@@ -21,7 +21,7 @@ use super::fetch_client::FetchClient;
 use super::oauth2::printable;
 use super::sigv4::{region_from_gateway_host, sign_request, SigningInput};
 use super::{bearer_value, jwt, BoxFuture, Context};
-use crate::secret::fingerprint;
+use crate::auth::secret::fingerprint;
 
 const SERVICE: &str = "bedrock-agentcore";
 /// A provider token that is not a JWT carries no expiry: fetch it again this often.

@@ -20,7 +20,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::{BoxFuture, CredentialState};
-use crate::metrics::{metrics, route, CredentialLabels};
+use crate::ops::metrics::{metrics, route, CredentialLabels};
 
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);

@@ -20,7 +20,7 @@ use super::cache::{CacheSettings, CachedBearer, Fetch, Fetched, TokenCache};
 use super::config::{CommandConfig, CommandLine};
 use super::oauth2::seconds;
 use super::{bearer_value, jwt, scrub, BoxFuture, Context};
-use crate::secret::fingerprint;
+use crate::auth::secret::fingerprint;
 
 pub struct TokenCommand;
 

@@ -9,7 +9,7 @@ use http::header::AUTHORIZATION;
 use http::HeaderValue;
 
 use super::{bearer_value, BoxFuture, Credential, CredentialError};
-use crate::secret::fingerprint;
+use crate::auth::secret::fingerprint;
 
 /// How often the file's metadata is looked at: rotation shows within this delay, and a
 /// busy route does not stat the file on every request.

@@ -31,6 +31,7 @@ mod jwt;
 mod oauth2;
 mod passthrough;
 mod scrub;
+pub mod secret;
 mod secret_source;
 #[cfg(feature = "aws")]
 mod sigv4;

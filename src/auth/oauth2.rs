@@ -15,7 +15,7 @@ use super::config::{check_fetch_url, ClientAuth, OAuth2Config};
 use super::fetch_client::{FetchClient, FetchResponse};
 use super::secret_source::SecretSource;
 use super::{bearer_value, jwt, BoxFuture, Context};
-use crate::secret::{fingerprint, Secret};
+use crate::auth::secret::{fingerprint, Secret};
 
 /// A token whose issuer gave no expiry (no `expires_in`, not a JWT) is fetched again
 /// after this long; a 401 before that refetches it too.

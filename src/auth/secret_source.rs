@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::secret::Secret;
+use crate::auth::secret::Secret;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {

@@ -4,7 +4,7 @@ use http::header::AUTHORIZATION;
 use http::HeaderValue;
 
 use super::{bearer_value, BoxFuture, Credential, CredentialError};
-use crate::secret::fingerprint;
+use crate::auth::secret::fingerprint;
 
 pub struct StaticToken {
     env: String,

@@ -24,9 +24,9 @@ use super::peek::RpcPeek;
 use super::policy::{method_problem, name_problem, MethodPolicy, ToolPolicy};
 use super::response::{Kind, McpBody};
 use super::watch::{Expect, PendingCall, RequestInfo, Watch};
-use crate::audit::AuditSink;
-use crate::body::{self, ProxyBody};
-use crate::error::{error_object, respond, Answer, ProxyError};
+use crate::ops::audit::AuditSink;
+use crate::proxy::body::{self, ProxyBody};
+use crate::proxy::error::{error_object, respond, Answer, ProxyError};
 
 /// Per-route state of the layer, built with the route (and rebuilt on reload).
 pub struct RouteLayer {
@@ -375,7 +375,7 @@ impl RouteLayer {
                 let arguments = params
                     .arguments
                     .filter(|_| self.log_arguments)
-                    .map(crate::audit::compact);
+                    .map(crate::ops::audit::compact);
                 if self.tools.is_active() {
                     if let Some(problem) = name_problem(&params.name) {
                         return refuse(

@@ -11,7 +11,7 @@ use http::request;
 use serde::Deserialize;
 
 use super::message::Body;
-use crate::error::ProxyError;
+use crate::proxy::error::ProxyError;
 
 /// What `Mcp-Name` mirrors: the tool, prompt or resource the request names.
 #[derive(Deserialize)]

@@ -86,7 +86,7 @@ pub fn name_problem(tool: &str) -> Option<&'static str> {
 /// resembles (for tests and logs), or `"(none)"` for a name no MCP method has.
 pub fn method_problem(method: &str) -> Option<&'static str> {
     let trimmed = method.trim();
-    if let Some(known) = crate::metrics::MCP_METHODS
+    if let Some(known) = crate::ops::metrics::MCP_METHODS
         .iter()
         .find(|k| **k != method && k.eq_ignore_ascii_case(trimmed))
     {

@@ -29,9 +29,9 @@ use serde_json::Value;
 use super::probe::Probe;
 use super::sse::{self, Collect, Field, Scanner, Sink};
 use super::watch::{Ending, Watch};
-use crate::audit::Outcome;
-use crate::body::{BoxError, ProxyBody};
-use crate::error::ProxyError;
+use crate::ops::audit::Outcome;
+use crate::proxy::body::{BoxError, ProxyBody};
+use crate::proxy::error::ProxyError;
 
 /// How the answer is read.
 pub enum Kind {
@@ -560,10 +560,10 @@ impl Drop for McpBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::AuditSink;
     use crate::mcp::config::PolicyConfig;
     use crate::mcp::policy::ToolPolicy;
     use crate::mcp::watch::{Expect, RequestInfo};
+    use crate::ops::audit::AuditSink;
     use http_body_util::BodyExt;
     use serde_json::json;
     use std::sync::{Arc, Mutex};

@@ -3,13 +3,18 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::connector::Connector;
-use crate::body::ProxyBody;
 
-pub type UpstreamClient = Client<Connector, ProxyBody>;
+/// The body of a request to the gateway: any body, boxed (the same type as the request
+/// path's `proxy::body::ProxyBody`, named here so that this layer does not use that one).
+pub type RequestBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+pub type UpstreamClient = Client<Connector, RequestBody>;
 
 pub fn build(connector: Connector, max_idle: usize, idle_timeout: Duration) -> UpstreamClient {
     Client::builder(TokioExecutor::new())

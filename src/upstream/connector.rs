@@ -23,7 +23,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::dns::{Dns, DnsError};
-use crate::metrics::{metrics, DnsLabels, DnsResult, RouteMetrics};
+use crate::ops::metrics::{metrics, DnsLabels, DnsResult, RouteMetrics};
 
 /// What the connector dials.
 #[derive(Debug, Clone)]

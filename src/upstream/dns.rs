@@ -12,7 +12,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::{Resolver, TokioResolver};
 use ipnet::IpNet;
 
-use crate::config::{parse_address, DnsConfig};
+use super::config::{parse_address, DnsConfig};
 
 /// Answers with a shorter TTL are kept this long anyway: a connection pool re-resolves
 /// only when it dials, and a 0 s TTL would otherwise mean a query per new connection.

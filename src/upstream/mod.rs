@@ -2,6 +2,8 @@
 //! the in-VPC check, TCP, TLS, and the pooled HTTP client of each route.
 
 pub mod client;
+pub mod config;
 pub mod connector;
 pub mod dns;
+pub mod per_worker;
 pub mod tls;

@@ -21,8 +21,8 @@ use crate::common::dns::DnsServer;
 use crate::common::http::{post_rpc, raw, send};
 use crate::common::proxy::head;
 use crate::common::upstream::{Upstream, GATEWAY_HOST};
-use mcp_vpce_proxy::admin::MAX_CONNECTIONS;
 use mcp_vpce_proxy::config::{Config, Overrides};
+use mcp_vpce_proxy::listener::admin::MAX_CONNECTIONS;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -62,7 +62,9 @@ ca_file = "{ca}"
     );
     let config = Config::parse(&toml, "admin.toml", &Overrides::default())
         .unwrap_or_else(|e| panic!("{e}\n{toml}"));
-    let proxy = mcp_vpce_proxy::app::Proxy::start(&config).await.unwrap();
+    let proxy = mcp_vpce_proxy::cmd::app::Proxy::start(&config)
+        .await
+        .unwrap();
     let (agent, admin) = (proxy.local_addr(), proxy.admin_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(proxy.run(async move {

@@ -121,7 +121,7 @@ async fn every_tool_call_outcome_is_recorded_field_by_field() {
     assert_eq!(refused["status"], 200);
     assert_eq!(refused["response_bytes"], 0);
 
-    let metrics = mcp_vpce_proxy::metrics::metrics().encode();
+    let metrics = mcp_vpce_proxy::ops::metrics::metrics().encode();
     for line in [
         "mcp_vpce_proxy_tool_calls_total{route=\"mcp\",tool=\"DemoTarget___echo\",outcome=\"ok\"}",
         "mcp_vpce_proxy_tool_calls_total{route=\"mcp\",tool=\"DemoTarget___fail\",outcome=\"tool_error\"}",

@@ -34,7 +34,7 @@ fn credential_line(stdout: &str) -> String {
 const SECRET: &str = "flag-secret-Pq7z";
 
 fn fingerprint() -> String {
-    mcp_vpce_proxy::secret::Secret::new(SECRET).fingerprint()
+    mcp_vpce_proxy::auth::secret::Secret::new(SECRET).fingerprint()
 }
 
 #[test]

@@ -98,7 +98,7 @@ async fn fifty_concurrent_cold_start_requests_cause_exactly_one_token_request() 
     assert!(seen
         .iter()
         .all(|r| r.authorization.as_deref() == Some(bearer(1).as_str())));
-    let metrics = mcp_vpce_proxy::metrics::metrics().encode();
+    let metrics = mcp_vpce_proxy::ops::metrics::metrics().encode();
     assert!(
         metrics.contains(
             r#"mcp_vpce_proxy_credential_refreshes_total{route="fifty",source="oauth2",result="ok"} 1"#
@@ -148,7 +148,7 @@ async fn client_secret_basic_sends_the_form_encoded_pair_in_basic_auth() {
         Some(bearer(1).as_str())
     );
     // The time left on the token in use is exported.
-    let metrics = mcp_vpce_proxy::metrics::metrics().encode();
+    let metrics = mcp_vpce_proxy::ops::metrics::metrics().encode();
     let left: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix(r#"mcp_vpce_proxy_credential_expiry_seconds{route="basic"} "#))

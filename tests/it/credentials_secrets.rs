@@ -209,7 +209,7 @@ credential = {{ type = "sigv4" }}
     let secrets = [CLIENT_SECRET.to_string(), "file-secret-Vb93nQ2".to_string()];
     assert_free_of("check output", &stdout, &secrets);
     assert_free_of("check output", &stderr, &secrets);
-    let fingerprint = mcp_vpce_proxy::secret::Secret::new(CLIENT_SECRET).fingerprint();
+    let fingerprint = mcp_vpce_proxy::auth::secret::Secret::new(CLIENT_SECRET).fingerprint();
     assert!(
         stdout.contains(&format!(
             "oauth2 client credentials from https://auth.example.com/oauth2/token \

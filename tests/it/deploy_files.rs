@@ -441,9 +441,9 @@ async fn the_healthcheck_subcommand_asks_the_admin_listener() {
     use crate::common::dns::DnsServer;
     use crate::common::proxy::head;
     use crate::common::upstream::{ENDPOINT_HOST, GATEWAY_HOST};
-    use mcp_vpce_proxy::admin::Admin;
     use mcp_vpce_proxy::config::{Config, Overrides};
-    use mcp_vpce_proxy::server::Server;
+    use mcp_vpce_proxy::listener::admin::Admin;
+    use mcp_vpce_proxy::listener::server::Server;
 
     // One route that resolves, one whose name does not exist: live, not ready.
     let dns = DnsServer::start(&[(ENDPOINT_HOST, "127.0.0.1".parse().unwrap())]).await;

@@ -158,7 +158,7 @@ async fn a_working_route_passes_every_check() {
     );
     // Only a fingerprint of what was attached, never the token.
     let fingerprint =
-        mcp_vpce_proxy::secret::fingerprint(format!("Bearer {GATEWAY_TOKEN}").as_bytes());
+        mcp_vpce_proxy::auth::secret::fingerprint(format!("Bearer {GATEWAY_TOKEN}").as_bytes());
     assert!(run.line("✓ credential").ends_with(&format!(
         "obtained; attaches authorization (Authorization {fingerprint})"
     )));

@@ -16,8 +16,8 @@ use crate::common::proxy::head;
 use crate::common::upstream::ENDPOINT_HOST;
 use arc_swap::ArcSwap;
 use mcp_vpce_proxy::config::{Config, Overrides};
-use mcp_vpce_proxy::route::RouteTable;
-use mcp_vpce_proxy::server::Server;
+use mcp_vpce_proxy::listener::server::Server;
+use mcp_vpce_proxy::proxy::route::RouteTable;
 use serde_json::json;
 
 /// The proxy in-process, with a handle on its route table (for the resolver's answer
@@ -59,7 +59,7 @@ impl Running {
 
     async fn ready(&self) -> (bool, Vec<String>) {
         let table = self.routes.load_full();
-        let readiness = mcp_vpce_proxy::health::readiness(&table).await;
+        let readiness = mcp_vpce_proxy::proxy::health::readiness(&table).await;
         let missing = readiness
             .routes
             .iter()

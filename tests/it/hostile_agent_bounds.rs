@@ -72,7 +72,7 @@ async fn made_up_tool_names_add_no_metric_series() {
     let answer = post(&proxy.url(), &call(5000, "Real___tool").to_string()).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
 
-    let metrics = mcp_vpce_proxy::metrics::metrics().encode();
+    let metrics = mcp_vpce_proxy::ops::metrics::metrics().encode();
     let ours: Vec<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("mcp_vpce_proxy_tool_calls_total{route=\"bounds-metrics\""))

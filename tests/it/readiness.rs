@@ -12,9 +12,9 @@ use crate::common::dns::DnsServer;
 use crate::common::http::{post_rpc, send, Answer};
 use crate::common::proxy::{head, OUTSIDE};
 use crate::common::upstream::{Upstream, ENDPOINT_HOST, GATEWAY_HOST};
-use mcp_vpce_proxy::admin::Admin;
 use mcp_vpce_proxy::config::{Config, Overrides};
-use mcp_vpce_proxy::server::Server;
+use mcp_vpce_proxy::listener::admin::Admin;
+use mcp_vpce_proxy::listener::server::Server;
 use serde_json::{json, Value};
 
 /// Longer than the resolver's 5 s floor plus a query timeout, with room for a slow machine.

@@ -15,8 +15,8 @@ use crate::common::http::{post_rpc, send};
 use crate::common::proxy::head;
 use crate::common::upstream::{Upstream, ENDPOINT_HOST, GATEWAY_HOST};
 use mcp_vpce_proxy::config::{Config, Overrides};
-use mcp_vpce_proxy::metrics::{metrics, ResultLabels};
-use mcp_vpce_proxy::server::Server;
+use mcp_vpce_proxy::listener::server::Server;
+use mcp_vpce_proxy::ops::metrics::{metrics, ResultLabels};
 use serde_json::json;
 
 const RELOADS: usize = 20;

@@ -22,10 +22,10 @@ use crate::common::proxy::head;
 use crate::common::token_server::{bearer, Answer, TokenServer};
 use crate::common::upstream::{Upstream, ENDPOINT_HOST, GATEWAY_HOST};
 use arc_swap::ArcSwap;
-use mcp_vpce_proxy::admin::Admin;
 use mcp_vpce_proxy::config::{Config, Overrides};
-use mcp_vpce_proxy::route::RouteTable;
-use mcp_vpce_proxy::server::{Reloader, Server};
+use mcp_vpce_proxy::listener::admin::Admin;
+use mcp_vpce_proxy::listener::server::{Reloader, Server};
+use mcp_vpce_proxy::proxy::route::RouteTable;
 use serde_json::json;
 
 const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":7,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"reload-test","version":"1"}}}"#;

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use mcp_vpce_proxy::config::{Config, Overrides};
-use mcp_vpce_proxy::server::Server;
+use mcp_vpce_proxy::listener::server::Server;
 use tokio::task::JoinHandle;
 
 use super::aws::ChildProxy;

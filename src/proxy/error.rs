@@ -1,0 +1,492 @@
+//! The one error type of the request path and the one function that turns it into what
+//! the agent sees. Every refusal in the proxy is a variant here.
+//!
+//! | variant | HTTP | JSON-RPC code (POST) |
+//! |---|---|---|
+//! | `AbsoluteForm` | 400 | text |
+//! | `ConnectMethod`, `MethodNotAllowed` | 405 + `Allow` | text |
+//! | `UnknownRoute` | 404 | text |
+//! | `BodyTooLarge` | 413 | -32006 |
+//! | `BodyIncomplete` | 400 | -32008 |
+//! | `Dns` | 503 | -32003 |
+//! | `NotPrivate` | 502 | -32002 |
+//! | `Unreachable` | 502 | -32000 |
+//! | `Tls` | 502 | -32004 |
+//! | `Credential` | 503 | -32005 |
+//! | `ResponseTimeout` | 504 | -32001 |
+//! | `Upstream` | 502 | -32007 |
+//! | `ToolRefused` | 200 | -32010 |
+//! | `MethodRefused` | 200 | -32011 |
+//! | `RateLimited` | 429 + `Retry-After` | -32012 |
+//! | `ConcurrencyLimited` | 429 + `Retry-After` | -32013 |
+//! | `FilterFailed` | (inside a 200 answer) | -32014 |
+//! | `BufferBudgetExceeded` | 503 + `Retry-After` | -32015 |
+//! | `UnsupportedMediaType` | 415 | -32600 |
+//! | `ParseError` | 400 | -32700 |
+//! | `InvalidRequest` | 400 | -32600 |
+//! | `InvalidParams` | 200 | -32602 |
+//! | `HeaderMismatch` | 400 | -32020 (MCP 2026-07-28) |
+//! | `HostInvalid` | 400 | text |
+//! | `ClientRefused`, `OriginRefused`, `HostRefused` | 403 | text |
+//! | `Unauthenticated` | 401 + `WWW-Authenticate` | text |
+//!
+//! Policy refusals are answered with HTTP 200: the request was a well-formed JSON-RPC call
+//! that got a JSON-RPC error, which MCP clients hand to the agent as that call's failure
+//! rather than as a broken transport.
+
+use std::time::Duration;
+
+use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Method, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::auth::CredentialError;
+use crate::mcp::peek::RpcPeek;
+use crate::proxy::body::{full, BudgetScope, ProxyBody, ReadError};
+use crate::upstream::connector::ConnectError;
+
+pub const ALLOWED_METHODS: &str = "GET, POST, DELETE";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyError {
+    /// `GET http://host/path HTTP/1.1`: a forward-proxy request.
+    AbsoluteForm,
+    /// `CONNECT host:port`: a tunnel request.
+    ConnectMethod,
+    MethodNotAllowed {
+        method: Method,
+    },
+    UnknownRoute {
+        path: String,
+    },
+    BodyTooLarge {
+        limit: u64,
+    },
+    BodyIncomplete(String),
+    /// Buffering the request body would take its connection (`scope` Connection) or the
+    /// process over its budget of buffered request bytes (`limits.max_buffered_bytes*`).
+    BufferBudgetExceeded {
+        scope: BudgetScope,
+        limit: u64,
+    },
+    Connect(ConnectError),
+    Credential(CredentialError),
+    ResponseTimeout {
+        after: Duration,
+    },
+    Upstream(String),
+    /// The route's tool policy refuses this tool.
+    ToolRefused {
+        tool: String,
+    },
+    /// The route's method policy refuses this JSON-RPC method.
+    MethodRefused {
+        method: String,
+    },
+    /// More requests per second than the route allows; try again after `retry_after`.
+    RateLimited {
+        retry_after: Duration,
+    },
+    /// More POSTs in flight than the route allows.
+    ConcurrencyLimited {
+        limit: usize,
+    },
+    /// A gateway answer that the tool policy must filter could not be filtered (too large,
+    /// or unreadable): it is replaced by this error rather than shown unfiltered.
+    FilterFailed(String),
+    /// A POST whose `Content-Type` is not JSON.
+    UnsupportedMediaType {
+        content_type: String,
+    },
+    /// A POST body that is not JSON.
+    ParseError(String),
+    /// JSON that is not a JSON-RPC message or batch.
+    InvalidRequest(String),
+    /// `tools/call` parameters the tool policy cannot read.
+    InvalidParams(String),
+    /// `Mcp-Method`/`Mcp-Name` headers that disagree with the body (MCP 2026-07-28): a
+    /// gateway may route on the header while the policy judged the body.
+    HeaderMismatch(String),
+    /// The agent's address is not in `inbound.allowed_clients`.
+    ClientRefused {
+        peer: std::net::IpAddr,
+    },
+    /// An `Origin` not on `inbound.allowed_origins` (a browser page, maybe DNS rebinding).
+    OriginRefused {
+        origin: String,
+    },
+    /// A `Host` that is not one of the listener's own names (DNS rebinding).
+    HostRefused {
+        host: String,
+    },
+    /// A `Host` (or h2 `:authority`) that is not a plain `host[:port]`, a second Host
+    /// header, an h2 `host` header naming another authority than `:authority`, or an
+    /// HTTP/1.1 request without Host; what is wrong.
+    HostInvalid(String),
+    /// The inbound client token is missing or wrong.
+    Unauthenticated,
+}
+
+impl From<ReadError> for ProxyError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::TooLarge { limit } => ProxyError::BodyTooLarge { limit },
+            ReadError::TimedOut { after } => ProxyError::BodyIncomplete(format!(
+                "request body not received within {}",
+                humantime::format_duration(after)
+            )),
+            ReadError::Broken(cause) => {
+                ProxyError::BodyIncomplete(format!("request body could not be read: {cause}"))
+            }
+            ReadError::OverBudget { scope, limit } => {
+                ProxyError::BufferBudgetExceeded { scope, limit }
+            }
+        }
+    }
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::AbsoluteForm | ProxyError::HostInvalid(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ConnectMethod | ProxyError::MethodNotAllowed { .. } => {
+                StatusCode::METHOD_NOT_ALLOWED
+            }
+            ProxyError::UnknownRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyIncomplete(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BufferBudgetExceeded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Connect(ConnectError::Dns(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Connect(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Credential(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::ToolRefused { .. }
+            | ProxyError::MethodRefused { .. }
+            | ProxyError::InvalidParams(_) => StatusCode::OK,
+            ProxyError::RateLimited { .. } | ProxyError::ConcurrencyLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            // Inside the 200 answer that replaced the gateway's.
+            ProxyError::FilterFailed(_) => StatusCode::OK,
+            ProxyError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ProxyError::ParseError(_)
+            | ProxyError::InvalidRequest(_)
+            | ProxyError::HeaderMismatch(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ClientRefused { .. }
+            | ProxyError::OriginRefused { .. }
+            | ProxyError::HostRefused { .. } => StatusCode::FORBIDDEN,
+            ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    /// The JSON-RPC error code, in the implementation-defined server range.
+    pub fn rpc_code(&self) -> i64 {
+        match self {
+            ProxyError::Connect(ConnectError::Unreachable { .. }) => -32000,
+            ProxyError::ResponseTimeout { .. } => -32001,
+            ProxyError::Connect(ConnectError::NotPrivate { .. }) => -32002,
+            ProxyError::Connect(ConnectError::Dns(_)) => -32003,
+            ProxyError::Connect(ConnectError::Tls { .. }) => -32004,
+            ProxyError::Credential(_) => -32005,
+            ProxyError::BodyTooLarge { .. } => -32006,
+            ProxyError::Upstream(_) => -32007,
+            ProxyError::BodyIncomplete(_) => -32008,
+            ProxyError::ToolRefused { .. } => -32010,
+            ProxyError::MethodRefused { .. } => -32011,
+            ProxyError::RateLimited { .. } => -32012,
+            ProxyError::ConcurrencyLimited { .. } => -32013,
+            ProxyError::FilterFailed(_) => -32014,
+            ProxyError::BufferBudgetExceeded { .. } => -32015,
+            ProxyError::ParseError(_) => -32700,
+            ProxyError::InvalidParams(_) => -32602,
+            ProxyError::HeaderMismatch(_) => -32020,
+            // UnsupportedMediaType and InvalidRequest: -32600, the default below.
+            // Refusals made before a route is known are answered as text.
+            _ => -32600,
+        }
+    }
+
+    /// A short stable name for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProxyError::AbsoluteForm => "absolute_form",
+            ProxyError::ConnectMethod => "connect_method",
+            ProxyError::MethodNotAllowed { .. } => "method_not_allowed",
+            ProxyError::UnknownRoute { .. } => "unknown_route",
+            ProxyError::BodyTooLarge { .. } => "body_too_large",
+            ProxyError::BodyIncomplete(_) => "body_incomplete",
+            ProxyError::BufferBudgetExceeded { .. } => "buffer_budget_exceeded",
+            ProxyError::Connect(ConnectError::Dns(_)) => "dns",
+            ProxyError::Connect(ConnectError::NotPrivate { .. }) => "not_private",
+            ProxyError::Connect(ConnectError::Unreachable { .. }) => "unreachable",
+            ProxyError::Connect(ConnectError::Tls { .. }) => "tls",
+            ProxyError::Credential(_) => "credential",
+            ProxyError::ResponseTimeout { .. } => "response_timeout",
+            ProxyError::Upstream(_) => "upstream",
+            ProxyError::ToolRefused { .. } => "tool_refused",
+            ProxyError::MethodRefused { .. } => "method_refused",
+            ProxyError::RateLimited { .. } => "rate_limited",
+            ProxyError::ConcurrencyLimited { .. } => "concurrency_limited",
+            ProxyError::FilterFailed(_) => "filter_failed",
+            ProxyError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            ProxyError::ParseError(_) => "parse_error",
+            ProxyError::InvalidRequest(_) => "invalid_request",
+            ProxyError::InvalidParams(_) => "invalid_params",
+            ProxyError::HeaderMismatch(_) => "header_mismatch",
+            ProxyError::ClientRefused { .. } => "client_refused",
+            ProxyError::OriginRefused { .. } => "origin_refused",
+            ProxyError::HostRefused { .. } => "host_refused",
+            ProxyError::HostInvalid(_) => "host_invalid",
+            ProxyError::Unauthenticated => "unauthenticated",
+        }
+    }
+}
+
+impl std::fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxyError::AbsoluteForm => f.write_str(
+                "absolute-form request targets are refused: this is not an open proxy; \
+                 send requests to a configured local path such as /mcp",
+            ),
+            ProxyError::ConnectMethod => {
+                f.write_str("CONNECT is refused: this is not an open proxy")
+            }
+            ProxyError::MethodNotAllowed { method } => {
+                write!(f, "method {method} is not allowed; use {ALLOWED_METHODS}")
+            }
+            ProxyError::UnknownRoute { path } => write!(f, "no route for path {path}"),
+            ProxyError::BodyTooLarge { limit } => {
+                write!(f, "request body exceeds the limit of {limit} bytes")
+            }
+            ProxyError::BodyIncomplete(cause) => f.write_str(cause),
+            ProxyError::BufferBudgetExceeded { scope, limit } => match scope {
+                BudgetScope::Connection => write!(
+                    f,
+                    "request bodies buffered on this connection would exceed {limit} bytes \
+                     (limits.max_buffered_bytes_per_connection); retry when one has been sent"
+                ),
+                BudgetScope::Process => write!(
+                    f,
+                    "request bodies buffered by the proxy would exceed {limit} bytes \
+                     (limits.max_buffered_bytes); retry shortly"
+                ),
+            },
+            ProxyError::Connect(e) => e.fmt(f),
+            ProxyError::Credential(e) => write!(f, "no gateway credential: {e}"),
+            ProxyError::ResponseTimeout { after } => write!(
+                f,
+                "gateway did not answer within {}",
+                humantime::format_duration(*after)
+            ),
+            ProxyError::Upstream(cause) => write!(f, "gateway connection failed: {cause}"),
+            ProxyError::ToolRefused { tool } => {
+                write!(f, "tool {tool:?} is not allowed by this route's tool policy")
+            }
+            ProxyError::MethodRefused { method } => {
+                write!(f, "method {method:?} is not allowed by this route's policy")
+            }
+            ProxyError::RateLimited { retry_after } => write!(
+                f,
+                "rate limit exceeded; retry after {}",
+                humantime::format_duration(*retry_after)
+            ),
+            ProxyError::ConcurrencyLimited { limit } => write!(
+                f,
+                "too many requests in flight (the limit is {limit}); retry when one has finished"
+            ),
+            ProxyError::FilterFailed(cause) => f.write_str(cause),
+            ProxyError::UnsupportedMediaType { content_type } => write!(
+                f,
+                "Content-Type {content_type:?} is not supported; POST a JSON-RPC message as application/json"
+            ),
+            ProxyError::ParseError(cause) => write!(f, "parse error: the body is not JSON: {cause}"),
+            ProxyError::InvalidRequest(cause) => write!(
+                f,
+                "invalid request: the body is not a JSON-RPC 2.0 message or batch: {cause}"
+            ),
+            ProxyError::InvalidParams(cause) => write!(f, "invalid params: {cause}"),
+            ProxyError::HeaderMismatch(cause) => write!(f, "header mismatch: {cause}"),
+            ProxyError::ClientRefused { peer } => {
+                write!(f, "client address {peer} is not in inbound.allowed_clients")
+            }
+            ProxyError::OriginRefused { origin } => {
+                write!(f, "Origin {origin:?} is not allowed (inbound.allowed_origins)")
+            }
+            ProxyError::HostRefused { host } => write!(
+                f,
+                "Host {host:?} is not a name of this listener (inbound.allowed_hosts)"
+            ),
+            ProxyError::HostInvalid(cause) => f.write_str(cause),
+            ProxyError::Unauthenticated => f.write_str(
+                "missing or wrong client token: send Authorization: Bearer <inbound token>",
+            ),
+        }
+    }
+}
+
+/// Whether the agent gets a JSON-RPC error object (MCP POSTs) or a line of text.
+pub enum Answer<'a> {
+    JsonRpc(&'a RpcPeek),
+    Text,
+}
+
+/// The response the agent sees for `err` on `route` (None before a route was found).
+pub fn respond(err: &ProxyError, route: Option<&str>, answer: Answer<'_>) -> Response<ProxyBody> {
+    let message = message(err, route);
+    let mut builder = Response::builder().status(err.status());
+    if matches!(
+        err,
+        ProxyError::ConnectMethod | ProxyError::MethodNotAllowed { .. }
+    ) {
+        builder = builder.header(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+    }
+    match err {
+        ProxyError::RateLimited { retry_after } => {
+            builder = builder.header(RETRY_AFTER, retry_after_seconds(*retry_after));
+        }
+        ProxyError::ConcurrencyLimited { .. } | ProxyError::BufferBudgetExceeded { .. } => {
+            builder = builder.header(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        ProxyError::Unauthenticated => {
+            builder = builder.header(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"mcp-vpce-proxy\""),
+            );
+        }
+        _ => {}
+    }
+    let response = match answer {
+        Answer::JsonRpc(peek) => {
+            let body = rpc_errors(peek, err.rpc_code(), &message, err.kind(), route);
+            builder
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .body(full(body.to_string()))
+        }
+        Answer::Text => builder
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            )
+            .body(full(format!("{message}\n"))),
+    };
+    response.unwrap_or_else(|_| Response::new(full("mcp-vpce-proxy: internal error\n")))
+}
+
+/// The message the agent reads for `err` on `route`.
+pub fn message(err: &ProxyError, route: Option<&str>) -> String {
+    match route {
+        Some(route) => format!("mcp-vpce-proxy: route {route}: {err}"),
+        None => format!("mcp-vpce-proxy: {err}"),
+    }
+}
+
+/// The JSON-RPC error response for the request `id`, as `respond` words it; for answers
+/// the MCP layer assembles itself (batch elements, SSE events).
+pub fn error_object(id: &Value, err: &ProxyError, route: Option<&str>) -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {
+            "code": err.rpc_code(),
+            "message": message(err, route),
+            "data": { "reason": err.kind(), "route": route },
+        }
+    })
+}
+
+/// `Retry-After` in whole seconds, rounded up, at least 1.
+fn retry_after_seconds(wait: Duration) -> HeaderValue {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    HeaderValue::from(secs.max(1))
+}
+
+/// One error object per request: a batch gets an array with one per element that had an
+/// id; a single message (or an unreadable body) gets one object with its id or null.
+fn rpc_errors(peek: &RpcPeek, code: i64, message: &str, kind: &str, route: Option<&str>) -> Value {
+    let error = |id: &Value| {
+        json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": {
+                "code": code,
+                "message": message,
+                "data": { "reason": kind, "route": route },
+            }
+        })
+    };
+    match peek {
+        RpcPeek::Batch(items) => {
+            let errors: Vec<Value> = items
+                .iter()
+                .filter_map(|m| m.id.as_ref().map(&error))
+                .collect();
+            if errors.is_empty() {
+                error(&Value::Null)
+            } else {
+                Value::Array(errors)
+            }
+        }
+        RpcPeek::Single(m) => error(m.id.as_ref().unwrap_or(&Value::Null)),
+        RpcPeek::Unreadable => error(&Value::Null),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mcp::peek::peek;
+    use http_body_util::BodyExt;
+
+    async fn body_json(r: Response<ProxyBody>) -> Value {
+        let bytes = r.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn post_errors_carry_the_request_id() {
+        let p = peek(br#"{"jsonrpc":"2.0","id":"abc","method":"tools/call"}"#);
+        let r = respond(
+            &ProxyError::ResponseTimeout {
+                after: Duration::from_secs(900),
+            },
+            Some("mcp"),
+            Answer::JsonRpc(&p),
+        );
+        assert_eq!(r.status(), 504);
+        let v = body_json(r).await;
+        assert_eq!(v["id"], "abc");
+        assert_eq!(v["error"]["code"], -32001);
+        assert_eq!(
+            v["error"]["message"],
+            "mcp-vpce-proxy: route mcp: gateway did not answer within 15m"
+        );
+    }
+
+    #[tokio::test]
+    async fn batches_get_one_error_per_request() {
+        let p = peek(br#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"n"},{"jsonrpc":"2.0","id":2,"method":"b"}]"#);
+        let r = respond(
+            &ProxyError::Upstream("reset".into()),
+            Some("mcp"),
+            Answer::JsonRpc(&p),
+        );
+        let v = body_json(r).await;
+        let ids: Vec<&Value> = v.as_array().unwrap().iter().map(|e| &e["id"]).collect();
+        assert_eq!(ids, [&json!(1), &json!(2)]);
+    }
+
+    #[test]
+    fn method_refusals_list_the_allowed_methods() {
+        let r = respond(
+            &ProxyError::MethodNotAllowed {
+                method: Method::PUT,
+            },
+            Some("mcp"),
+            Answer::Text,
+        );
+        assert_eq!(r.status(), 405);
+        assert_eq!(r.headers()[ALLOW], ALLOWED_METHODS);
+    }
+}

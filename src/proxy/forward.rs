@@ -1,0 +1,539 @@
+//! One request: route it, rewrite it for the gateway, attach the credential, forward it
+//! through the route's pooled client and stream the answer back.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::capture_connection;
+
+use crate::mcp::layer::Verdict;
+use crate::mcp::peek::{peek, RpcPeek};
+use crate::ops::access_log::AccessLog;
+use crate::ops::metrics::rpc_method_label;
+use crate::proxy::body::{self, ProxyBody, ResponseBody};
+use crate::proxy::discovery;
+use crate::proxy::error::{respond, Answer, ProxyError};
+use crate::proxy::route::{Route, RouteTable};
+use crate::upstream::connector::{ConnectError, ConnectionUse};
+
+/// Headers that belong to one hop and never cross the proxy (RFC 9110 7.6.1), plus the
+/// proxy-only ones.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Handles one request from the agent. Never fails: every problem is an answer.
+pub async fn handle(
+    table: Arc<RouteTable>,
+    peer: Option<std::net::SocketAddr>,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let selected = table
+        .inbound
+        .check(peer, &req)
+        .and_then(|()| select_route(&table, &req));
+    match selected {
+        Ok((route, target)) => {
+            let route = route.clone();
+            let owns_bare_discovery = table
+                .bare_discovery_route()
+                .is_some_and(|r| Arc::ptr_eq(r, &route));
+            let body_deadline = table.body_read_timeout;
+            forward(
+                route,
+                target,
+                owns_bare_discovery,
+                body_deadline,
+                req,
+                started,
+            )
+            .await
+        }
+        Err(err) => {
+            let response = respond(&err, None, Answer::Text);
+            log_refusal(None, req.method(), "-", &err, started);
+            response
+        }
+    }
+}
+
+/// The refusals that need no route: not an open proxy, only configured paths.
+/// Where a request goes on its route's gateway.
+enum Target {
+    /// The route's MCP endpoint.
+    Mcp,
+    /// An OAuth discovery document, on passthrough routes only.
+    Discovery { gateway_path: String },
+}
+
+fn select_route<'t>(
+    table: &'t RouteTable,
+    req: &Request<Incoming>,
+) -> Result<(&'t Arc<Route>, Target), ProxyError> {
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::ConnectMethod);
+    }
+    // HTTP/2 always carries an authority; in HTTP/1 a full URL in the request line is a
+    // forward-proxy request.
+    if req.version() < Version::HTTP_2 && req.uri().authority().is_some() {
+        return Err(ProxyError::AbsoluteForm);
+    }
+    let path = req.uri().path();
+    let unknown = || ProxyError::UnknownRoute {
+        path: path.to_string(),
+    };
+    if let Some(well_known) = discovery::parse(path) {
+        // Only passthrough routes have OAuth discovery: elsewhere the sidecar holds the
+        // credential and the agent needs none.
+        let route = if well_known.resource.is_empty() {
+            table.bare_discovery_route()
+        } else {
+            table.get(well_known.resource)
+        };
+        let route = route.filter(|r| r.url_map.is_some()).ok_or_else(unknown)?;
+        if req.method() != Method::GET {
+            return Err(ProxyError::MethodNotAllowed {
+                method: req.method().clone(),
+            });
+        }
+        let gateway_path = match (well_known.resource, route.gateway.path.as_str()) {
+            ("", _) | (_, "/") => well_known.prefix.to_string(),
+            (_, path) => format!("{}{path}", well_known.prefix),
+        };
+        return Ok((route, Target::Discovery { gateway_path }));
+    }
+    let route = table.get(path).ok_or_else(unknown)?;
+    match *req.method() {
+        Method::POST | Method::GET | Method::DELETE => Ok((route, Target::Mcp)),
+        _ => Err(ProxyError::MethodNotAllowed {
+            method: req.method().clone(),
+        }),
+    }
+}
+
+async fn forward(
+    route: Arc<Route>,
+    target: Target,
+    owns_bare_discovery: bool,
+    body_deadline: Duration,
+    req: Request<Incoming>,
+    started: Instant,
+) -> Response<ProxyBody> {
+    let (mut head, incoming) = req.into_parts();
+    let is_post = head.method == Method::POST;
+
+    // POST bodies are JSON-RPC messages the gateway only processes whole: read them
+    // (bounded) so that a 413 comes before any connection, errors can echo the id, and
+    // credentials that sign the body can see it. GET and DELETE carry no body in MCP.
+    let (payload, rpc) = if is_post {
+        let budget = head.extensions.get::<body::BufferBudget>();
+        match body::read_limited(incoming, route.max_body_bytes, body_deadline, budget).await {
+            Ok(bytes) => {
+                let rpc = peek(&bytes);
+                (bytes, rpc)
+            }
+            Err(e) => {
+                let err = e.into();
+                route
+                    .layer
+                    .refused_before(&head, &RpcPeek::Unreadable, &err);
+                return refuse(
+                    &route,
+                    &head.method,
+                    &RpcPeek::Unreadable,
+                    is_post,
+                    err,
+                    started,
+                );
+            }
+        }
+    } else {
+        drop(incoming);
+        (Bytes::new(), RpcPeek::Unreadable)
+    };
+
+    // The MCP layer looks at MCP traffic only, not at OAuth discovery documents.
+    let verdict = match target {
+        Target::Mcp => Some(route.layer.inspect(&head, payload, &rpc)),
+        Target::Discovery { .. } => None,
+    };
+    let (payload, inspection) = match verdict {
+        None => (Bytes::new(), None),
+        Some(Verdict::Forward {
+            payload,
+            inspection,
+        }) => (payload, Some(inspection)),
+        Some(Verdict::Answer(response)) => {
+            route
+                .metrics
+                .request(&head.method, rpc.method_label(), response.status().as_u16());
+            tracing::warn!(
+                target: "mcp_vpce_proxy::access",
+                route = %route.name,
+                method = %head.method,
+                rpc_method = rpc_method_label(rpc.method_label()),
+                status = response.status().as_u16(),
+                total_ms = started.elapsed().as_micros() as f64 / 1000.0,
+                "answered by the MCP layer"
+            );
+            return response;
+        }
+    };
+
+    let session = head.headers.contains_key("mcp-session-id");
+    // The sidecar's own origin as the agent addressed it, for passthrough rewrites.
+    let local_origin = route.url_map.as_ref().map(|_| local_origin(&head));
+    rewrite_request_headers(
+        &mut head.headers,
+        route.credential.forwards_caller_authorization(),
+    );
+    if matches!(target, Target::Mcp) && route.layer.reads_answers() {
+        // The MCP layer reads (and may filter) the answer: it must come as plain bytes,
+        // whatever encodings the agent would accept.
+        head.headers.insert(
+            header::ACCEPT_ENCODING,
+            http::HeaderValue::from_static("identity"),
+        );
+    }
+    let outgoing = Outgoing {
+        method: head.method,
+        uri: match &target {
+            Target::Mcp => route.upstream_uri(head.uri.query()),
+            Target::Discovery { gateway_path } => {
+                route.upstream_uri_at(gateway_path, head.uri.query())
+            }
+        },
+        headers: head.headers,
+    };
+    let method = outgoing.method.clone();
+    let bytes_in = payload.len() as u64;
+    let sent = Instant::now();
+
+    // A credential that can be refreshed gets one more try when the gateway answers 401
+    // (a token revoked or rotated early); the request is replayed from the buffered body.
+    let (first, spare) = if route.credential.refreshable() {
+        (outgoing.to_parts(), Some(outgoing))
+    } else {
+        (outgoing.into_parts(), None)
+    };
+    let mut result = send(&route, first, &payload).await;
+    if let Some(spare) = spare {
+        if matches!(&result, Ok(r) if r.status() == StatusCode::UNAUTHORIZED) {
+            tracing::info!(route = %route.name, "gateway answered 401; refreshing the credential and retrying once");
+            route.credential.invalidate();
+            result = send(&route, spare.into_parts(), &payload).await;
+        }
+    }
+    let response = match result {
+        Ok(r) => r,
+        Err(err) => {
+            if let Some(inspection) = inspection {
+                route.layer.failed(inspection, &err);
+            }
+            return refuse(&route, &method, &rpc, is_post, err, started);
+        }
+    };
+
+    let (mut parts, upstream_body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let upstream_time = sent.elapsed();
+    route
+        .metrics
+        .upstream_seconds
+        .observe(upstream_time.as_secs_f64());
+    let stream = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let log = AccessLog {
+        route: route.name.clone(),
+        metrics: route.metrics.clone(),
+        stream,
+        method,
+        rpc_method: rpc_method_label(rpc.method_label()),
+        session,
+        status: parts.status.as_u16(),
+        started,
+        upstream: Some(upstream_time),
+        bytes_in,
+    };
+    let mut body = upstream_body.map_err(Into::into).boxed_unsync();
+    if let Some(inspection) = inspection {
+        body = route.layer.respond(inspection, &mut parts, body);
+    }
+    if let (Some(map), Some(origin)) = (&route.url_map, &local_origin) {
+        let rewriter = map.at(origin, owns_bare_discovery);
+        if parts.status == StatusCode::UNAUTHORIZED || parts.status == StatusCode::FORBIDDEN {
+            rewriter.rewrite_challenges(&mut parts.headers);
+        }
+        if matches!(target, Target::Discovery { .. }) {
+            body = discovery::rewrite_body(&route.name, &mut parts.headers, body, &rewriter).await;
+        }
+    }
+    let body = ResponseBody::new(body, route.idle_timeout, log).boxed_unsync();
+    Response::from_parts(parts, body)
+}
+
+/// `http://<host>[:<port>]` as the agent addressed the proxy (Host, or the h2
+/// `:authority`), parsed strictly and re-serialised by the inbound guard's parser: only
+/// a host and a port ever reach the discovery documents and challenges built from it,
+/// never the raw header.
+fn local_origin(head: &http::request::Parts) -> String {
+    match crate::proxy::inbound::request_authority(head.version, &head.uri, &head.headers) {
+        Ok(Some(authority)) => format!("http://{authority}"),
+        // HTTP/1.0 without Host (the guard refused a malformed one before routing).
+        _ => "http://127.0.0.1".to_string(),
+    }
+}
+
+/// The upstream request before the credential is attached; kept so that a 401 can be
+/// answered by one replay.
+struct Outgoing {
+    method: Method,
+    uri: http::Uri,
+    headers: HeaderMap,
+}
+
+impl Outgoing {
+    fn into_parts(self) -> http::request::Parts {
+        let (mut parts, ()) = Request::new(()).into_parts();
+        parts.method = self.method;
+        parts.uri = self.uri;
+        // hyper-util picks HTTP/2 itself when ALPN negotiated it.
+        parts.version = Version::HTTP_11;
+        parts.headers = self.headers;
+        parts
+    }
+
+    fn to_parts(&self) -> http::request::Parts {
+        Outgoing {
+            method: self.method.clone(),
+            uri: self.uri.clone(),
+            headers: self.headers.clone(),
+        }
+        .into_parts()
+    }
+}
+
+/// One attempt: attach the credential, send, wait for the response head. A connection
+/// to an address the endpoint name no longer resolves to is retired after this request,
+/// so the pool drains towards the endpoint's current addresses.
+async fn send(
+    route: &Route,
+    mut parts: http::request::Parts,
+    payload: &Bytes,
+) -> Result<Response<Incoming>, ProxyError> {
+    route
+        .credential
+        .apply(&mut parts, payload)
+        .await
+        .map_err(ProxyError::Credential)?;
+    let body = if payload.is_empty() {
+        body::empty()
+    } else {
+        body::full(payload.clone())
+    };
+    let mut request = Request::from_parts(parts, body);
+    let pool = route.pool();
+    let connection = pool
+        .retiring
+        .load(Ordering::Relaxed)
+        .then(|| capture_connection(&mut request));
+    let response =
+        match tokio::time::timeout(route.response_timeout, pool.client.request(request)).await {
+            Err(_) => {
+                return Err(ProxyError::ResponseTimeout {
+                    after: route.response_timeout,
+                })
+            }
+            Ok(Err(e)) => return Err(classify(&e)),
+            Ok(Ok(response)) => response,
+        };
+    if let Some(used) = response.extensions().get::<ConnectionUse>() {
+        if used.mark_used() {
+            route.metrics.connections_reused.inc();
+        }
+        if route.is_stale(used) {
+            let poisoned = connection.as_ref().is_some_and(|c| {
+                c.connection_metadata()
+                    .as_ref()
+                    .map(|connected| connected.poison())
+                    .is_some()
+            });
+            if poisoned {
+                tracing::info!(route = %route.name, addr = %used.addr, "endpoint address no longer in DNS; retiring its connection");
+            } else {
+                // Not captured: caught on its next request.
+                pool.retiring.store(true, Ordering::Relaxed);
+            }
+        } else if connection.is_some() {
+            pool.retiring.store(false, Ordering::Relaxed);
+        }
+    }
+    Ok(response)
+}
+
+/// An answer made by the proxy itself, with its log line.
+fn refuse(
+    route: &Route,
+    method: &Method,
+    rpc: &RpcPeek,
+    is_post: bool,
+    err: ProxyError,
+    started: Instant,
+) -> Response<ProxyBody> {
+    let answer = if is_post {
+        Answer::JsonRpc(rpc)
+    } else {
+        Answer::Text
+    };
+    route.metrics.refused(err.kind());
+    route
+        .metrics
+        .request(method, rpc.method_label(), err.status().as_u16());
+    log_refusal(Some(&route.name), method, rpc.method_label(), &err, started);
+    respond(&err, Some(&route.name), answer)
+}
+
+fn log_refusal(
+    route: Option<&str>,
+    method: &Method,
+    rpc_method: &str,
+    err: &ProxyError,
+    started: Instant,
+) {
+    tracing::warn!(
+        target: "mcp_vpce_proxy::access",
+        route = route.unwrap_or("-"),
+        method = %method,
+        rpc_method = rpc_method_label(rpc_method),
+        status = err.status().as_u16(),
+        total_ms = started.elapsed().as_micros() as f64 / 1000.0,
+        reason = err.kind(),
+        "refused: {err}"
+    );
+}
+
+/// Maps a client error to what the agent is told: the connector's own error when the
+/// connection could not be made, the cause chain otherwise.
+fn classify(e: &hyper_util::client::legacy::Error) -> ProxyError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    let mut causes = Vec::new();
+    while let Some(s) = source {
+        if let Some(connect) = s.downcast_ref::<ConnectError>() {
+            return ProxyError::Connect(connect.clone());
+        }
+        causes.push(s.to_string());
+        source = s.source();
+    }
+    if causes.is_empty() {
+        causes.push(e.to_string());
+    }
+    ProxyError::Upstream(causes.join(": "))
+}
+
+/// Makes the agent's headers fit for the gateway: no hop-by-hop headers, no Host (the
+/// client sets it from the gateway URI), no Content-Length (set from the body we send),
+/// and no caller Authorization unless the route passes it through.
+pub fn rewrite_request_headers(headers: &mut HeaderMap, keep_authorization: bool) {
+    strip_hop_by_hop(headers);
+    headers.remove(header::HOST);
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::UPGRADE);
+    if !keep_authorization {
+        headers.remove(header::AUTHORIZATION);
+    }
+}
+
+/// Removes the hop-by-hop headers and any header the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Every `Connection` header counts (RFC 9110 7.6.1): a second one naming a header
+    // must not let that header through.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or("").split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn rewrite_keeps_mcp_headers_and_drops_hop_by_hop_and_caller_auth() {
+        let mut h = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("authorization", "Bearer caller"),
+            ("connection", "keep-alive, x-private"),
+            ("x-private", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers"),
+            ("content-length", "12"),
+            ("mcp-session-id", "s1"),
+            ("mcp-protocol-version", "2025-06-18"),
+            ("last-event-id", "7"),
+            ("accept", "application/json, text/event-stream"),
+            ("content-type", "application/json"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+        ]);
+        rewrite_request_headers(&mut h, false);
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "accept",
+                "content-type",
+                "last-event-id",
+                "mcp-protocol-version",
+                "mcp-session-id",
+                "traceparent"
+            ]
+        );
+    }
+
+    #[test]
+    fn passthrough_keeps_the_caller_authorization() {
+        let mut h = headers(&[("authorization", "Bearer user")]);
+        rewrite_request_headers(&mut h, true);
+        assert_eq!(h["authorization"], "Bearer user");
+    }
+}
