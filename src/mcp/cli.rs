@@ -83,13 +83,9 @@ mod tests {
             "the other policy settings keep their defaults"
         );
 
-        std::env::set_var("MCP_VPCE_PROXY_DENY_TOOL", "A___*, B___x");
-        let from_env = Cli::try_parse_from(["x"]).unwrap();
-        std::env::remove_var("MCP_VPCE_PROXY_DENY_TOOL");
-        let config = from_env.policy.to_config().unwrap().unwrap();
-        assert_eq!(config.deny_tools, ["A___*", "B___x"]);
-        assert!(config.allow_tools.is_empty());
-
+        // The comma-separated MCP_VPCE_PROXY_*_TOOL variables are read by the binary in
+        // tests/it/cli.rs: setting them here would race with the other tests of this
+        // process that parse a command line.
         assert_eq!(
             Cli::try_parse_from(["x"]).unwrap().policy.to_config(),
             Ok(None)

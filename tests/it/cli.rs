@@ -96,6 +96,24 @@ fn check_prints_the_effective_route() {
 }
 
 #[test]
+fn tool_lists_come_from_the_environment_as_comma_separated_lists() {
+    let (ok, out, err) = run(proxy()
+        .arg("check")
+        .env(
+            "MCP_VPCE_PROXY_GATEWAY",
+            "https://gw-1.gateway.bedrock-agentcore.us-west-2.amazonaws.com/mcp",
+        )
+        .env("MCP_VPCE_PROXY_TOKEN_ENV", "T")
+        .env("T", "abc")
+        .env("MCP_VPCE_PROXY_DENY_TOOL", "A___*, B___x"));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("  tools            every tool but [A___*, B___x]\n"),
+        "{out}"
+    );
+}
+
+#[test]
 fn zero_file_mode_reads_the_environment() {
     let (ok, out, err) = run(proxy()
         .arg("check")
