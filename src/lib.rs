@@ -17,7 +17,7 @@
 //! | [`auth`] | the `Credential` trait, one file per credential source, the shared cache, the redacting [`auth::secret::Secret`] |
 //! | [`upstream`] | DNS (with its own config types, [`upstream::config`]), the in-VPC check, connect, TLS, the per-worker gateway connections ([`upstream::per_worker`]) |
 //! | [`ops`] | metrics, the audit sink, the access log, log output, systemd notifications |
-//! | [`config`] | the file schema, flag/env overrides, validation at load; `[inbound]` and the strict authority syntax ([`config::inbound`]) |
+//! | [`config`] | the file schema, flag/env overrides, one validation pass at load with one error type ([`config::ConfigError`]); `[inbound]` and the strict authority syntax ([`config::inbound`]) |
 //!
 //! # The life of one POST
 //!

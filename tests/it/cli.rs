@@ -190,6 +190,49 @@ fn errors_name_the_file_and_the_key() {
 }
 
 #[test]
+fn check_refuses_a_bad_policy_and_audit_table_with_the_file_and_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.toml");
+    std::fs::write(
+        &path,
+        "[audit]\nto = \"stdout\"\nqueue = 0\n\
+         [[route]]\ngateway = \"https://a.example.com/mcp\"\n\
+         [[route]]\npath = \"/b\"\ngateway = \"https://b.example.com/mcp\"\n\
+         [route.policy]\ndeny_tools = [\"x_*\", \"\"]\nrequests_per_second = -1.0\n",
+    )
+    .unwrap();
+    let (ok, out, err) = run(proxy().args(["check", "--config"]).arg(&path));
+    assert!(!ok, "accepted: {out}");
+    let file = path.display().to_string();
+    // One line per problem, each naming the file; within `[route.policy]` its first
+    // problem (the section's own check stops there), so requests_per_second waits.
+    let lines: Vec<&str> = err.trim_end().lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("mcp-vpce-proxy: {file}: audit.queue: must be at least 1"),
+            format!("{file}: route[1].policy.deny_tools[1]: an empty pattern matches nothing; remove it"),
+        ],
+        "{err}"
+    );
+    // A table whose only fault is a number: reported on its key.
+    std::fs::write(
+        &path,
+        "[[route]]\ngateway = \"https://a.example.com/mcp\"\n\
+         [route.policy]\nrequests_per_second = -1.0\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(proxy().args(["check", "--config"]).arg(&path));
+    assert!(!ok);
+    assert!(
+        err.starts_with(&format!(
+            "mcp-vpce-proxy: {file}: route[0].policy.requests_per_second: must be a number >= 0"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_token_with_a_line_break_inside_is_refused_at_load() {
     let (ok, _, err) = run(proxy()
         .args([

@@ -229,7 +229,7 @@ impl Proxy {
             .args(flags)
             .env_remove("MCP_VPCE_PROXY_WATCH_CONFIG")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("proxy.log")).unwrap())
             .spawn()
             .unwrap();
         let proxy = Proxy {
@@ -253,6 +253,11 @@ impl Proxy {
         // task is spawned after the watcher's and the SIGHUP handler's on one thread.
         proxy.admin("/healthz").await;
         proxy
+    }
+
+    /// What the proxy logged (warnings and errors) so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("proxy.log")).unwrap_or_default()
     }
 
     fn write(&self, body: &str) {
@@ -367,6 +372,44 @@ async fn sighup_with_an_invalid_file_keeps_the_configuration_in_force() {
         })
         .await;
     assert_eq!(proxy.route_names().await, ["first", "second"]);
+    assert!(proxy.serves().await);
+}
+
+#[tokio::test]
+async fn sighup_with_a_bad_route_policy_is_refused_at_load_naming_the_file_and_key() {
+    let upstream = Upstream::start().await;
+    let dns = DnsServer::start(&[(ENDPOINT_HOST, "127.0.0.1".parse().unwrap())]).await;
+    let proxy = Proxy::start(&one_route(&dns, &upstream, &["first"]), &[]).await;
+    assert!(proxy.serves().await);
+
+    // Valid but for the policy of the second route.
+    let mut text = head(&dns);
+    text.push_str(&route("first", "/mcp", &upstream, ""));
+    text.push_str(&route(
+        "second",
+        "/second",
+        &upstream,
+        "[route.policy]\nallow_tools = [\"\"]",
+    ));
+    proxy.write(&text);
+    proxy.hangup();
+    proxy
+        .eventually("config_reloads{result=\"error\"} = 1", || async {
+            proxy.reloads("error").await == 1
+        })
+        .await;
+    let expected = format!(
+        "{}: route[1].policy.allow_tools[0]: an empty pattern matches nothing",
+        proxy.config.display()
+    );
+    proxy
+        .eventually("the refusal is logged with the file and key", || async {
+            proxy.log().contains(&expected)
+        })
+        .await;
+    assert!(proxy.log().contains("reload refused"), "{}", proxy.log());
+    assert_eq!(proxy.reloads("ok").await, 0);
+    assert_eq!(proxy.route_names().await, ["first"]);
     assert!(proxy.serves().await);
 }
 
