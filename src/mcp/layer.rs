@@ -142,7 +142,15 @@ impl RouteLayer {
         !self.idle
     }
 
-    pub fn inspect(&self, head: &request::Parts, payload: Bytes, rpc: &RpcPeek) -> Verdict {
+    /// `post` is the one parse of a POST's body (`message::read`), `None` for GET and
+    /// DELETE; `rpc` the view of it.
+    pub fn inspect(
+        &self,
+        head: &request::Parts,
+        payload: Bytes,
+        post: Option<Result<message::Body<'_>, Invalid>>,
+        rpc: &RpcPeek,
+    ) -> Verdict {
         let quiet_other = head.method != Method::POST
             && self.rate.is_none()
             && !(self.tools.is_active() && head.method == Method::GET);
@@ -159,10 +167,9 @@ impl RouteLayer {
             started: Instant::now(),
             request_bytes: payload.len() as u64,
         };
-        if head.method == Method::POST {
-            self.inspect_post(head, payload, rpc, info)
-        } else {
-            self.inspect_other(head, payload, info)
+        match post {
+            Some(parsed) => self.inspect_post(head, payload, parsed, rpc, info),
+            None => self.inspect_other(head, payload, info),
         }
     }
 
@@ -193,6 +200,7 @@ impl RouteLayer {
         &self,
         head: &request::Parts,
         payload: Bytes,
+        parsed: Result<message::Body<'_>, Invalid>,
         rpc: &RpcPeek,
         info: RequestInfo,
     ) -> Verdict {
@@ -202,7 +210,6 @@ impl RouteLayer {
                 return self.refuse_whole(&info, rpc, None, err);
             }
         }
-        let parsed = message::parse(&payload);
         let body = match parsed {
             Ok(body) => body,
             // Without validation and policy the gateway judges what it gets. A policy

@@ -13,7 +13,8 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::capture_connection;
 
 use crate::mcp::layer::Verdict;
-use crate::mcp::peek::{peek, RpcPeek};
+use crate::mcp::message;
+use crate::mcp::peek::RpcPeek;
 use crate::ops::access_log::AccessLog;
 use crate::ops::metrics::rpc_method_label;
 use crate::proxy::body::{self, ProxyBody, ResponseBody};
@@ -139,13 +140,10 @@ async fn forward(
     // POST bodies are JSON-RPC messages the gateway only processes whole: read them
     // (bounded) so that a 413 comes before any connection, errors can echo the id, and
     // credentials that sign the body can see it. GET and DELETE carry no body in MCP.
-    let (payload, rpc) = if is_post {
+    let payload = if is_post {
         let budget = head.extensions.get::<body::BufferBudget>();
         match body::read_limited(incoming, route.max_body_bytes, body_deadline, budget).await {
-            Ok(bytes) => {
-                let rpc = peek(&bytes);
-                (bytes, rpc)
-            }
+            Ok(bytes) => bytes,
             Err(e) => {
                 let err = e.into();
                 route
@@ -163,14 +161,27 @@ async fn forward(
         }
     } else {
         drop(incoming);
-        (Bytes::new(), RpcPeek::Unreadable)
+        Bytes::new()
+    };
+    // The one parse of the body: the MCP layer judges it, errors and logs use its view.
+    let (post, rpc) = if is_post {
+        let message::Post { body, rpc } = message::read(&payload);
+        (Some(body), rpc)
+    } else {
+        (None, RpcPeek::Unreadable)
     };
 
     // The MCP layer looks at MCP traffic only, not at OAuth discovery documents.
     let verdict = match target {
-        Target::Mcp => Some(route.layer.inspect(&head, payload, &rpc)),
-        Target::Discovery { .. } => None,
+        Target::Mcp => Some(route.layer.inspect(&head, payload.clone(), post, &rpc)),
+        Target::Discovery { .. } => {
+            drop(post);
+            None
+        }
     };
+    // What goes on is the verdict's payload: the body read is not held (and its buffer
+    // budget is given back) when only part of a batch is forwarded.
+    drop(payload);
     let (payload, inspection) = match verdict {
         None => (Bytes::new(), None),
         Some(Verdict::Forward {
