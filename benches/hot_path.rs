@@ -8,6 +8,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+use mcp_vpce_proxy::mcp::message;
 use mcp_vpce_proxy::mcp::peek::peek;
 use mcp_vpce_proxy::mcp::sse::{Collect, Field, Scanner, Sink};
 use mcp_vpce_proxy::proxy::forward::rewrite_request_headers;
@@ -42,6 +43,30 @@ fn bench_peek(c: &mut Criterion) {
     for (name, body) in bodies() {
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(name, |b| b.iter(|| peek(black_box(&body))));
+    }
+    group.finish();
+}
+
+/// The read of a POST body for the MCP layer, errors and logs: one parse (`message::read`,
+/// what the proxy does) against the lenient peek followed by the validating parse (what it
+/// did before).
+fn bench_read(c: &mut Criterion) {
+    let mut group = c.benchmark_group("post_body_read");
+    for (name, body) in bodies() {
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(format!("{name}/read_once"), |b| {
+            b.iter(|| {
+                let post = message::read(black_box(&body));
+                black_box((post.body.is_ok(), post.rpc.method_label().len()))
+            })
+        });
+        group.bench_function(format!("{name}/peek_then_parse"), |b| {
+            b.iter(|| {
+                let rpc = peek(black_box(&body));
+                let parsed = message::parse(black_box(&body));
+                black_box((parsed.is_ok(), rpc.method_label().len()))
+            })
+        });
     }
     group.finish();
 }
@@ -154,5 +179,11 @@ fn bench_sse_scan(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_peek, bench_rewrite, bench_sse_scan);
+criterion_group!(
+    benches,
+    bench_peek,
+    bench_read,
+    bench_rewrite,
+    bench_sse_scan
+);
 criterion_main!(benches);

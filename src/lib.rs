@@ -12,7 +12,7 @@
 //! | --- | --- |
 //! | `main.rs`, [`cmd`] | the command line and each subcommand: `run`/`check` ([`cmd::app`]), `doctor`, `demo`, `healthcheck` |
 //! | [`listener`] | the accept loop ([`listener::server`]), thread-per-core [`listener::workers`], the [`listener::unix`] socket, the [`listener::admin`] listener, configuration [`listener::reload`] (SIGHUP, `--watch-config`), drain |
-//! | [`proxy`] | the inbound guard ([`proxy::inbound`]: client CIDRs, token, Origin/Host), the route table ([`proxy::route`]), forwarding ([`proxy::forward`]), request and response bodies ([`proxy::body`]), the OAuth discovery rewrite, the one error type of the request path ([`proxy::error`]), readiness ([`proxy::health`]) |
+//! | [`proxy`] | the inbound guard ([`proxy::inbound`]: client CIDRs, token, Origin/Host), the route table ([`proxy::route`]), forwarding ([`proxy::forward`]), one attempt at the gateway ([`proxy::send`], `doctor`'s too), request and response bodies ([`proxy::body`]), the OAuth discovery rewrite, the one error type of the request path ([`proxy::error`]), readiness ([`proxy::health`]) |
 //! | [`mcp`] | JSON-RPC parsing, SSE scanning, tool policy, list filtering, limits, the per-request MCP state ([`mcp::watch`]) |
 //! | [`auth`] | the `Credential` trait, one file per credential source, the shared cache, the redacting [`auth::secret::Secret`] |
 //! | [`upstream`] | DNS (with its own config types, [`upstream::config`]), the in-VPC check, connect, TLS, the per-worker gateway connections ([`upstream::per_worker`]) |

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{request, response, HeaderValue, Method, Response, StatusCode};
 use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::config::PolicyConfig;
 use super::ids;
@@ -142,7 +143,15 @@ impl RouteLayer {
         !self.idle
     }
 
-    pub fn inspect(&self, head: &request::Parts, payload: Bytes, rpc: &RpcPeek) -> Verdict {
+    /// `post` is the one parse of a POST's body (`message::read`), `None` for GET and
+    /// DELETE; `rpc` the view of it.
+    pub fn inspect(
+        &self,
+        head: &request::Parts,
+        payload: Bytes,
+        post: Option<Result<message::Body<'_>, Invalid>>,
+        rpc: &RpcPeek,
+    ) -> Verdict {
         let quiet_other = head.method != Method::POST
             && self.rate.is_none()
             && !(self.tools.is_active() && head.method == Method::GET);
@@ -159,21 +168,18 @@ impl RouteLayer {
             started: Instant::now(),
             request_bytes: payload.len() as u64,
         };
-        if head.method == Method::POST {
-            self.inspect_post(head, payload, rpc, info)
-        } else {
-            self.inspect_other(head, payload, info)
+        match post {
+            Some(parsed) => self.inspect_post(head, payload, parsed, rpc, info),
+            None => self.inspect_other(head, payload, info),
         }
     }
 
     /// GET and DELETE: the rate limit, and the policy for resumed streams.
     fn inspect_other(&self, head: &request::Parts, payload: Bytes, info: RequestInfo) -> Verdict {
-        if let Some(rate) = &self.rate {
-            if let Err(retry_after) = rate.try_acquire() {
-                let err = ProxyError::RateLimited { retry_after };
-                info.refused(&err, None, head.method.as_str(), None, None);
-                return Verdict::Answer(respond(&err, Some(&self.route), Answer::Text));
-            }
+        // A stream held open is not a call in flight: only the rate counts it.
+        if let Err(err) = self.admit(1, false) {
+            info.refused(&err, None, head.method.as_str(), None, None);
+            return Verdict::Answer(respond(&err, Some(&self.route), Answer::Text));
         }
         // A GET stream carries what the gateway chooses to send (and, resumed with
         // Last-Event-ID, replays answers to earlier requests): every answer listing tools
@@ -193,6 +199,7 @@ impl RouteLayer {
         &self,
         head: &request::Parts,
         payload: Bytes,
+        parsed: Result<message::Body<'_>, Invalid>,
         rpc: &RpcPeek,
         info: RequestInfo,
     ) -> Verdict {
@@ -202,7 +209,6 @@ impl RouteLayer {
                 return self.refuse_whole(&info, rpc, None, err);
             }
         }
-        let parsed = message::parse(&payload);
         let body = match parsed {
             Ok(body) => body,
             // Without validation and policy the gateway judges what it gets. A policy
@@ -262,31 +268,10 @@ impl RouteLayer {
                 return refuse(err);
             }
         }
-        if let Some(rate) = &self.rate {
-            // One token per call: a batch of 500 calls is 500 calls.
-            let calls = body.messages.iter().filter(|m| m.method.is_some()).count();
-            let calls = u32::try_from(calls).unwrap_or(u32::MAX);
-            if calls > rate.burst() {
-                return refuse(ProxyError::InvalidRequest(format!(
-                    "a batch of {calls} calls is more than this route's rate limit allows at once (policy.burst = {})",
-                    rate.burst()
-                )));
-            }
-            if let Err(retry_after) = rate.try_acquire_n(calls) {
-                return refuse(ProxyError::RateLimited { retry_after });
-            }
-        }
-        let permit = match &self.in_flight {
-            None => None,
-            Some(limit) => match limit.try_acquire() {
-                Some(permit) => Some(permit),
-                None => {
-                    let err = ProxyError::ConcurrencyLimited {
-                        limit: limit.limit(),
-                    };
-                    return refuse(err);
-                }
-            },
+        let calls = body.messages.iter().filter(|m| m.method.is_some()).count();
+        let permit = match self.admit(u32::try_from(calls).unwrap_or(u32::MAX), true) {
+            Ok(permit) => permit,
+            Err(err) => return refuse(err),
         };
 
         let mut watch = self.watch(info, body.batch);
@@ -482,12 +467,44 @@ impl RouteLayer {
         }
     }
 
+    /// The rate and in-flight limits, checked in one place for every request the layer
+    /// sees: `calls` rate tokens (one per call: a batch of 500 calls is 500 calls) and,
+    /// when `in_flight` counts the request, a permit held until its answer ends. The
+    /// permit (if the route has the limit), or the refusal.
+    fn admit(
+        &self,
+        calls: u32,
+        in_flight: bool,
+    ) -> Result<Option<OwnedSemaphorePermit>, ProxyError> {
+        if let Some(rate) = &self.rate {
+            if calls > rate.burst() {
+                return Err(ProxyError::InvalidRequest(format!(
+                    "a batch of {calls} calls is more than this route's rate limit allows at once (policy.burst = {})",
+                    rate.burst()
+                )));
+            }
+            rate.try_acquire_n(calls)
+                .map_err(|retry_after| ProxyError::RateLimited { retry_after })?;
+        }
+        match &self.in_flight {
+            Some(limit) if in_flight => {
+                limit
+                    .try_acquire()
+                    .map(Some)
+                    .ok_or(ProxyError::ConcurrencyLimited {
+                        limit: limit.limit(),
+                    })
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Validation and policy off, body unreadable: forwarded with only the limits applied.
     fn forward_unread(&self, payload: Bytes, info: RequestInfo) -> Verdict {
         let mut watch = self.watch(info, false);
-        if let Some(rate) = &self.rate {
-            if let Err(retry_after) = rate.try_acquire() {
-                let err = ProxyError::RateLimited { retry_after };
+        match self.admit(1, true) {
+            Ok(permit) => watch.permit = permit,
+            Err(err) => {
                 return self.refuse_whole_as(
                     &watch.info,
                     &RpcPeek::Unreadable,
@@ -495,25 +512,7 @@ impl RouteLayer {
                     None,
                     None,
                     err,
-                );
-            }
-        }
-        if let Some(limit) = &self.in_flight {
-            match limit.try_acquire() {
-                Some(permit) => watch.permit = Some(permit),
-                None => {
-                    let err = ProxyError::ConcurrencyLimited {
-                        limit: limit.limit(),
-                    };
-                    return self.refuse_whole_as(
-                        &watch.info,
-                        &RpcPeek::Unreadable,
-                        "-",
-                        None,
-                        None,
-                        err,
-                    );
-                }
+                )
             }
         }
         Verdict::Forward {

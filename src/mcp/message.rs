@@ -13,6 +13,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::peek::{peek, RpcPeek};
+
 /// One element of the body.
 #[derive(Debug)]
 pub struct Message<'a> {
@@ -53,6 +55,27 @@ impl<'a> Message<'a> {
 pub struct Body<'a> {
     pub batch: bool,
     pub messages: Vec<Message<'a>>,
+}
+
+/// A POST body read once: the verdict of [`parse`] for validation and policy, and the
+/// view of it (`id`s, `method`) that error answers, logs and metrics use.
+pub struct Post<'a> {
+    pub body: Result<Body<'a>, Invalid>,
+    pub rpc: RpcPeek,
+}
+
+/// Parses a POST body once. Only a body the parse refuses is looked at again, leniently
+/// (see [`peek`]), so that the error it gets still carries what id it had.
+pub fn read(bytes: &[u8]) -> Post<'_> {
+    let body = parse(bytes);
+    let rpc = match &body {
+        Ok(body) => RpcPeek::of(body),
+        // Text that is not JSON is not JSON to the lenient reading either (same grammar,
+        // same limits); only bytes that are not UTF-8 may still hold a readable id.
+        Err(Invalid::NotJson(_)) if std::str::from_utf8(bytes).is_ok() => RpcPeek::Unreadable,
+        Err(_) => peek(bytes),
+    };
+    Post { body, rpc }
 }
 
 /// Why the body is not JSON-RPC.

@@ -1,9 +1,15 @@
 //! A look at the JSON-RPC message(s) of a POST body: the `id` and `method` of each, so
 //! that errors can carry the request's own id and logs can name the MCP method. A body
 //! that is not JSON-RPC is not an error here: the gateway judges MCP.
+//!
+//! The body is parsed once, by [`message::read`](super::message::read): the view of a
+//! valid body is taken from that parse ([`RpcPeek::of`]); only a body the parse refuses
+//! gets the lenient reading of [`peek`], so that its error answer can still echo the id.
 
 use serde::Deserialize;
 use serde_json::Value;
+
+use super::message::{Body, Message};
 
 /// One message as far as we care.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -30,6 +36,23 @@ pub enum RpcPeek {
 }
 
 impl RpcPeek {
+    /// The view of a body `message::parse` accepted: what [`peek`] reads from it, taken
+    /// from that parse instead of a second one.
+    pub fn of(body: &Body<'_>) -> RpcPeek {
+        let view = |m: &Message<'_>| RpcMessage {
+            id: m.id.clone(),
+            method: m.method.as_deref().map(str::to_string),
+        };
+        if body.batch {
+            RpcPeek::Batch(body.messages.iter().map(view).collect())
+        } else {
+            body.messages
+                .first()
+                .map(view)
+                .map_or(RpcPeek::Unreadable, RpcPeek::Single)
+        }
+    }
+
     /// The method for logs: the message's method, `batch` for a batch, `-` otherwise.
     pub fn method_label(&self) -> &str {
         match self {
@@ -40,6 +63,7 @@ impl RpcPeek {
     }
 }
 
+/// The lenient reading, for a body `message::parse` refused.
 pub fn peek(body: &[u8]) -> RpcPeek {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     match first {
@@ -82,6 +106,21 @@ mod tests {
             panic!()
         };
         assert_eq!(m.id, Some(Value::Null));
+    }
+
+    #[test]
+    fn the_view_of_a_parse_is_what_peek_reads() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            r#"{"jsonrpc":"2.0","id":null,"method":"x"}"#,
+            r#"{"jsonrpc":"2.0","id":"s1","result":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"a\u0062"}"#,
+            r#" [{"jsonrpc":"2.0","id":"a","method":"ping"},{"jsonrpc":"2.0","method":"n"}]"#,
+        ] {
+            let parsed = crate::mcp::message::parse(body.as_bytes()).unwrap();
+            assert_eq!(RpcPeek::of(&parsed), peek(body.as_bytes()), "{body}");
+        }
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! One request: route it, rewrite it for the gateway, attach the credential, forward it
 //! through the route's pooled client and stream the answer back.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,17 +9,17 @@ use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::capture_connection;
 
 use crate::mcp::layer::Verdict;
-use crate::mcp::peek::{peek, RpcPeek};
+use crate::mcp::message;
+use crate::mcp::peek::RpcPeek;
 use crate::ops::access_log::AccessLog;
 use crate::ops::metrics::rpc_method_label;
 use crate::proxy::body::{self, ProxyBody, ResponseBody};
 use crate::proxy::discovery;
 use crate::proxy::error::{respond, Answer, ProxyError};
 use crate::proxy::route::{Route, RouteTable};
-use crate::upstream::connector::{ConnectError, ConnectionUse};
+use crate::proxy::send::send;
 
 /// Headers that belong to one hop and never cross the proxy (RFC 9110 7.6.1), plus the
 /// proxy-only ones.
@@ -139,13 +138,10 @@ async fn forward(
     // POST bodies are JSON-RPC messages the gateway only processes whole: read them
     // (bounded) so that a 413 comes before any connection, errors can echo the id, and
     // credentials that sign the body can see it. GET and DELETE carry no body in MCP.
-    let (payload, rpc) = if is_post {
+    let payload = if is_post {
         let budget = head.extensions.get::<body::BufferBudget>();
         match body::read_limited(incoming, route.max_body_bytes, body_deadline, budget).await {
-            Ok(bytes) => {
-                let rpc = peek(&bytes);
-                (bytes, rpc)
-            }
+            Ok(bytes) => bytes,
             Err(e) => {
                 let err = e.into();
                 route
@@ -163,14 +159,27 @@ async fn forward(
         }
     } else {
         drop(incoming);
-        (Bytes::new(), RpcPeek::Unreadable)
+        Bytes::new()
+    };
+    // The one parse of the body: the MCP layer judges it, errors and logs use its view.
+    let (post, rpc) = if is_post {
+        let message::Post { body, rpc } = message::read(&payload);
+        (Some(body), rpc)
+    } else {
+        (None, RpcPeek::Unreadable)
     };
 
     // The MCP layer looks at MCP traffic only, not at OAuth discovery documents.
     let verdict = match target {
-        Target::Mcp => Some(route.layer.inspect(&head, payload, &rpc)),
-        Target::Discovery { .. } => None,
+        Target::Mcp => Some(route.layer.inspect(&head, payload.clone(), post, &rpc)),
+        Target::Discovery { .. } => {
+            drop(post);
+            None
+        }
     };
+    // What goes on is the verdict's payload: the body read is not held (and its buffer
+    // budget is given back) when only part of a batch is forwarded.
+    drop(payload);
     let (payload, inspection) = match verdict {
         None => (Bytes::new(), None),
         Some(Verdict::Forward {
@@ -230,12 +239,12 @@ async fn forward(
     } else {
         (outgoing.into_parts(), None)
     };
-    let mut result = send(&route, first, &payload).await;
+    let mut result = send(&route, first, &payload, route.response_timeout).await;
     if let Some(spare) = spare {
         if matches!(&result, Ok(r) if r.status() == StatusCode::UNAUTHORIZED) {
             tracing::info!(route = %route.name, "gateway answered 401; refreshing the credential and retrying once");
             route.credential.invalidate();
-            result = send(&route, spare.into_parts(), &payload).await;
+            result = send(&route, spare.into_parts(), &payload, route.response_timeout).await;
         }
     }
     let response = match result {
@@ -329,64 +338,6 @@ impl Outgoing {
     }
 }
 
-/// One attempt: attach the credential, send, wait for the response head. A connection
-/// to an address the endpoint name no longer resolves to is retired after this request,
-/// so the pool drains towards the endpoint's current addresses.
-async fn send(
-    route: &Route,
-    mut parts: http::request::Parts,
-    payload: &Bytes,
-) -> Result<Response<Incoming>, ProxyError> {
-    route
-        .credential
-        .apply(&mut parts, payload)
-        .await
-        .map_err(ProxyError::Credential)?;
-    let body = if payload.is_empty() {
-        body::empty()
-    } else {
-        body::full(payload.clone())
-    };
-    let mut request = Request::from_parts(parts, body);
-    let pool = route.pool();
-    let connection = pool
-        .retiring
-        .load(Ordering::Relaxed)
-        .then(|| capture_connection(&mut request));
-    let response =
-        match tokio::time::timeout(route.response_timeout, pool.client.request(request)).await {
-            Err(_) => {
-                return Err(ProxyError::ResponseTimeout {
-                    after: route.response_timeout,
-                })
-            }
-            Ok(Err(e)) => return Err(classify(&e)),
-            Ok(Ok(response)) => response,
-        };
-    if let Some(used) = response.extensions().get::<ConnectionUse>() {
-        if used.mark_used() {
-            route.metrics.connections_reused.inc();
-        }
-        if route.is_stale(used) {
-            let poisoned = connection.as_ref().is_some_and(|c| {
-                c.connection_metadata()
-                    .as_ref()
-                    .map(|connected| connected.poison())
-                    .is_some()
-            });
-            if poisoned {
-                tracing::info!(route = %route.name, addr = %used.addr, "endpoint address no longer in DNS; retiring its connection");
-            } else {
-                // Not captured: caught on its next request.
-                pool.retiring.store(true, Ordering::Relaxed);
-            }
-        } else if connection.is_some() {
-            pool.retiring.store(false, Ordering::Relaxed);
-        }
-    }
-    Ok(response)
-}
-
 /// An answer made by the proxy itself, with its log line.
 fn refuse(
     route: &Route,
@@ -426,24 +377,6 @@ fn log_refusal(
         reason = err.kind(),
         "refused: {err}"
     );
-}
-
-/// Maps a client error to what the agent is told: the connector's own error when the
-/// connection could not be made, the cause chain otherwise.
-fn classify(e: &hyper_util::client::legacy::Error) -> ProxyError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    let mut causes = Vec::new();
-    while let Some(s) = source {
-        if let Some(connect) = s.downcast_ref::<ConnectError>() {
-            return ProxyError::Connect(connect.clone());
-        }
-        causes.push(s.to_string());
-        source = s.source();
-    }
-    if causes.is_empty() {
-        causes.push(e.to_string());
-    }
-    ProxyError::Upstream(causes.join(": "))
 }
 
 /// Makes the agent's headers fit for the gateway: no hop-by-hop headers, no Host (the

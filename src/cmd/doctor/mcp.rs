@@ -1,5 +1,5 @@
 //! Step 5: an MCP session through the route's own client (its pool, connector, TLS and
-//! credential): `initialize` (or `server/discover` for servers that only speak the
+//! credential), each request sent as the proxy sends it (`proxy::send`): `initialize` (or `server/discover` for servers that only speak the
 //! stateless protocol), `notifications/initialized`, `tools/list` with every page, and a
 //! DELETE of the session. The gateway's answers are read as JSON or as an SSE stream.
 
@@ -14,9 +14,9 @@ use serde_json::{json, Value};
 
 use super::report::{Check, Step};
 use crate::mcp::sse::{Collect, Scanner};
-use crate::proxy::body;
+use crate::proxy::error::ProxyError;
 use crate::proxy::route::Route;
-use crate::upstream::connector::ConnectError;
+use crate::proxy::send::send;
 
 /// The newest version that still has the `initialize` handshake.
 const HANDSHAKE_VERSION: &str = "2025-11-25";
@@ -234,7 +234,9 @@ impl Session<'_> {
                 fix: "check that the gateway URL is the gateway's MCP endpoint".into(),
                 expected: false,
             }),
-            Err(_) => Err(no_answer(self.timeout())),
+            Err(_) => Err(failure(ProxyError::ResponseTimeout {
+                after: self.timeout(),
+            })),
         }
     }
 
@@ -272,35 +274,13 @@ impl Session<'_> {
         if let (true, Some(m)) = (self.stateless, rpc_method) {
             builder = builder.header("mcp-method", m);
         }
-        let (mut parts, ()) = builder
+        let (parts, ()) = builder
             .body(())
             .map_err(|e| internal(e.to_string()))?
             .into_parts();
-        self.route
-            .credential
-            .apply(&mut parts, &payload)
+        let response = send(self.route, parts, &payload, self.timeout())
             .await
-            .map_err(|e| Failure {
-                summary: format!("no credential: {e}"),
-                cause: "the route's credential could not be obtained (see the credential line)"
-                    .into(),
-                fix: "fix the credential first".into(),
-                expected: false,
-            })?;
-        let body = if payload.is_empty() {
-            body::empty()
-        } else {
-            body::full(payload)
-        };
-        let sent = self
-            .route
-            .client()
-            .request(Request::from_parts(parts, body));
-        let response = match tokio::time::timeout(self.timeout(), sent).await {
-            Err(_) => return Err(no_answer(self.timeout())),
-            Ok(Err(e)) => return Err(transport_failure(&e)),
-            Ok(Ok(response)) => response,
-        };
+            .map_err(failure)?;
         if let Some(id) = response
             .headers()
             .get("mcp-session-id")
@@ -487,38 +467,39 @@ async fn snippet(response: Response<Incoming>) -> String {
     }
 }
 
-fn no_answer(after: Duration) -> Failure {
+/// What the operator reads when the proxy's own attempt (`proxy::send`) failed.
+fn failure(err: ProxyError) -> Failure {
+    let (summary, cause, fix) = match err {
+        ProxyError::Credential(e) => (
+            format!("no credential: {e}"),
+            "the route's credential could not be obtained (see the credential line)",
+            "fix the credential first",
+        ),
+        ProxyError::ResponseTimeout { after } => (
+            format!("no answer within {}", humantime::format_duration(after)),
+            "the gateway accepted the connection but did not answer",
+            "retry; check the gateway's targets if tools/list is slow",
+        ),
+        ProxyError::Connect(connect) => (
+            connect.to_string(),
+            "the route's client could not connect (see the dns, tcp and tls lines)",
+            "fix the failures above",
+        ),
+        ProxyError::Upstream(causes) => (
+            format!("the connection failed: {causes}"),
+            "the gateway closed the connection or spoke something other than HTTP",
+            "check that the gateway URL's host and port are the gateway's",
+        ),
+        other => (
+            other.to_string(),
+            "the request could not be sent",
+            "report this as a bug",
+        ),
+    };
     Failure {
-        summary: format!("no answer within {}", humantime::format_duration(after)),
-        cause: "the gateway accepted the connection but did not answer".into(),
-        fix: "retry; check the gateway's targets if tools/list is slow".into(),
-        expected: false,
-    }
-}
-
-fn transport_failure(e: &hyper_util::client::legacy::Error) -> Failure {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    let mut causes = Vec::new();
-    while let Some(s) = source {
-        if let Some(connect) = s.downcast_ref::<ConnectError>() {
-            return Failure {
-                summary: connect.to_string(),
-                cause: "the route's client could not connect (see the dns, tcp and tls lines)"
-                    .into(),
-                fix: "fix the failures above".into(),
-                expected: false,
-            };
-        }
-        causes.push(s.to_string());
-        source = s.source();
-    }
-    if causes.is_empty() {
-        causes.push(e.to_string());
-    }
-    Failure {
-        summary: format!("the connection failed: {}", causes.join(": ")),
-        cause: "the gateway closed the connection or spoke something other than HTTP".into(),
-        fix: "check that the gateway URL's host and port are the gateway's".into(),
+        summary,
+        cause: cause.into(),
+        fix: fix.into(),
         expected: false,
     }
 }
