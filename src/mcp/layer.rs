@@ -280,12 +280,12 @@ impl RouteLayer {
         let mut refusals: Vec<Box<Refusal>> = Vec::new();
         for m in &body.messages {
             match self.judge(m, &mut watch) {
-                Ok(answer) => {
+                Ok(needs) => {
                     if self.tools.is_active() {
-                        watch.filtering |= answer.may_list_tools;
-                        watch.search |= answer.expect == Expect::Search;
+                        watch.filtering |= needs.may_list_tools;
+                        watch.search |= needs.expect == Expect::Search;
                         if let Some(id) = &m.id {
-                            watch.expected.push((id.clone(), answer.expect));
+                            watch.expected.push((id.clone(), needs.expect));
                         }
                     }
                     kept.push(m);

@@ -1,32 +1,8 @@
 //! The command line as users type it: `check` on the shipped examples, zero-file mode
 //! from flags and `MCP_VPCE_PROXY_*` variables, and errors that name the file and key.
 
+use crate::common::binary::{proxy, run};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn proxy() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-vpce-proxy"));
-    // Start from a clean slate: no setting may leak in from the caller's environment.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("MCP_VPCE_PROXY_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
-
-fn run(cmd: &mut Command) -> (bool, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().expect("binary runs");
-    (
-        status.success(),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
-}
 
 fn example(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -5,9 +5,11 @@
 //! they pass accepted by the binary, and the Dockerfile built with CI's own command.
 //! The container health check command is run against a real admin listener.
 
+use std::process::Command;
+
+use crate::common::binary::{proxy, run};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
 use yaml_rust2::{Yaml, YamlLoader};
@@ -20,29 +22,6 @@ fn repo(path: &str) -> PathBuf {
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn proxy() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-vpce-proxy"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("MCP_VPCE_PROXY_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
-
-fn run(cmd: &mut Command) -> (bool, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().expect("the command runs");
-    (
-        status.success(),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
 }
 
 fn tool(name: &str) -> bool {

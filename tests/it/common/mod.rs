@@ -12,6 +12,7 @@
 
 pub mod agents;
 pub mod aws;
+pub mod binary;
 pub mod certs;
 pub mod client;
 pub mod dns;
