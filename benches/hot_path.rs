@@ -8,8 +8,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use mcp_vpce_proxy::mcp::message;
-use mcp_vpce_proxy::mcp::peek::peek;
+use mcp_vpce_proxy::exchange::message;
+use mcp_vpce_proxy::exchange::peek::peek;
 use mcp_vpce_proxy::mcp::sse::{Collect, Field, Scanner, Sink};
 use mcp_vpce_proxy::proxy::forward::rewrite_request_headers;
 

@@ -17,7 +17,7 @@ use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
 use mcp_vpce_proxy::ops::audit::AuditSink;
-use mcp_vpce_proxy::proxy::body::BoxError;
+use mcp_vpce_proxy::exchange::body::BoxError;
 use mcp_vpce_proxy::mcp::config::PolicyConfig;
 use mcp_vpce_proxy::mcp::ids;
 use mcp_vpce_proxy::mcp::policy::ToolPolicy;

@@ -1,10 +1,10 @@
-//! The JSON-RPC validation of a POST body (`mcp::message::parse`) and the batch the
+//! The JSON-RPC validation of a POST body (`exchange::message::parse`) and the batch the
 //! policy rebuilds from the elements it keeps: never a panic, and a rebuilt batch parses
 //! back to the same messages.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_vpce_proxy::mcp::message::{parse, rebatch};
+use mcp_vpce_proxy::exchange::message::{parse, rebatch};
 use serde::de::IgnoredAny;
 
 fuzz_target!(|body: &[u8]| {

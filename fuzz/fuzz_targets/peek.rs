@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_vpce_proxy::mcp::peek::{peek, RpcPeek};
+use mcp_vpce_proxy::exchange::peek::{peek, RpcPeek};
 use serde::de::IgnoredAny;
 
 fuzz_target!(|body: &[u8]| {

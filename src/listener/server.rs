@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::config::{Config, LimitsConfig};
 use crate::listener::workers::Workers;
 use crate::ops::audit::AuditSink;
-use crate::proxy::body::{BoxError, BudgetPool, BufferBudget, ProxyBody};
+use crate::exchange::body::{BoxError, BudgetPool, BufferBudget, ProxyBody};
 use crate::proxy::forward;
 use crate::proxy::route::RouteTable;
 use crate::upstream::dns::Dns;

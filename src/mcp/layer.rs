@@ -19,15 +19,15 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::config::PolicyConfig;
 use super::ids;
 use super::limits::{InFlight, RateLimit};
-use super::message::{self, Invalid, Message};
+use crate::exchange::message::{self, Invalid, Message};
 use super::mirrored::header_mismatch;
-use super::peek::RpcPeek;
+use crate::exchange::peek::RpcPeek;
 use super::policy::{method_problem, name_problem, MethodPolicy, ToolPolicy};
 use super::response::{Kind, McpBody};
 use super::watch::{Expect, PendingCall, RequestInfo, Watch};
 use crate::ops::audit::AuditSink;
-use crate::proxy::body::{self, ProxyBody};
-use crate::proxy::error::{error_object, respond, Answer, ProxyError};
+use crate::exchange::body::{self, ProxyBody};
+use crate::exchange::error::{error_object, respond, Answer, ProxyError};
 
 /// Per-route state of the layer, built with the route (and rebuilt on reload).
 pub struct RouteLayer {

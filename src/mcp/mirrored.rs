@@ -10,8 +10,8 @@ use base64::Engine;
 use http::request;
 use serde::Deserialize;
 
-use super::message::Body;
-use crate::proxy::error::ProxyError;
+use crate::exchange::message::Body;
+use crate::exchange::error::ProxyError;
 
 /// What `Mcp-Name` mirrors: the tool, prompt or resource the request names.
 #[derive(Deserialize)]
@@ -97,7 +97,7 @@ fn decode(value: &str) -> Option<Cow<'_, str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mcp::message::parse;
+    use crate::exchange::message::parse;
 
     fn check(headers: &[(&str, &str)], body: &str) -> Option<ProxyError> {
         let mut req = http::Request::post("/mcp");

@@ -30,8 +30,8 @@ use super::probe::Probe;
 use super::sse::{self, Collect, Field, Scanner, Sink};
 use super::watch::{Ending, Watch};
 use crate::ops::audit::Outcome;
-use crate::proxy::body::{BoxError, ProxyBody};
-use crate::proxy::error::ProxyError;
+use crate::exchange::body::{BoxError, ProxyBody};
+use crate::exchange::error::ProxyError;
 
 /// How the answer is read.
 pub enum Kind {

@@ -15,7 +15,7 @@ use super::probe::Facts;
 use super::tools_filter::{filter_result, listed_names, Listing};
 use crate::ops::audit::{self, AuditSink, Outcome, Record};
 use crate::ops::metrics::{metrics, ReasonLabels, ToolLabels};
-use crate::proxy::error::ProxyError;
+use crate::exchange::error::ProxyError;
 
 /// A forwarded tools/call waiting for its outcome.
 pub struct PendingCall {
@@ -216,7 +216,7 @@ impl Watch {
         };
         answered
             .iter()
-            .map(|(id, _)| crate::proxy::error::error_object(id, err, Some(&self.info.route)))
+            .map(|(id, _)| crate::exchange::error::error_object(id, err, Some(&self.info.route)))
             .collect()
     }
 

@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderValue};
 use http_body_util::{BodyExt, StreamBody};
 use serde_json::Value;
 
-use crate::proxy::body::{BoxError, ProxyBody};
+use crate::exchange::body::{BoxError, ProxyBody};
 
 pub const PROTECTED_RESOURCE: &str = "/.well-known/oauth-protected-resource";
 pub const AUTHORIZATION_SERVER: &str = "/.well-known/oauth-authorization-server";
@@ -245,9 +245,9 @@ pub async fn rewrite_body(
     match rewriter.rewrite_document(&read) {
         Some(new) => {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(new.len()));
-            crate::proxy::body::full(new)
+            crate::exchange::body::full(new)
         }
-        None => crate::proxy::body::full(read),
+        None => crate::exchange::body::full(read),
     }
 }
 
@@ -424,7 +424,7 @@ mod tests {
         let body = rewrite_body(
             "r",
             &mut headers,
-            crate::proxy::body::full(big.clone()),
+            crate::exchange::body::full(big.clone()),
             &map().at(LOCAL, true),
         )
         .await;

@@ -11,13 +11,13 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::mcp::layer::Verdict;
-use crate::mcp::message;
-use crate::mcp::peek::RpcPeek;
+use crate::exchange::message;
+use crate::exchange::peek::RpcPeek;
 use crate::ops::access_log::AccessLog;
 use crate::ops::metrics::rpc_method_label;
-use crate::proxy::body::{self, ProxyBody, ResponseBody};
+use crate::exchange::body::{self, ProxyBody, ResponseBody};
 use crate::proxy::discovery;
-use crate::proxy::error::{respond, Answer, ProxyError};
+use crate::exchange::error::{respond, Answer, ProxyError};
 use crate::proxy::route::{Route, RouteTable};
 use crate::proxy::send::send;
 

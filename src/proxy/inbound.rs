@@ -23,7 +23,7 @@ use hyper::body::Incoming;
 use ipnet::IpNet;
 
 use crate::config::inbound::{parse_origin, Authority, AuthorityHost, InboundConfig};
-use crate::proxy::error::ProxyError;
+use crate::exchange::error::ProxyError;
 
 /// The inbound rules in force, built once from config.
 #[derive(Default)]

@@ -10,8 +10,8 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::capture_connection;
 
-use crate::proxy::body;
-use crate::proxy::error::ProxyError;
+use crate::exchange::body;
+use crate::exchange::error::ProxyError;
 use crate::proxy::route::Route;
 use crate::upstream::connector::{ConnectError, ConnectionUse};
 

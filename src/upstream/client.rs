@@ -11,7 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use super::connector::Connector;
 
 /// The body of a request to the gateway: any body, boxed (the same type as the request
-/// path's `proxy::body::ProxyBody`, named here so that this layer does not use that one).
+/// path's `exchange::body::ProxyBody`, named here so that this layer does not use that one).
 pub type RequestBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 pub type UpstreamClient = Client<Connector, RequestBody>;

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::report::{Check, Step};
 use crate::mcp::sse::{Collect, Scanner};
-use crate::proxy::error::ProxyError;
+use crate::exchange::error::ProxyError;
 use crate::proxy::route::Route;
 use crate::proxy::send::send;
 

@@ -41,8 +41,8 @@ use http::{HeaderValue, Method, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::auth::CredentialError;
-use crate::mcp::peek::RpcPeek;
-use crate::proxy::body::{full, BudgetScope, ProxyBody, ReadError};
+use crate::exchange::peek::RpcPeek;
+use crate::exchange::body::{full, BudgetScope, ProxyBody, ReadError};
 use crate::upstream::connector::ConnectError;
 
 pub const ALLOWED_METHODS: &str = "GET, POST, DELETE";
@@ -436,7 +436,7 @@ fn rpc_errors(peek: &RpcPeek, code: i64, message: &str, kind: &str, route: Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mcp::peek::peek;
+    use crate::exchange::peek::peek;
     use http_body_util::BodyExt;
 
     async fn body_json(r: Response<ProxyBody>) -> Value {

@@ -118,7 +118,7 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"a\u0062"}"#,
             r#" [{"jsonrpc":"2.0","id":"a","method":"ping"},{"jsonrpc":"2.0","method":"n"}]"#,
         ] {
-            let parsed = crate::mcp::message::parse(body.as_bytes()).unwrap();
+            let parsed = crate::exchange::message::parse(body.as_bytes()).unwrap();
             assert_eq!(RpcPeek::of(&parsed), peek(body.as_bytes()), "{body}");
         }
     }
