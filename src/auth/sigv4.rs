@@ -117,6 +117,9 @@ impl Credential for Sigv4 {
     }
 }
 
+/// W3C Trace Context and Baggage headers, never signed.
+pub const UNSIGNED_TRACE_HEADERS: &[&str] = &["traceparent", "tracestate", "baggage"];
+
 /// Adds `Authorization`, `X-Amz-Date` (and `X-Amz-Security-Token` for temporary
 /// credentials) to the request, signed over its method, URI, headers and `body`.
 pub fn sign_request(
@@ -127,6 +130,12 @@ pub fn sign_request(
 ) -> Result<(), String> {
     let identity: Identity = credentials.clone().into();
     let mut settings = SigningSettings::default();
+    // Trace context may be rewritten on the way (the proxy writes its own `traceparent`
+    // for the gateway; a mesh or collector may too), so, as the AWS SDKs do, it is left
+    // out of the signature.
+    if let Some(excluded) = settings.excluded_headers.as_mut() {
+        excluded.extend(UNSIGNED_TRACE_HEADERS.iter().map(|h| (*h).into()));
+    }
     if input.content_sha256_header {
         settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
     }
@@ -180,6 +189,40 @@ pub fn region_from_gateway_host(host: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_context_is_not_signed() {
+        let mut parts = http::Request::post("https://gw.example/mcp")
+            .header("host", "gw.example")
+            .header("content-type", "application/json")
+            .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .header("tracestate", "rojo=00f067aa0ba902b7")
+            .header("baggage", "userId=alice")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let credentials = Credentials::new("AKIDEXAMPLE", "secret", None, None, "test");
+        sign_request(
+            &mut parts,
+            b"{}",
+            &credentials,
+            &SigningInput {
+                region: "us-east-1",
+                service: "bedrock-agentcore",
+                time: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+                content_sha256_header: false,
+            },
+        )
+        .unwrap();
+        let authorization = parts.headers["authorization"].to_str().unwrap();
+        let signed = authorization
+            .split("SignedHeaders=")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .unwrap();
+        assert_eq!(signed, "content-type;host;x-amz-date");
+    }
 
     #[test]
     fn the_region_comes_from_the_gateway_host() {

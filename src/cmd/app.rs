@@ -118,6 +118,9 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     crate::ops::logging::init(&args.runtime.log_level, args.runtime.log_format)?;
     let config =
         Config::load(args.config.as_deref(), &args.overrides()?).map_err(|e| e.to_string())?;
+    if let Some(export) = crate::ops::telemetry::init(&config.telemetry)? {
+        tracing::info!("telemetry: spans go by {export}");
+    }
     let workers = match worker_count(&args.runtime) {
         1 => None,
         n => Some(Arc::new(Workers::start(n)?)),
@@ -144,6 +147,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     if let Some(workers) = workers.and_then(Arc::into_inner) {
         workers.stop();
     }
+    crate::ops::telemetry::shutdown(std::time::Duration::from_secs(2));
     result
 }
 
@@ -185,6 +189,10 @@ pub fn check(args: RunArgs) -> Result<(), String> {
         Ok::<_, String>(describe(&config, &table))
     })?;
     print!("{text}");
+    println!(
+        "telemetry: {}",
+        crate::ops::telemetry::describe(&config.telemetry)?
+    );
     if let Some(warning) = crate::config::inbound::exposure_warning(&config.inbound, config.listen)
     {
         eprintln!("warning: {warning}");

@@ -21,6 +21,7 @@ pub mod inbound;
 pub use crate::auth::config::CredentialConfig;
 pub use crate::mcp::config::PolicyConfig;
 pub use crate::ops::audit::AuditConfig;
+pub use crate::ops::telemetry::TelemetryConfig;
 use crate::upstream::config::{parse_address, DnsConfig};
 pub use inbound::InboundConfig;
 
@@ -59,6 +60,9 @@ pub struct Config {
     /// Where audit records of tool calls and refusals go.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// OpenTelemetry trace export (off without an endpoint here or in `OTEL_*`).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
 }
@@ -318,6 +322,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             inbound: InboundConfig::default(),
             audit: AuditConfig::default(),
+            telemetry: TelemetryConfig::default(),
             routes: Vec::new(),
         }
     }
@@ -744,6 +749,10 @@ impl Config {
             let (key, problem) = keyed("", "audit", e);
             push(key, problem);
         }
+        if let Err(e) = self.telemetry.validate() {
+            let (key, problem) = keyed("", "telemetry", e);
+            push(key, problem);
+        }
         if let Err((key, problem)) = inbound::validate(&self.inbound, self.listen, &self.routes) {
             push(key, problem);
         }
@@ -1014,6 +1023,21 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.keys(), ["audit.queue"], "{e}");
+    }
+
+    #[test]
+    fn a_bad_telemetry_table_names_the_file_and_the_key() {
+        let e = Config::parse(
+            &format!("[telemetry]\nendpoint = \"grpc://collector:4317\"\n{ROUTE}"),
+            "/etc/proxy.toml",
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/proxy.toml: telemetry.endpoint: \"grpc://collector:4317\" is not a URL like \
+             \"http://127.0.0.1:4318\""
+        );
     }
 
     #[test]

@@ -85,6 +85,27 @@ pub struct ResultLabels {
     pub result: String,
 }
 
+/// Why a finished span never reached the collector.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum SpanDropReason {
+    /// The export queue was full (the collector slower than the spans coming).
+    queue_full,
+    /// The collector did not take the batch (unreachable, refused, timed out).
+    export_failed,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SpanDropLabels {
+    pub reason: SpanDropReason,
+}
+
+impl From<SpanDropReason> for SpanDropLabels {
+    fn from(reason: SpanDropReason) -> Self {
+        SpanDropLabels { reason }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -104,6 +125,8 @@ pub struct Metrics {
     pub bytes_in: Family<RouteLabels, Counter>,
     pub bytes_out: Family<RouteLabels, Counter>,
     pub config_reloads: Family<ResultLabels, Counter>,
+    pub trace_spans_exported: Counter,
+    pub trace_spans_dropped: Family<SpanDropLabels, Counter>,
     /// The tool names that may label `tool_calls`.
     pub tool_names: ToolNames,
 }
@@ -203,6 +226,8 @@ impl Metrics {
             bytes_in: Family::default(),
             bytes_out: Family::default(),
             config_reloads: Family::default(),
+            trace_spans_exported: Counter::default(),
+            trace_spans_dropped: Family::default(),
             tool_names: ToolNames::default(),
             registry: Registry::default(),
         };
@@ -290,6 +315,16 @@ impl Metrics {
             "config_reloads",
             "Configuration reloads by result",
             m.config_reloads.clone(),
+        );
+        registry.register(
+            "trace_spans_exported",
+            "Spans the OpenTelemetry collector accepted",
+            m.trace_spans_exported.clone(),
+        );
+        registry.register(
+            "trace_spans_dropped",
+            "Spans that never reached the collector, by reason (queue_full, export_failed)",
+            m.trace_spans_dropped.clone(),
         );
         Metrics { registry, ..m }
     }

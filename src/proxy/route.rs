@@ -156,11 +156,11 @@ impl Route {
         &self.pool().client
     }
 
-    /// The gateway URI for a request that carried `query`.
+    /// The gateway URI for a request that carried `query` (a bare `+` written `%2B`).
     pub fn upstream_uri(&self, query: Option<&str>) -> Uri {
         match query {
             None | Some("") => self.upstream_uri.clone(),
-            Some(q) => format!("{}?{q}", self.upstream_uri)
+            Some(q) => format!("{}?{}", self.upstream_uri, plus_escaped(q))
                 .parse()
                 // The query came from a URI that parsed; keep the bare path otherwise.
                 .unwrap_or_else(|_| self.upstream_uri.clone()),
@@ -196,7 +196,11 @@ impl Route {
     pub fn upstream_uri_at(&self, path: &str, query: Option<&str>) -> Uri {
         let uri = match query {
             None | Some("") => format!("https://{}{path}", self.gateway.authority),
-            Some(q) => format!("https://{}{path}?{q}", self.gateway.authority),
+            Some(q) => format!(
+                "https://{}{path}?{}",
+                self.gateway.authority,
+                plus_escaped(q)
+            ),
         };
         uri.parse().unwrap_or_else(|_| self.upstream_uri.clone())
     }
@@ -210,6 +214,18 @@ impl Route {
         } else {
             format!("{} (private DNS on)", self.gateway.host)
         }
+    }
+}
+
+/// The query with each `+` written `%2B`. Readers of a query disagree on a bare `+`
+/// (a space in form encoding, a plus in RFC 3986; the AWS SDKs differ too), so a SigV4
+/// signature over it could be computed one way and checked the other. `%2B` means a
+/// plus to every reader, and `aws-sigv4` signs it as such.
+fn plus_escaped(query: &str) -> std::borrow::Cow<'_, str> {
+    if query.contains('+') {
+        query.replace('+', "%2B").into()
+    } else {
+        query.into()
     }
 }
 
@@ -390,6 +406,12 @@ impl RouteTable {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_plus_in_the_query_is_forwarded_as_percent_2b() {
+        assert_eq!(super::plus_escaped("q=a+b&c=1+"), "q=a%2Bb&c=1%2B");
+        assert_eq!(super::plus_escaped("q=a%20b"), "q=a%20b");
+    }
+
     use super::*;
     use crate::config::CredentialConfig;
     use crate::upstream::config::DnsConfig;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::common::aws::{credentials, verify_sigv4, ChildProxy, CredentialKind, CredentialServer};
 use crate::common::dns::DnsServer;
-use crate::common::http::post_rpc;
+use crate::common::http::{post_rpc, send};
 use crate::common::proxy::{head, Proxy, OUTSIDE};
 use crate::common::upstream::{Upstream, UpstreamOptions, ENDPOINT_HOST, GATEWAY_HOST};
 use aws_credential_types::Credentials;
@@ -324,4 +324,78 @@ async fn a_gateway_host_without_a_region_needs_an_explicit_one() {
     );
     let proxy = Proxy::try_start(&with_region).await;
     assert!(proxy.is_ok(), "{:?}", proxy.err());
+}
+
+// ---- Trace context and the query ----------------------------------------------------
+
+const AGENT_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+async fn sigv4_proxy(toml: &str, secret: &str) -> ChildProxy {
+    ChildProxy::start(
+        toml,
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIAENVTEST000000001".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", secret.to_string()),
+        ],
+        "info",
+    )
+    .await
+}
+
+/// The AWS SDKs leave W3C Trace Context and Baggage out of the signature, since
+/// whatever relays the request may rewrite them; so does the proxy: the gateway
+/// accepts the request whatever `traceparent` reaches it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigv4_route_still_verifies_with_traceparent_changed_after_signing() {
+    let (upstream, _dns, toml) = gateway().await;
+    let secret = "env-secret-key-wJalrXUtnFEMIK7MDENGbPxRfiCY";
+    let proxy = sigv4_proxy(&toml, secret).await;
+    let answer = send(
+        "POST",
+        &proxy.url(),
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("traceparent", AGENT_TRACEPARENT),
+            ("tracestate", "rojo=00f067aa0ba902b7"),
+            ("baggage", "userId=alice"),
+        ],
+        INITIALIZE,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}\n{}", answer.body, proxy.logs());
+    verify_all(&upstream, |_| secret.to_string());
+    let seen = &upstream.requests()[0];
+    let signed = verify_sigv4(seen.method.as_str(), &seen.path, &seen.headers, &seen.body, secret)
+        .unwrap();
+    for header in ["traceparent", "tracestate", "baggage"] {
+        assert!(seen.headers.contains_key(header), "{header} reaches the gateway");
+        assert!(!signed.signed_headers.iter().any(|h| h == header), "{header} is not signed");
+    }
+    // Anything on the way rewrites the trace context: the signature still holds.
+    let mut rewritten = seen.headers.clone();
+    rewritten.insert(
+        "traceparent",
+        HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    );
+    rewritten.insert("tracestate", HeaderValue::from_static("congo=t61rcWkgMzE"));
+    rewritten.remove("baggage");
+    verify_sigv4(seen.method.as_str(), &seen.path, &rewritten, &seen.body, secret)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A signed header changed after signing is still caught.
+    rewritten.insert("content-type", HeaderValue::from_static("text/plain"));
+    assert!(verify_sigv4(seen.method.as_str(), &seen.path, &rewritten, &seen.body, secret).is_err());
+}
+
+/// A bare `+` in a query is a space to some readers and a plus to others; the proxy
+/// forwards it as `%2B`, which every reader (and the signer) takes for a plus.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plus_in_the_agents_query_is_forwarded_and_signed_as_percent_2b() {
+    let (upstream, _dns, toml) = gateway().await;
+    let secret = "env-secret-key-wJalrXUtnFEMIK7MDENGbPxRfiCY";
+    let proxy = sigv4_proxy(&toml, secret).await;
+    let answer = post_rpc(&format!("{}?q=a+b&sort=c%20d", proxy.url()), INITIALIZE).await;
+    assert_eq!(answer.status, 200, "{}\n{}", answer.body, proxy.logs());
+    assert_eq!(upstream.requests()[0].path, "/mcp?q=a%2Bb&sort=c%20d");
+    verify_all(&upstream, |_| secret.to_string());
 }

@@ -454,3 +454,72 @@ async fn upstream_speaks_h2_when_offered_and_stops_when_dropped() {
     .await
     .expect("upstream still accepting after drop");
 }
+
+// ---- OTLP receiver -----------------------------------------------------------
+
+#[tokio::test]
+async fn the_otlp_receiver_decodes_spans_and_refuses_other_requests() {
+    use crate::common::http::send;
+    use crate::common::otlp::OtlpReceiver;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+
+    let receiver = OtlpReceiver::start().await;
+    let string = |key: &str, value: &str| KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![string("service.name", "selftest")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: vec![0xab; 16],
+                    span_id: vec![0x01; 8],
+                    name: "tools/call echo".into(),
+                    kind: 2,
+                    attributes: vec![string("mcp.method.name", "tools/call")],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let url = format!("{}/v1/traces", receiver.endpoint());
+    let answer = send(
+        "POST",
+        &url,
+        &[("content-type", "application/x-protobuf")],
+        request.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let spans = receiver.spans();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].trace_id, "ab".repeat(16));
+    assert_eq!(spans[0].parent_span_id, "");
+    assert_eq!(spans[0].attribute("mcp.method.name"), Some("tools/call"));
+    assert_eq!(spans[0].resource["service.name"], "selftest");
+
+    let json = send("POST", &url, &[("content-type", "application/json")], "{}").await;
+    assert_eq!(json.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let garbage = send(
+        "POST",
+        &url,
+        &[("content-type", "application/x-protobuf")],
+        vec![0xff, 0xff, 0xff],
+    )
+    .await;
+    assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
+    assert_eq!(receiver.requests().len(), 3);
+}

@@ -8,7 +8,8 @@
 //!   a counting TCP relay (written alongside the proxy);
 //! - `faulty_upstream`, `agents`, `proxy_process`: a TLS upstream that misbehaves on
 //!   script, agents that read answers frame by frame or keep calling meanwhile, and the
-//!   proxy binary as a child process (signals, memory) — for the faults_*/hostile_* tests.
+//!   proxy binary as a child process (signals, memory) — for the faults_*/hostile_* tests;
+//! - `otlp`: an OTLP/HTTP receiver recording the spans the proxy exports.
 
 pub mod agents;
 pub mod aws;
@@ -19,6 +20,7 @@ pub mod dns;
 pub mod faulty_upstream;
 pub mod http;
 pub mod oauth_upstream;
+pub mod otlp;
 pub mod proxy;
 pub mod proxy_process;
 pub mod relay;
