@@ -1,7 +1,7 @@
 //! Body types and the two body helpers of the request path: a bounded read of a request
 //! body (within its connection's and the process's budget of buffered bytes), and the
-//! response wrapper that enforces the idle timeout and closes the access log line when
-//! the stream ends.
+//! response wrapper that enforces the idle timeout and finishes the request's context
+//! when the stream ends.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +16,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use tokio::time::{Instant, Sleep};
 
-use crate::ops::access_log::AccessLog;
+use crate::exchange::context::{End, RequestContext};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -230,20 +230,23 @@ where
 
 pin_project_lite::pin_project! {
     /// A response body on its way to the agent: frames pass through as they arrive; a
-    /// silence longer than `idle` ends the stream with an error; the access log line is
-    /// written when the stream ends, fails, or the agent goes away.
+    /// silence longer than `idle` ends the stream with an error; the request's context
+    /// rides along and is finished when the stream ends, fails, or the agent goes away.
     pub struct ResponseBody<B>
     where
         B: Body,
     {
         #[pin]
         inner: B,
-        idle: Duration,
+        idle: Option<Duration>,
         // Armed when the body first has to wait: a JSON answer usually arrives whole
         // with its head, and then no timer is ever made.
         timer: Option<Pin<Box<Sleep>>>,
         bytes: u64,
-        log: Option<AccessLog>,
+        // The length the head announced, if any: hyper stops polling a body once that
+        // many bytes are out, without asking for its end.
+        expected: Option<u64>,
+        context: Option<RequestContext>,
     }
 
     impl<B> PinnedDrop for ResponseBody<B>
@@ -252,23 +255,33 @@ pin_project_lite::pin_project! {
     {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Some(log) = this.log.take() {
-                let outcome = if this.inner.is_end_stream() { "ok" } else { "client went away" };
-                log.finish(*this.bytes, outcome);
+            if let Some(mut context) = this.context.take() {
+                let complete =
+                    this.inner.is_end_stream() || *this.expected == Some(*this.bytes);
+                let end = if complete { End::Complete } else { End::Gone };
+                context.finish(*this.bytes, end);
             }
         }
     }
 }
 
 impl<B: Body> ResponseBody<B> {
-    pub fn new(inner: B, idle: Duration, log: AccessLog) -> Self {
-        log.start();
+    /// `idle`: how long the body may stay silent (`None`: an answer made whole here);
+    /// `length`: the Content-Length of the head, if it has one.
+    pub fn new(
+        inner: B,
+        idle: Option<Duration>,
+        length: Option<u64>,
+        context: RequestContext,
+    ) -> Self {
+        let expected = length.or(inner.size_hint().exact());
         ResponseBody {
             inner,
             idle,
             timer: None,
             bytes: 0,
-            log: Some(log),
+            expected,
+            context: Some(context),
         }
     }
 }
@@ -308,40 +321,43 @@ where
                 if let Some(data) = frame.data_ref() {
                     *this.bytes += data.len() as u64;
                 }
-                if let Some(timer) = this.timer.as_mut() {
-                    timer.as_mut().reset(Instant::now() + *this.idle);
+                if let (Some(timer), Some(idle)) = (this.timer.as_mut(), *this.idle) {
+                    timer.as_mut().reset(Instant::now() + idle);
                 }
                 // hyper stops polling once the body says it has ended (a sized body
-                // whose last byte arrived), so close the log line here.
+                // whose last byte arrived), so finish the request here.
                 if inner.is_end_stream() {
-                    if let Some(log) = this.log.take() {
-                        log.finish(*this.bytes, "ok");
+                    if let Some(mut context) = this.context.take() {
+                        context.finish(*this.bytes, End::Complete);
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
                 let e: BoxError = e.into();
-                if let Some(log) = this.log.take() {
-                    log.finish(*this.bytes, &format!("upstream stream failed: {e}"));
+                tracing::debug!("upstream stream failed: {e}");
+                if let Some(mut context) = this.context.take() {
+                    context.finish(*this.bytes, End::Broken);
                 }
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                if let Some(log) = this.log.take() {
-                    log.finish(*this.bytes, "ok");
+                if let Some(mut context) = this.context.take() {
+                    context.finish(*this.bytes, End::Complete);
                 }
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                let idle = *this.idle;
+                let Some(idle) = *this.idle else {
+                    return Poll::Pending;
+                };
                 let timer = this
                     .timer
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
                 if timer.as_mut().poll(cx).is_ready() {
-                    let e = IdleTimeout(*this.idle);
-                    if let Some(log) = this.log.take() {
-                        log.finish(*this.bytes, &e.to_string());
+                    let e = IdleTimeout(idle);
+                    if let Some(mut context) = this.context.take() {
+                        context.finish(*this.bytes, End::IdleTimeout);
                     }
                     return Poll::Ready(Some(Err(Box::new(e))));
                 }

@@ -41,8 +41,8 @@ use http::{HeaderValue, Method, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::auth::CredentialError;
-use crate::exchange::peek::RpcPeek;
 use crate::exchange::body::{full, BudgetScope, ProxyBody, ReadError};
+use crate::exchange::peek::RpcPeek;
 use crate::upstream::connector::ConnectError;
 
 pub const ALLOWED_METHODS: &str = "GET, POST, DELETE";

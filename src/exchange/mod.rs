@@ -9,6 +9,7 @@
 //! without reaching up into `proxy`.
 
 pub mod body;
+pub mod context;
 pub mod error;
 pub mod message;
 pub mod peek;

@@ -21,9 +21,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::{Config, LimitsConfig};
+use crate::exchange::body::{BoxError, BudgetPool, BufferBudget, ProxyBody};
 use crate::listener::workers::Workers;
 use crate::ops::audit::AuditSink;
-use crate::exchange::body::{BoxError, BudgetPool, BufferBudget, ProxyBody};
 use crate::proxy::forward;
 use crate::proxy::route::RouteTable;
 use crate::upstream::dns::Dns;

@@ -8,7 +8,6 @@
 //! (validation off, no policy, no limits, audit off) costs one branch per request.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
@@ -19,15 +18,16 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::config::PolicyConfig;
 use super::ids;
 use super::limits::{InFlight, RateLimit};
-use crate::exchange::message::{self, Invalid, Message};
 use super::mirrored::header_mismatch;
-use crate::exchange::peek::RpcPeek;
 use super::policy::{method_problem, name_problem, MethodPolicy, ToolPolicy};
 use super::response::{Kind, McpBody};
-use super::watch::{Expect, PendingCall, RequestInfo, Watch};
-use crate::ops::audit::AuditSink;
+use super::watch::{Expect, PendingCall, Watch};
 use crate::exchange::body::{self, ProxyBody};
-use crate::exchange::error::{error_object, respond, Answer, ProxyError};
+use crate::exchange::context::{Recorder, RequestContext};
+use crate::exchange::error::{error_object, ProxyError};
+use crate::exchange::message::{self, Invalid, Message};
+use crate::exchange::peek::RpcPeek;
+use crate::ops::audit::AuditSink;
 
 /// Per-route state of the layer, built with the route (and rebuilt on reload).
 pub struct RouteLayer {
@@ -56,15 +56,43 @@ impl Inspection {
     }
 }
 
-/// What to do with a request.
+/// What to do with a request: the request hook's answer.
 pub enum Verdict {
     /// Forward `payload` (the original body, or what is left of a batch).
     Forward {
         payload: Bytes,
         inspection: Inspection,
     },
-    /// Answer the agent without contacting the gateway.
+    /// Answer the agent without contacting the gateway: every element of a batch (or the
+    /// one message) refused, each already recorded.
     Answer(Response<ProxyBody>),
+    /// Refuse the whole request with `err`; the request context answers and records it.
+    Refuse {
+        err: ProxyError,
+        /// Whether the answer may echo the request's id(s).
+        echo: Echo,
+        /// The tool a refused `tools/call` named.
+        tool: Option<String>,
+    },
+}
+
+/// What a whole-request refusal's answer carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Echo {
+    /// JSON-RPC errors with the request's id(s).
+    Ids,
+    /// One JSON-RPC error with a null id (the id cannot be told).
+    NullId,
+    /// A text answer (GET and DELETE).
+    Text,
+}
+
+/// What the gateway did with a forwarded request: the response hook's input.
+pub enum Upstream<'a> {
+    /// It answered: the head (which the hook may change) and the body.
+    Answered(&'a mut response::Parts, ProxyBody),
+    /// No answer came.
+    Failed(&'a ProxyError),
 }
 
 /// What the answer to one forwarded message needs.
@@ -91,7 +119,7 @@ impl Needs {
 }
 
 /// Why one element of a batch is not forwarded.
-struct Refusal {
+struct ElementRefusal {
     err: ProxyError,
     id: Option<Value>,
 }
@@ -133,6 +161,11 @@ impl RouteLayer {
         })
     }
 
+    /// Where this route's audit records go.
+    pub fn audit(&self) -> &AuditSink {
+        &self.audit
+    }
+
     /// For `check`: the tool policy in words.
     pub fn describe_tools(&self) -> String {
         self.tools.describe()
@@ -143,10 +176,12 @@ impl RouteLayer {
         !self.idle
     }
 
+    /// The request hook: forward, forward part of a batch, answer, or refuse.
     /// `post` is the one parse of a POST's body (`message::read`), `None` for GET and
-    /// DELETE; `rpc` the view of it.
-    pub fn inspect(
+    /// DELETE; `rpc` the view of it; `context` the request's.
+    pub fn on_request(
         &self,
+        context: &RequestContext,
         head: &request::Parts,
         payload: Bytes,
         post: Option<Result<message::Body<'_>, Invalid>>,
@@ -161,31 +196,28 @@ impl RouteLayer {
                 inspection: Inspection::none(),
             };
         }
-        let info = RequestInfo {
-            route: self.route.clone(),
-            audit: self.audit.clone(),
-            session: session_of(head),
-            started: Instant::now(),
-            request_bytes: payload.len() as u64,
-        };
+        let recorder = context.recorder();
         match post {
-            Some(parsed) => self.inspect_post(head, payload, parsed, rpc, info),
-            None => self.inspect_other(head, payload, info),
+            Some(parsed) => self.inspect_post(head, payload, parsed, rpc, recorder),
+            None => self.inspect_other(head, payload, recorder),
         }
     }
 
     /// GET and DELETE: the rate limit, and the policy for resumed streams.
-    fn inspect_other(&self, head: &request::Parts, payload: Bytes, info: RequestInfo) -> Verdict {
+    fn inspect_other(&self, head: &request::Parts, payload: Bytes, recorder: Recorder) -> Verdict {
         // A stream held open is not a call in flight: only the rate counts it.
         if let Err(err) = self.admit(1, false) {
-            info.refused(&err, None, head.method.as_str(), None, None);
-            return Verdict::Answer(respond(&err, Some(&self.route), Answer::Text));
+            return Verdict::Refuse {
+                err,
+                echo: Echo::Text,
+                tool: None,
+            };
         }
         // A GET stream carries what the gateway chooses to send (and, resumed with
         // Last-Event-ID, replays answers to earlier requests): every answer listing tools
         // on it is filtered.
         let watch = (head.method == Method::GET && self.tools.is_active()).then(|| {
-            let mut watch = self.watch(info, false);
+            let mut watch = self.watch(recorder, false);
             watch.filtering = true;
             Box::new(watch)
         });
@@ -201,12 +233,12 @@ impl RouteLayer {
         payload: Bytes,
         parsed: Result<message::Body<'_>, Invalid>,
         rpc: &RpcPeek,
-        info: RequestInfo,
+        recorder: Recorder,
     ) -> Verdict {
         let policy_on = self.tools.is_active() || self.methods.is_active();
         if self.validate {
             if let Some(err) = unsupported_media_type(head) {
-                return self.refuse_whole(&info, rpc, None, err);
+                return refuse_whole(err, Echo::Ids, None);
             }
         }
         let body = match parsed {
@@ -214,22 +246,17 @@ impl RouteLayer {
             // Without validation and policy the gateway judges what it gets. A policy
             // cannot be applied to what cannot be read, so it refuses it (fail closed).
             Err(_) if !self.validate && !policy_on => {
-                return self.forward_unread(payload, info);
+                return self.forward_unread(payload, recorder);
             }
             Err(Invalid::NotJson(why)) => {
-                return self.refuse_whole(
-                    &info,
-                    &RpcPeek::Unreadable,
-                    None,
-                    ProxyError::ParseError(why),
-                )
+                return refuse_whole(ProxyError::ParseError(why), Echo::NullId, None)
             }
             Err(Invalid::NotJsonRpc(why)) => {
                 // Echo the id only when it is one (JSON-RPC: null when it cannot be told).
                 let id_ok = matches!(rpc, RpcPeek::Single(m)
                     if m.id.as_ref().is_some_and(|id| id.is_string() || id.is_number()));
-                let rpc = if id_ok { rpc } else { &RpcPeek::Unreadable };
-                return self.refuse_whole(&info, rpc, None, ProxyError::InvalidRequest(why));
+                let echo = if id_ok { Echo::Ids } else { Echo::NullId };
+                return refuse_whole(ProxyError::InvalidRequest(why), echo, None);
             }
         };
         let first = body.messages.first();
@@ -239,27 +266,7 @@ impl RouteLayer {
                 .flatten()
         };
         let single_tool = (!body.batch).then(|| first.and_then(call_name)).flatten();
-        let single_method = if body.batch {
-            "batch".to_string()
-        } else {
-            first
-                .and_then(|m| m.method.as_deref())
-                .unwrap_or("response")
-                .to_string()
-        };
-        let single_id = (!body.batch)
-            .then(|| first.and_then(|m| m.id.clone()))
-            .flatten();
-        let refuse = |err| {
-            self.refuse_whole_as(
-                &info,
-                rpc,
-                &single_method,
-                single_id.as_ref(),
-                single_tool.as_deref(),
-                err,
-            )
-        };
+        let refuse = |err| refuse_whole(err, Echo::Ids, single_tool.clone());
         if let Some(err) = self.shape_problem(&body) {
             return refuse(err);
         }
@@ -274,10 +281,10 @@ impl RouteLayer {
             Err(err) => return refuse(err),
         };
 
-        let mut watch = self.watch(info, body.batch);
+        let mut watch = self.watch(recorder, body.batch);
         watch.permit = permit;
         let mut kept: Vec<&Message<'_>> = Vec::with_capacity(body.messages.len());
-        let mut refusals: Vec<Box<Refusal>> = Vec::new();
+        let mut refusals: Vec<Box<ElementRefusal>> = Vec::new();
         for m in &body.messages {
             match self.judge(m, &mut watch) {
                 Ok(needs) => {
@@ -322,16 +329,16 @@ impl RouteLayer {
     }
 
     /// Applies the method and tool policy to one message; notes what its answer needs.
-    fn judge(&self, m: &Message<'_>, watch: &mut Watch) -> Result<Needs, Box<Refusal>> {
+    fn judge(&self, m: &Message<'_>, watch: &mut Watch) -> Result<Needs, Box<ElementRefusal>> {
         let Some(method) = m.method.as_deref() else {
             // The agent answering a gateway request: nothing comes back for it.
             return Ok(Needs::quiet());
         };
         let refuse = |err: ProxyError, tool: Option<&str>, arguments| {
             watch
-                .info
+                .recorder
                 .refused(&err, m.id.as_ref(), method, tool, arguments);
-            Err(Box::new(Refusal {
+            Err(Box::new(ElementRefusal {
                 err,
                 id: m.id.clone(),
             }))
@@ -446,9 +453,9 @@ impl RouteLayer {
         None
     }
 
-    fn watch(&self, info: RequestInfo, batch: bool) -> Watch {
+    fn watch(&self, recorder: Recorder, batch: bool) -> Watch {
         Watch {
-            info,
+            recorder,
             calls: Vec::new(),
             policy: self.tools.clone(),
             filtering: false,
@@ -500,20 +507,11 @@ impl RouteLayer {
     }
 
     /// Validation and policy off, body unreadable: forwarded with only the limits applied.
-    fn forward_unread(&self, payload: Bytes, info: RequestInfo) -> Verdict {
-        let mut watch = self.watch(info, false);
+    fn forward_unread(&self, payload: Bytes, recorder: Recorder) -> Verdict {
+        let mut watch = self.watch(recorder, false);
         match self.admit(1, true) {
             Ok(permit) => watch.permit = permit,
-            Err(err) => {
-                return self.refuse_whole_as(
-                    &watch.info,
-                    &RpcPeek::Unreadable,
-                    "-",
-                    None,
-                    None,
-                    err,
-                )
-            }
+            Err(err) => return refuse_whole(err, Echo::NullId, None),
         }
         Verdict::Forward {
             payload,
@@ -521,44 +519,20 @@ impl RouteLayer {
         }
     }
 
-    fn refuse_whole(
-        &self,
-        info: &RequestInfo,
-        rpc: &RpcPeek,
-        tool: Option<&str>,
-        err: ProxyError,
-    ) -> Verdict {
-        let (method, id) = match rpc {
-            RpcPeek::Single(m) => (m.method.as_deref().unwrap_or("-"), m.id.as_ref()),
-            RpcPeek::Batch(_) => ("batch", None),
-            RpcPeek::Unreadable => ("-", None),
+    /// The response hook: the body to stream back (possibly filtered) when the gateway
+    /// answered; when it did not, the calls still waiting are recorded as failed.
+    pub fn on_response(&self, inspection: Inspection, upstream: Upstream<'_>) -> Option<ProxyBody> {
+        let (parts, body) = match upstream {
+            Upstream::Answered(parts, body) => (parts, body),
+            Upstream::Failed(err) => {
+                if let Some(mut watch) = inspection.watch {
+                    watch.failed(err);
+                }
+                return None;
+            }
         };
-        self.refuse_whole_as(info, rpc, method, id, tool, err)
-    }
-
-    /// Refuses the whole request: one audit record, the answer `respond` makes.
-    fn refuse_whole_as(
-        &self,
-        info: &RequestInfo,
-        rpc: &RpcPeek,
-        method: &str,
-        id: Option<&Value>,
-        tool: Option<&str>,
-        err: ProxyError,
-    ) -> Verdict {
-        info.refused(&err, id, method, tool, None);
-        Verdict::Answer(respond(&err, Some(&self.route), Answer::JsonRpc(rpc)))
-    }
-
-    /// The upstream answered: returns the body to stream back (possibly filtered).
-    pub fn respond(
-        &self,
-        inspection: Inspection,
-        parts: &mut response::Parts,
-        body: ProxyBody,
-    ) -> ProxyBody {
         let Some(watch) = inspection.watch else {
-            return body;
+            return Some(body);
         };
         let watch = *watch;
         let is_sse = parts
@@ -600,44 +574,15 @@ impl RouteLayer {
             }
         }
         let status = parts.status.as_u16();
-        http_body_util::BodyExt::boxed_unsync(McpBody::new(body, watch, status, kind))
-    }
-
-    /// For refusals made before `inspect` (body over the limit, body not received): the
-    /// audit record and `refused` metric the layer keeps for its own refusals.
-    pub fn refused_before(&self, head: &request::Parts, rpc: &RpcPeek, err: &ProxyError) {
-        if self.idle {
-            return;
-        }
-        let info = RequestInfo {
-            route: self.route.clone(),
-            audit: self.audit.clone(),
-            session: session_of(head),
-            started: Instant::now(),
-            request_bytes: 0,
-        };
-        let (method, id) = match rpc {
-            RpcPeek::Single(m) => (m.method.as_deref().unwrap_or("-"), m.id.as_ref()),
-            RpcPeek::Batch(_) => ("batch", None),
-            RpcPeek::Unreadable => (head.method.as_str(), None),
-        };
-        // The proxy counts these refusals in its metrics; the layer adds the audit line.
-        info.audit_refusal(err, id, method, None, None);
-    }
-
-    /// The request failed before the upstream answered.
-    pub fn failed(&self, inspection: Inspection, err: &ProxyError) {
-        if let Some(mut watch) = inspection.watch {
-            watch.failed(err);
-        }
+        Some(http_body_util::BodyExt::boxed_unsync(McpBody::new(
+            body, watch, status, kind,
+        )))
     }
 }
 
-fn session_of(head: &request::Parts) -> Option<String> {
-    head.headers
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+/// A whole-request refusal, which the request context answers and records.
+fn refuse_whole(err: ProxyError, echo: Echo, tool: Option<String>) -> Verdict {
+    Verdict::Refuse { err, echo, tool }
 }
 
 /// The answer when every element of the request was refused.

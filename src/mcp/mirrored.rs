@@ -10,8 +10,8 @@ use base64::Engine;
 use http::request;
 use serde::Deserialize;
 
-use crate::exchange::message::Body;
 use crate::exchange::error::ProxyError;
+use crate::exchange::message::Body;
 
 /// What `Mcp-Name` mirrors: the tool, prompt or resource the request names.
 #[derive(Deserialize)]

@@ -29,9 +29,9 @@ use serde_json::Value;
 use super::probe::Probe;
 use super::sse::{self, Collect, Field, Scanner, Sink};
 use super::watch::{Ending, Watch};
-use crate::ops::audit::Outcome;
 use crate::exchange::body::{BoxError, ProxyBody};
 use crate::exchange::error::ProxyError;
+use crate::ops::audit::Outcome;
 
 /// How the answer is read.
 pub enum Kind {
@@ -134,7 +134,7 @@ impl McpBody {
             Kind::Error | Kind::Encoded => {
                 if !watch.extras.is_empty() {
                     tracing::warn!(
-                        route = %watch.info.route,
+                        route = %watch.recorder.route,
                         status,
                         "the gateway's answer to the rest of the batch cannot be merged into; the errors for the elements the policy refused are not delivered"
                     );
@@ -206,7 +206,7 @@ impl McpBody {
             self.cut();
         } else {
             tracing::warn!(
-                route = %self.watch.info.route,
+                route = %self.watch.recorder.route,
                 "the gateway's answer to a batch is larger than policy.max_filter_bytes; passing it on without the errors for the elements the policy refused"
             );
             self.watch.extras.clear();
@@ -235,7 +235,7 @@ impl McpBody {
                 };
                 let mut changed = removed > 0;
                 if changed {
-                    tracing::debug!(route = %self.watch.info.route, removed, "tools hidden by the tool policy");
+                    tracing::debug!(route = %self.watch.recorder.route, removed, "tools hidden by the tool policy");
                 }
                 let extras = std::mem::take(&mut self.watch.extras);
                 if !extras.is_empty() {
@@ -256,7 +256,7 @@ impl McpBody {
             }
             Err(_) => {
                 tracing::warn!(
-                    route = %self.watch.info.route,
+                    route = %self.watch.recorder.route,
                     "the gateway's answer to a batch is not JSON; passing it on without the errors for the elements the policy refused"
                 );
                 self.watch.extras.clear();
@@ -389,7 +389,7 @@ impl McpBody {
                     // Nothing to hide: the gateway's own bytes go on.
                     return concat(held);
                 }
-                tracing::debug!(route = %self.watch.info.route, removed, "tools hidden by the tool policy");
+                tracing::debug!(route = %self.watch.recorder.route, removed, "tools hidden by the tool policy");
                 let mut out = Vec::new();
                 if lf {
                     out.push(b'\n');
@@ -560,9 +560,10 @@ impl Drop for McpBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchange::context::Recorder;
     use crate::mcp::config::PolicyConfig;
     use crate::mcp::policy::ToolPolicy;
-    use crate::mcp::watch::{Expect, RequestInfo};
+    use crate::mcp::watch::Expect;
     use crate::ops::audit::AuditSink;
     use http_body_util::BodyExt;
     use serde_json::json;
@@ -606,13 +607,7 @@ mod tests {
         })
         .unwrap();
         Watch {
-            info: RequestInfo {
-                route: Arc::from("mcp"),
-                audit: AuditSink::default(),
-                session: None,
-                started: std::time::Instant::now(),
-                request_bytes: 0,
-            },
+            recorder: Recorder::new("mcp", &AuditSink::default()),
             calls: Vec::new(),
             policy: Arc::new(policy),
             filtering: !expected.is_empty(),

@@ -3,7 +3,6 @@
 //! errors for refused batch elements still to be delivered, and the in-flight permit.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -13,99 +12,16 @@ use super::ids;
 use super::policy::ToolPolicy;
 use super::probe::Facts;
 use super::tools_filter::{filter_result, listed_names, Listing};
-use crate::ops::audit::{self, AuditSink, Outcome, Record};
-use crate::ops::metrics::{metrics, ReasonLabels, ToolLabels};
+use crate::exchange::context::{CallEnding, Recorder};
 use crate::exchange::error::ProxyError;
+use crate::ops::audit::Outcome;
+use crate::ops::metrics::metrics;
 
 /// A forwarded tools/call waiting for its outcome.
 pub struct PendingCall {
     pub id: Value,
     pub tool: String,
     pub arguments: Option<Box<RawValue>>,
-}
-
-/// The request context every record of it shares.
-#[derive(Clone)]
-pub struct RequestInfo {
-    pub route: Arc<str>,
-    pub audit: AuditSink,
-    pub session: Option<String>,
-    pub started: Instant,
-    pub request_bytes: u64,
-}
-
-impl RequestInfo {
-    /// Records a refusal (audit line + `refused` metric, + `tool_calls` for a tool call).
-    pub fn refused(
-        &self,
-        err: &ProxyError,
-        id: Option<&Value>,
-        method: &str,
-        tool: Option<&str>,
-        arguments: Option<Box<RawValue>>,
-    ) {
-        metrics()
-            .refused
-            .get_or_create(&ReasonLabels {
-                route: self.route.to_string(),
-                reason: err.kind().to_string(),
-            })
-            .inc();
-        if let Some(tool) = tool {
-            count_tool(&self.route, tool, Outcome::Refused);
-        }
-        self.audit_refusal(err, id, method, tool, arguments);
-    }
-
-    /// The audit line of a refusal only, for refusals the proxy counts itself.
-    pub fn audit_refusal(
-        &self,
-        err: &ProxyError,
-        id: Option<&Value>,
-        method: &str,
-        tool: Option<&str>,
-        arguments: Option<Box<RawValue>>,
-    ) {
-        self.record(Record {
-            time: audit::now(),
-            route: self.route.clone(),
-            session: self.session.clone(),
-            id: id.cloned(),
-            method: method.to_string(),
-            tool: tool.map(str::to_string),
-            outcome: Outcome::Refused,
-            error_code: Some(err.rpc_code()),
-            reason: Some(err.kind().to_string()),
-            status: err.status().as_u16(),
-            duration_ms: self.elapsed_ms(),
-            request_bytes: self.request_bytes,
-            response_bytes: 0,
-            arguments,
-        });
-    }
-
-    fn record(&self, record: Record) {
-        self.audit.record(record);
-    }
-
-    fn elapsed_ms(&self) -> f64 {
-        self.started.elapsed().as_micros() as f64 / 1000.0
-    }
-}
-
-fn count_tool(route: &Arc<str>, tool: &str, outcome: Outcome) {
-    let m = metrics();
-    // The gateway ran it: the name is a real tool's, worth a series of its own.
-    if matches!(outcome, Outcome::Ok | Outcome::ToolError) {
-        m.tool_names.learn(route, tool);
-    }
-    m.tool_calls
-        .get_or_create(&ToolLabels {
-            route: route.clone(),
-            tool: m.tool_names.label(route, tool),
-            outcome: outcome.metric(),
-        })
-        .inc();
 }
 
 /// How a call ended, as far as the proxy saw.
@@ -129,7 +45,8 @@ pub enum Expect {
 }
 
 pub struct Watch {
-    pub info: RequestInfo,
+    /// Writes this request's audit records (see `exchange::context`).
+    pub recorder: Recorder,
     pub calls: Vec<PendingCall>,
     pub policy: Arc<ToolPolicy>,
     /// Every answer is filtered by what it carries, whatever its id: the request asked for
@@ -183,7 +100,7 @@ impl Watch {
         let mut removed = 0;
         if result.get("tools").is_some() {
             for name in listed_names(result) {
-                metrics().tool_names.learn(&self.info.route, name);
+                metrics().tool_names.learn(&self.recorder.route, name);
             }
             removed += filter_result(result, Listing::List, &self.policy);
         }
@@ -209,14 +126,16 @@ impl Watch {
     /// `id` names when it is one still waiting, otherwise for every request still
     /// waiting (any of them may have been answered by what was withheld).
     pub fn fail_closed(&mut self, err: &ProxyError, id: Option<&Value>) -> Vec<Value> {
-        tracing::warn!(route = %self.info.route, reason = err.kind(), "{err}");
+        tracing::warn!(route = %self.recorder.route, reason = err.kind(), "{err}");
         let answered: Vec<(Value, Expect)> = match id.and_then(|id| self.take_expected(id)) {
             Some(one) => vec![one],
             None => std::mem::take(&mut self.expected),
         };
         answered
             .iter()
-            .map(|(id, _)| crate::exchange::error::error_object(id, err, Some(&self.info.route)))
+            .map(|(id, _)| {
+                crate::exchange::error::error_object(id, err, Some(&self.recorder.route))
+            })
             .collect()
     }
 
@@ -268,23 +187,17 @@ impl Watch {
     }
 
     fn end_call(&self, call: PendingCall, ending: Ending) {
-        count_tool(&self.info.route, &call.tool, ending.outcome);
-        let info = &self.info;
-        info.record(Record {
-            time: audit::now(),
-            route: info.route.clone(),
-            session: info.session.clone(),
-            id: Some(call.id),
-            method: "tools/call".into(),
-            tool: Some(call.tool),
-            outcome: ending.outcome,
-            error_code: ending.error_code,
-            reason: ending.reason,
-            status: ending.status,
-            duration_ms: info.elapsed_ms(),
-            request_bytes: info.request_bytes,
-            response_bytes: ending.response_bytes,
-            arguments: call.arguments,
-        });
+        self.recorder.call_ended(
+            call.id,
+            call.tool,
+            CallEnding {
+                outcome: ending.outcome,
+                error_code: ending.error_code,
+                reason: ending.reason,
+                status: ending.status,
+                response_bytes: ending.response_bytes,
+                arguments: call.arguments,
+            },
+        );
     }
 }

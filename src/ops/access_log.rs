@@ -1,60 +1,59 @@
-//! The one log line per request, written when the response is complete (for streams:
-//! when the stream ends), so that it can carry the bytes sent and how the stream ended.
+//! The one log line per request, in one format. Only the request context writes it
+//! (`exchange::context::RequestContext::finish`), once per request, when the answer is
+//! complete (for streams: when the stream ends) or the agent went away.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use crate::ops::metrics::RouteMetrics;
-
-pub struct AccessLog {
-    pub route: Arc<str>,
-    pub metrics: Arc<RouteMetrics>,
-    /// An SSE stream: counted in the active-streams gauge until it ends.
-    pub stream: bool,
-    pub method: http::Method,
-    /// The bounded label (`rpc_method_label`): an MCP method's name, or `other`. The
-    /// agent's own string never reaches the log line, where it could forge lines or
-    /// carry terminal escapes.
+/// The fields of one access line. Every string is the proxy's own or bounded: the
+/// agent's JSON-RPC method appears only as its `rpc_method_label`, so nothing the agent
+/// writes can forge a line or carry terminal escapes.
+pub struct Line<'a> {
+    pub route: &'a str,
+    pub method: &'a http::Method,
     pub rpc_method: &'static str,
     pub session: bool,
     pub status: u16,
-    pub started: Instant,
-    pub upstream: Option<Duration>,
+    /// `ok`, `answered`, `refused`, `failed`, `broken`, `idle_timeout`, `client_gone`
+    /// (docs/operations.md says what each means).
+    pub outcome: &'static str,
+    /// For `refused` and `failed`: the error's kind, and the message the agent got.
+    pub reason: Option<&'static str>,
+    pub message: Option<&'a str>,
+    pub credential_ms: Option<f64>,
+    pub dns_ms: Option<f64>,
+    pub connect_ms: Option<f64>,
+    pub tls_ms: Option<f64>,
+    pub upstream_ms: Option<f64>,
+    pub total_ms: f64,
     pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
-impl AccessLog {
-    /// Counts the request in the metrics; call once, when the response starts.
-    pub fn start(&self) {
-        if self.stream {
-            self.metrics.active_streams.inc();
-        }
+pub fn write(line: &Line<'_>) {
+    macro_rules! emit {
+        ($level:ident, $($msg:tt)+) => {
+            tracing::$level!(
+                target: "mcp_vpce_proxy::access",
+                route = line.route,
+                method = %line.method,
+                rpc_method = line.rpc_method,
+                session = line.session,
+                status = line.status,
+                outcome = line.outcome,
+                reason = line.reason,
+                credential_ms = line.credential_ms,
+                dns_ms = line.dns_ms,
+                connect_ms = line.connect_ms,
+                tls_ms = line.tls_ms,
+                upstream_ms = line.upstream_ms,
+                total_ms = line.total_ms,
+                bytes_in = line.bytes_in,
+                bytes_out = line.bytes_out,
+                $($msg)+
+            )
+        };
     }
-
-    pub fn finish(self, bytes_out: u64, outcome: &str) {
-        let m = &self.metrics;
-        if self.stream {
-            m.active_streams.dec();
-        }
-        m.request(&self.method, self.rpc_method, self.status);
-        m.request_seconds
-            .observe(self.started.elapsed().as_secs_f64());
-        m.bytes_in.inc_by(self.bytes_in);
-        m.bytes_out.inc_by(bytes_out);
-        let upstream_ms = self.upstream.map(|d| d.as_micros() as f64 / 1000.0);
-        tracing::info!(
-            target: "mcp_vpce_proxy::access",
-            route = %self.route,
-            method = %self.method,
-            rpc_method = self.rpc_method,
-            session = self.session,
-            status = self.status,
-            upstream_ms,
-            total_ms = self.started.elapsed().as_micros() as f64 / 1000.0,
-            bytes_in = self.bytes_in,
-            bytes_out,
-            outcome,
-            "request"
-        );
+    match line.outcome {
+        "refused" | "failed" => emit!(warn, "refused: {}", line.message.unwrap_or("-")),
+        "answered" => emit!(warn, "answered by the MCP layer"),
+        _ => emit!(info, "request"),
     }
 }

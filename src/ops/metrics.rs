@@ -409,6 +409,24 @@ impl RouteMetrics {
     }
 }
 
+/// Counts one tools/call by how it ended. The tool's name gets a series of its own only
+/// once the gateway has vouched for it (see [`ToolNames`]).
+pub fn count_tool_call(route: &Arc<str>, tool: &str, outcome: crate::ops::audit::Outcome) {
+    use crate::ops::audit::Outcome;
+    let m = metrics();
+    // The gateway ran it: the name is a real tool's, worth a series of its own.
+    if matches!(outcome, Outcome::Ok | Outcome::ToolError) {
+        m.tool_names.learn(route, tool);
+    }
+    m.tool_calls
+        .get_or_create(&ToolLabels {
+            route: route.clone(),
+            tool: m.tool_names.label(route, tool),
+            outcome: outcome.metric(),
+        })
+        .inc();
+}
+
 /// The `method` label: the HTTP method an agent may send, `other` for anything else.
 pub fn http_method_label(method: &http::Method) -> &'static str {
     use http::Method;

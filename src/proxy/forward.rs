@@ -10,14 +10,13 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::mcp::layer::Verdict;
+use crate::exchange::body::{self, ProxyBody};
+use crate::exchange::context::RequestContext;
+use crate::exchange::error::{Answer, ProxyError};
 use crate::exchange::message;
 use crate::exchange::peek::RpcPeek;
-use crate::ops::access_log::AccessLog;
-use crate::ops::metrics::rpc_method_label;
-use crate::exchange::body::{self, ProxyBody, ResponseBody};
+use crate::mcp::layer::{Echo, Upstream, Verdict};
 use crate::proxy::discovery;
-use crate::exchange::error::{respond, Answer, ProxyError};
 use crate::proxy::route::{Route, RouteTable};
 use crate::proxy::send::send;
 
@@ -34,13 +33,15 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
-/// Handles one request from the agent. Never fails: every problem is an answer.
+/// Handles one request from the agent. Never fails: every problem is an answer. The
+/// request's context is made here and finished exactly once, by the answer's body when
+/// it ends or by its own drop when the agent goes away first.
 pub async fn handle(
     table: Arc<RouteTable>,
     peer: Option<std::net::SocketAddr>,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let started = Instant::now();
+    let mut context = RequestContext::new(req.method(), req.headers(), table.audit());
     let selected = table
         .inbound
         .check(peer, &req)
@@ -48,25 +49,22 @@ pub async fn handle(
     match selected {
         Ok((route, target)) => {
             let route = route.clone();
+            context.routed(&route.name, &route.metrics, route.layer.audit());
             let owns_bare_discovery = table
                 .bare_discovery_route()
                 .is_some_and(|r| Arc::ptr_eq(r, &route));
             let body_deadline = table.body_read_timeout;
             forward(
+                context,
                 route,
                 target,
                 owns_bare_discovery,
                 body_deadline,
                 req,
-                started,
             )
             .await
         }
-        Err(err) => {
-            let response = respond(&err, None, Answer::Text);
-            log_refusal(None, req.method(), "-", &err, started);
-            response
-        }
+        Err(err) => context.refuse(err, Answer::Text, None),
     }
 }
 
@@ -125,12 +123,12 @@ fn select_route<'t>(
 }
 
 async fn forward(
+    mut context: RequestContext,
     route: Arc<Route>,
     target: Target,
     owns_bare_discovery: bool,
     body_deadline: Duration,
     req: Request<Incoming>,
-    started: Instant,
 ) -> Response<ProxyBody> {
     let (mut head, incoming) = req.into_parts();
     let is_post = head.method == Method::POST;
@@ -143,18 +141,8 @@ async fn forward(
         match body::read_limited(incoming, route.max_body_bytes, body_deadline, budget).await {
             Ok(bytes) => bytes,
             Err(e) => {
-                let err = e.into();
-                route
-                    .layer
-                    .refused_before(&head, &RpcPeek::Unreadable, &err);
-                return refuse(
-                    &route,
-                    &head.method,
-                    &RpcPeek::Unreadable,
-                    is_post,
-                    err,
-                    started,
-                );
+                let answer = Answer::JsonRpc(&RpcPeek::Unreadable);
+                return context.refuse(e.into(), answer, None);
             }
         }
     } else {
@@ -164,14 +152,25 @@ async fn forward(
     // The one parse of the body: the MCP layer judges it, errors and logs use its view.
     let (post, rpc) = if is_post {
         let message::Post { body, rpc } = message::read(&payload);
+        context.read(&rpc, payload.len() as u64);
         (Some(body), rpc)
     } else {
         (None, RpcPeek::Unreadable)
     };
+    let answer_for = |echo: Echo| match echo {
+        Echo::Ids if is_post => Answer::JsonRpc(&rpc),
+        Echo::Ids | Echo::NullId if is_post => Answer::JsonRpc(&RpcPeek::Unreadable),
+        _ => Answer::Text,
+    };
 
-    // The MCP layer looks at MCP traffic only, not at OAuth discovery documents.
+    // The request hook of the MCP layer; it looks at MCP traffic only, not at OAuth
+    // discovery documents.
     let verdict = match target {
-        Target::Mcp => Some(route.layer.inspect(&head, payload.clone(), post, &rpc)),
+        Target::Mcp => Some(
+            route
+                .layer
+                .on_request(&context, &head, payload.clone(), post, &rpc),
+        ),
         Target::Discovery { .. } => {
             drop(post);
             None
@@ -186,24 +185,13 @@ async fn forward(
             payload,
             inspection,
         }) => (payload, Some(inspection)),
-        Some(Verdict::Answer(response)) => {
-            route
-                .metrics
-                .request(&head.method, rpc.method_label(), response.status().as_u16());
-            tracing::warn!(
-                target: "mcp_vpce_proxy::access",
-                route = %route.name,
-                method = %head.method,
-                rpc_method = rpc_method_label(rpc.method_label()),
-                status = response.status().as_u16(),
-                total_ms = started.elapsed().as_micros() as f64 / 1000.0,
-                "answered by the MCP layer"
-            );
-            return response;
+        Some(Verdict::Answer(response)) => return context.answered(response),
+        Some(Verdict::Refuse { err, echo, tool }) => {
+            return context.refuse(err, answer_for(echo), tool.as_deref())
         }
     };
+    context.set_bytes_in(payload.len() as u64);
 
-    let session = head.headers.contains_key("mcp-session-id");
     // The sidecar's own origin as the agent addressed it, for passthrough rewrites.
     let local_origin = route.url_map.as_ref().map(|_| local_origin(&head));
     rewrite_request_headers(
@@ -228,8 +216,6 @@ async fn forward(
         },
         headers: head.headers,
     };
-    let method = outgoing.method.clone();
-    let bytes_in = payload.len() as u64;
     let sent = Instant::now();
 
     // A credential that can be refreshed gets one more try when the gateway answers 401
@@ -239,50 +225,41 @@ async fn forward(
     } else {
         (outgoing.into_parts(), None)
     };
-    let mut result = send(&route, first, &payload, route.response_timeout).await;
+    let timeout = route.response_timeout;
+    let mut result = send(&route, first, &payload, timeout, &mut context.timings).await;
     if let Some(spare) = spare {
         if matches!(&result, Ok(r) if r.status() == StatusCode::UNAUTHORIZED) {
             tracing::info!(route = %route.name, "gateway answered 401; refreshing the credential and retrying once");
             route.credential.invalidate();
-            result = send(&route, spare.into_parts(), &payload, route.response_timeout).await;
+            let spare = spare.into_parts();
+            result = send(&route, spare, &payload, timeout, &mut context.timings).await;
         }
     }
     let response = match result {
         Ok(r) => r,
         Err(err) => {
             if let Some(inspection) = inspection {
-                route.layer.failed(inspection, &err);
+                route.layer.on_response(inspection, Upstream::Failed(&err));
             }
-            return refuse(&route, &method, &rpc, is_post, err, started);
+            return context.refuse(err, answer_for(Echo::Ids), None);
         }
     };
 
     let (mut parts, upstream_body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let upstream_time = sent.elapsed();
+    context.timings.upstream = Some(upstream_time);
     route
         .metrics
         .upstream_seconds
         .observe(upstream_time.as_secs_f64());
-    let stream = parts
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let log = AccessLog {
-        route: route.name.clone(),
-        metrics: route.metrics.clone(),
-        stream,
-        method,
-        rpc_method: rpc_method_label(rpc.method_label()),
-        session,
-        status: parts.status.as_u16(),
-        started,
-        upstream: Some(upstream_time),
-        bytes_in,
-    };
     let mut body = upstream_body.map_err(Into::into).boxed_unsync();
     if let Some(inspection) = inspection {
-        body = route.layer.respond(inspection, &mut parts, body);
+        let answered = Upstream::Answered(&mut parts, body);
+        body = route
+            .layer
+            .on_response(inspection, answered)
+            .unwrap_or_else(body::empty);
     }
     if let (Some(map), Some(origin)) = (&route.url_map, &local_origin) {
         let rewriter = map.at(origin, owns_bare_discovery);
@@ -293,8 +270,7 @@ async fn forward(
             body = discovery::rewrite_body(&route.name, &mut parts.headers, body, &rewriter).await;
         }
     }
-    let body = ResponseBody::new(body, route.idle_timeout, log).boxed_unsync();
-    Response::from_parts(parts, body)
+    context.forwarded(Response::from_parts(parts, body), route.idle_timeout)
 }
 
 /// `http://<host>[:<port>]` as the agent addressed the proxy (Host, or the h2
@@ -336,47 +312,6 @@ impl Outgoing {
         }
         .into_parts()
     }
-}
-
-/// An answer made by the proxy itself, with its log line.
-fn refuse(
-    route: &Route,
-    method: &Method,
-    rpc: &RpcPeek,
-    is_post: bool,
-    err: ProxyError,
-    started: Instant,
-) -> Response<ProxyBody> {
-    let answer = if is_post {
-        Answer::JsonRpc(rpc)
-    } else {
-        Answer::Text
-    };
-    route.metrics.refused(err.kind());
-    route
-        .metrics
-        .request(method, rpc.method_label(), err.status().as_u16());
-    log_refusal(Some(&route.name), method, rpc.method_label(), &err, started);
-    respond(&err, Some(&route.name), answer)
-}
-
-fn log_refusal(
-    route: Option<&str>,
-    method: &Method,
-    rpc_method: &str,
-    err: &ProxyError,
-    started: Instant,
-) {
-    tracing::warn!(
-        target: "mcp_vpce_proxy::access",
-        route = route.unwrap_or("-"),
-        method = %method,
-        rpc_method = rpc_method_label(rpc_method),
-        status = err.status().as_u16(),
-        total_ms = started.elapsed().as_micros() as f64 / 1000.0,
-        reason = err.kind(),
-        "refused: {err}"
-    );
 }
 
 /// Makes the agent's headers fit for the gateway: no hop-by-hop headers, no Host (the

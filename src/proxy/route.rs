@@ -338,6 +338,11 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
+    /// Where refusals made before a route is chosen are recorded.
+    pub fn audit(&self) -> &AuditSink {
+        &self.audit
+    }
+
     pub fn build(config: &Config, dns: &Arc<Dns>, audit: &AuditSink) -> Result<RouteTable, String> {
         RouteTable::build_reusing(config, dns, audit, None)
     }

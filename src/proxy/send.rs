@@ -3,7 +3,7 @@
 //! a client error to what the agent (or the operator) is told.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::capture_connection;
 
 use crate::exchange::body;
+use crate::exchange::context::Timings;
 use crate::exchange::error::ProxyError;
 use crate::proxy::route::Route;
 use crate::upstream::connector::{ConnectError, ConnectionUse};
@@ -20,17 +21,19 @@ use crate::upstream::connector::{ConnectError, ConnectionUse};
 /// after this request, so the pool drains towards the endpoint's current addresses.
 ///
 /// Fails with `Credential`, `ResponseTimeout`, `Connect` or `Upstream` only.
+/// `timings` gets the credential's time and, when the request opened a connection, that
+/// connection's DNS, connect and TLS times.
 pub async fn send(
     route: &Route,
     mut parts: http::request::Parts,
     payload: &Bytes,
     timeout: Duration,
+    timings: &mut Timings,
 ) -> Result<Response<Incoming>, ProxyError> {
-    route
-        .credential
-        .apply(&mut parts, payload)
-        .await
-        .map_err(ProxyError::Credential)?;
+    let getting = Instant::now();
+    let applied = route.credential.apply(&mut parts, payload).await;
+    timings.credential = Some(getting.elapsed());
+    applied.map_err(ProxyError::Credential)?;
     let body = if payload.is_empty() {
         body::empty()
     } else {
@@ -50,6 +53,11 @@ pub async fn send(
     if let Some(used) = response.extensions().get::<ConnectionUse>() {
         if used.mark_used() {
             route.metrics.connections_reused.inc();
+        } else {
+            // The first request on a new connection: its opening was this request's time.
+            timings.dns = Some(used.opened.dns);
+            timings.connect = Some(used.opened.connect);
+            timings.tls = Some(used.opened.tls);
         }
         if route.is_stale(used) {
             let poisoned = connection.as_ref().is_some_and(|c| {

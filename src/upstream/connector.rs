@@ -220,7 +220,9 @@ impl Inner {
     async fn connect(&self) -> Result<UpstreamStream, ConnectError> {
         // Taken before resolving: the addresses dialed are current as of this generation.
         let dns_generation = self.dns.generation();
+        let resolving = Instant::now();
         let addrs = self.addresses().await?;
+        let dns = resolving.elapsed();
         let mut attempts = Vec::new();
         let mut tls_failure = None;
         for addr in addrs {
@@ -284,6 +286,11 @@ impl Inner {
                     used: Arc::default(),
                     current_at: Arc::new(AtomicU64::new(dns_generation)),
                     addr,
+                    opened: OpeningTimes {
+                        dns,
+                        connect: connected_in,
+                        tls: tls_started.elapsed(),
+                    },
                 },
                 _open: OpenConnection(self.metrics.clone()),
             });
@@ -339,6 +346,17 @@ pub struct ConnectionUse {
     current_at: Arc<AtomicU64>,
     /// The address the connection went to.
     pub addr: SocketAddr,
+    /// What opening it took: the first request on it reports these as its own.
+    pub opened: OpeningTimes,
+}
+
+/// Where the time of opening a connection went, recorded as it happened.
+#[derive(Debug, Clone, Copy)]
+pub struct OpeningTimes {
+    /// Resolving the dial name (the cache's answer is microseconds).
+    pub dns: Duration,
+    pub connect: Duration,
+    pub tls: Duration,
 }
 
 impl ConnectionUse {

@@ -51,6 +51,7 @@ mod readiness;
 mod refusals;
 mod reload;
 mod reload_and_dns_state;
+mod request_lifecycle;
 mod request_validation;
 mod shutdown;
 mod tool_policy;

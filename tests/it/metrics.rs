@@ -167,32 +167,30 @@ endpoint = "{DOWN_ENDPOINT}"
     bytes_in += n;
     bytes_out += answer.body.len();
 
-    // Refused by the proxy itself: a denied tool, a body over the limit.
-    let denied = send(
-        "POST",
-        &ok,
-        &headers,
-        json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{
-            "name":"DemoTarget___echo","arguments":{"text":"x"}}})
-        .to_string(),
-    )
-    .await;
+    // Refused by the proxy itself: a denied tool, a body over the limit. Every request
+    // counts in the byte counters and request_seconds, whatever its outcome: what was read
+    // from the agent (nothing of a body refused while being read) and what it was sent.
+    let denied_body = json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{
+        "name":"DemoTarget___echo","arguments":{"text":"x"}}})
+    .to_string();
+    let denied = send("POST", &ok, &headers, denied_body.clone()).await;
+    bytes_in += denied_body.len();
+    bytes_out += denied.body.len();
     assert_eq!(message(&denied)["error"]["data"]["reason"], "tool_refused");
     // A refused tool is a JSON-RPC error in an HTTP 200 answer, like the gateway's own.
     assert_eq!(denied.status, 200);
     let too_big = send("POST", &ok, &headers, "x".repeat(5000)).await;
     assert_eq!(too_big.status, 413);
+    bytes_out += too_big.body.len();
 
     // A route whose gateway does not listen: twice.
+    let (mut down_in, mut down_out) = (0, 0);
     for _ in 0..2 {
-        let answer = send(
-            "POST",
-            &down,
-            &base,
-            r#"{"jsonrpc":"2.0","id":5,"method":"ping"}"#,
-        )
-        .await;
+        let ping = r#"{"jsonrpc":"2.0","id":5,"method":"ping"}"#;
+        let answer = send("POST", &down, &base, ping).await;
         assert_eq!(answer.status, 502, "{}", answer.body);
+        down_in += ping.len();
+        down_out += answer.body.len();
     }
     assert_eq!(upstream.connections(), 1);
 
@@ -299,10 +297,12 @@ endpoint = "{DOWN_ENDPOINT}"
     assert_eq!(value("active_streams", ok_route), 0.0);
     assert_eq!(value("bytes_in_total", ok_route), bytes_in as f64);
     assert_eq!(value("bytes_out_total", ok_route), bytes_out as f64);
-    assert_eq!(value("bytes_in_total", down_route), 0.0);
-    assert_eq!(value("request_seconds_count", ok_route), 4.0);
+    assert_eq!(value("bytes_in_total", down_route), down_in as f64);
+    assert_eq!(value("bytes_out_total", down_route), down_out as f64);
+    // Four forwarded, two refused on the first route; two failed on the other.
+    assert_eq!(value("request_seconds_count", ok_route), 6.0);
     assert_eq!(value("upstream_seconds_count", ok_route), 4.0);
-    assert_eq!(value("request_seconds_count", down_route), 0.0);
+    assert_eq!(value("request_seconds_count", down_route), 2.0);
     // One resolution per new connection: one for the working route, one per attempt on
     // the other.
     assert_eq!(

@@ -13,8 +13,8 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use super::report::{Check, Step};
-use crate::mcp::sse::{Collect, Scanner};
 use crate::exchange::error::ProxyError;
+use crate::mcp::sse::{Collect, Scanner};
 use crate::proxy::route::Route;
 use crate::proxy::send::send;
 
@@ -278,7 +278,8 @@ impl Session<'_> {
             .body(())
             .map_err(|e| internal(e.to_string()))?
             .into_parts();
-        let response = send(self.route, parts, &payload, self.timeout())
+        let mut timings = crate::exchange::context::Timings::default();
+        let response = send(self.route, parts, &payload, self.timeout(), &mut timings)
             .await
             .map_err(failure)?;
         if let Some(id) = response

@@ -52,8 +52,16 @@ impl ProxyProcess {
         let config = dir.path().join("proxy.toml");
         std::fs::write(&config, text).unwrap();
         let log = dir.path().join("proxy.log");
+        // Warnings only, unless the test asks for another level.
+        let level: &[&str] = if args.contains(&"--log-level") {
+            &[]
+        } else {
+            &["--log-level", "warn"]
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_mcp-vpce-proxy"))
-            .args(["run", "--log-level", "warn", "--config"])
+            .arg("run")
+            .args(level)
+            .arg("--config")
             .arg(&config)
             .args(args)
             .stdout(Stdio::null())
