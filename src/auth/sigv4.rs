@@ -195,7 +195,10 @@ mod tests {
         let mut parts = http::Request::post("https://gw.example/mcp")
             .header("host", "gw.example")
             .header("content-type", "application/json")
-            .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
             .header("tracestate", "rojo=00f067aa0ba902b7")
             .header("baggage", "userId=alice")
             .body(())

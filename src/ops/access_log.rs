@@ -25,6 +25,9 @@ pub struct Line<'a> {
     pub total_ms: f64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// The trace and the proxy's server span, when traces are exported.
+    pub trace_id: Option<&'a str>,
+    pub span_id: Option<&'a str>,
 }
 
 pub fn write(line: &Line<'_>) {
@@ -47,6 +50,8 @@ pub fn write(line: &Line<'_>) {
                 total_ms = line.total_ms,
                 bytes_in = line.bytes_in,
                 bytes_out = line.bytes_out,
+                trace_id = line.trace_id,
+                span_id = line.span_id,
                 $($msg)+
             )
         };

@@ -186,6 +186,12 @@ pub struct Record {
     pub duration_ms: f64,
     pub request_bytes: u64,
     pub response_bytes: u64,
+    /// The trace of the request and the proxy's server span in it, when traces are
+    /// exported (`[telemetry]`): a search for the id leads to the trace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
     /// The tool arguments, only when the route's `policy.log_arguments` is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arguments: Option<Box<RawValue>>,
@@ -487,6 +493,8 @@ mod tests {
             duration_ms: 1.0,
             request_bytes: 10,
             response_bytes: 20,
+            trace_id: None,
+            span_id: None,
             arguments: None,
         }
     }

@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::exchange::body::{self, ProxyBody};
-use crate::exchange::context::RequestContext;
+use crate::exchange::context::{Dialed, RequestContext};
 use crate::exchange::error::{Answer, ProxyError};
 use crate::exchange::message;
 use crate::exchange::peek::RpcPeek;
@@ -19,6 +19,7 @@ use crate::mcp::layer::{Echo, Upstream, Verdict};
 use crate::proxy::discovery;
 use crate::proxy::route::{Route, RouteTable};
 use crate::proxy::send::send;
+use crate::upstream::connector::DialTarget;
 
 /// Headers that belong to one hop and never cross the proxy (RFC 9110 7.6.1), plus the
 /// proxy-only ones.
@@ -42,6 +43,7 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let mut context = RequestContext::new(req.method(), req.headers(), table.audit());
+    context.start_span(req.uri().path(), req.version(), req.headers());
     let selected = table
         .inbound
         .check(peer, &req)
@@ -153,6 +155,7 @@ async fn forward(
     let (post, rpc) = if is_post {
         let message::Post { body, rpc } = message::read(&payload);
         context.read(&rpc, payload.len() as u64);
+        context.trace_call(&body);
         (Some(body), rpc)
     } else {
         (None, RpcPeek::Unreadable)
@@ -206,7 +209,7 @@ async fn forward(
             http::HeaderValue::from_static("identity"),
         );
     }
-    let outgoing = Outgoing {
+    let mut outgoing = Outgoing {
         method: head.method,
         uri: match &target {
             Target::Mcp => route.upstream_uri(head.uri.query()),
@@ -216,6 +219,8 @@ async fn forward(
         },
         headers: head.headers,
     };
+    // The gateway's span, and the `traceparent` naming it as the gateway's parent.
+    context.start_upstream(&outgoing.method, &outgoing.uri, &mut outgoing.headers);
     let sent = Instant::now();
 
     // A credential that can be refreshed gets one more try when the gateway answers 401
@@ -235,6 +240,11 @@ async fn forward(
             result = send(&route, spare, &payload, timeout, &mut context.timings).await;
         }
     }
+    let answer = result
+        .as_ref()
+        .ok()
+        .map(|r| (r.status().as_u16(), r.version()));
+    context.upstream_answered(answer, &dialed(&route));
     let response = match result {
         Ok(r) => r,
         Err(err) => {
@@ -271,6 +281,18 @@ async fn forward(
         }
     }
     context.forwarded(Response::from_parts(parts, body), route.idle_timeout)
+}
+
+/// What the trace's credential, DNS and TLS steps are named after.
+fn dialed(route: &Route) -> Dialed<'_> {
+    Dialed {
+        credential: route.config.credential.source(),
+        name: match route.dial_target() {
+            DialTarget::Name { name, .. } => Some(name),
+            DialTarget::Static(_) => None,
+        },
+        server_name: &route.gateway.host,
+    }
 }
 
 /// `http://<host>[:<port>]` as the agent addressed the proxy (Host, or the h2

@@ -58,6 +58,7 @@ pub async fn send(
             timings.dns = Some(used.opened.dns);
             timings.connect = Some(used.opened.connect);
             timings.tls = Some(used.opened.tls);
+            timings.opened = Some(used.opened);
         }
         if route.is_stale(used) {
             let poisoned = connection.as_ref().is_some_and(|c| {

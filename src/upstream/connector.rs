@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
@@ -221,6 +221,7 @@ impl Inner {
         // Taken before resolving: the addresses dialed are current as of this generation.
         let dns_generation = self.dns.generation();
         let resolving = Instant::now();
+        let resolving_at = SystemTime::now();
         let addrs = self.addresses().await?;
         let dns = resolving.elapsed();
         let mut attempts = Vec::new();
@@ -287,7 +288,10 @@ impl Inner {
                     current_at: Arc::new(AtomicU64::new(dns_generation)),
                     addr,
                     opened: OpeningTimes {
+                        peer: addr,
+                        at: resolving_at,
                         dns,
+                        connect_from: started.duration_since(resolving),
                         connect: connected_in,
                         tls: tls_started.elapsed(),
                     },
@@ -353,8 +357,14 @@ pub struct ConnectionUse {
 /// Where the time of opening a connection went, recorded as it happened.
 #[derive(Debug, Clone, Copy)]
 pub struct OpeningTimes {
+    /// The address connected to.
+    pub peer: SocketAddr,
+    /// When resolving began (wall clock, for trace spans); the rest are offsets from it.
+    pub at: SystemTime,
     /// Resolving the dial name (the cache's answer is microseconds).
     pub dns: Duration,
+    /// When the successful connect began (after any addresses that failed).
+    pub connect_from: Duration,
     pub connect: Duration,
     pub tls: Duration,
 }

@@ -366,11 +366,23 @@ async fn a_sigv4_route_still_verifies_with_traceparent_changed_after_signing() {
     assert_eq!(answer.status, 200, "{}\n{}", answer.body, proxy.logs());
     verify_all(&upstream, |_| secret.to_string());
     let seen = &upstream.requests()[0];
-    let signed = verify_sigv4(seen.method.as_str(), &seen.path, &seen.headers, &seen.body, secret)
-        .unwrap();
+    let signed = verify_sigv4(
+        seen.method.as_str(),
+        &seen.path,
+        &seen.headers,
+        &seen.body,
+        secret,
+    )
+    .unwrap();
     for header in ["traceparent", "tracestate", "baggage"] {
-        assert!(seen.headers.contains_key(header), "{header} reaches the gateway");
-        assert!(!signed.signed_headers.iter().any(|h| h == header), "{header} is not signed");
+        assert!(
+            seen.headers.contains_key(header),
+            "{header} reaches the gateway"
+        );
+        assert!(
+            !signed.signed_headers.iter().any(|h| h == header),
+            "{header} is not signed"
+        );
     }
     // Anything on the way rewrites the trace context: the signature still holds.
     let mut rewritten = seen.headers.clone();
@@ -380,11 +392,24 @@ async fn a_sigv4_route_still_verifies_with_traceparent_changed_after_signing() {
     );
     rewritten.insert("tracestate", HeaderValue::from_static("congo=t61rcWkgMzE"));
     rewritten.remove("baggage");
-    verify_sigv4(seen.method.as_str(), &seen.path, &rewritten, &seen.body, secret)
-        .unwrap_or_else(|e| panic!("{e}"));
+    verify_sigv4(
+        seen.method.as_str(),
+        &seen.path,
+        &rewritten,
+        &seen.body,
+        secret,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     // A signed header changed after signing is still caught.
     rewritten.insert("content-type", HeaderValue::from_static("text/plain"));
-    assert!(verify_sigv4(seen.method.as_str(), &seen.path, &rewritten, &seen.body, secret).is_err());
+    assert!(verify_sigv4(
+        seen.method.as_str(),
+        &seen.path,
+        &rewritten,
+        &seen.body,
+        secret
+    )
+    .is_err());
 }
 
 /// A bare `+` in a query is a space to some readers and a plus to others; the proxy

@@ -55,6 +55,7 @@ mod request_lifecycle;
 mod request_validation;
 mod shutdown;
 mod tool_policy;
+mod tracing;
 mod unix_socket;
 mod upstream_identity;
 mod workers;

@@ -165,10 +165,7 @@ pub fn check_sampler(sampler: &str) -> Result<(), String> {
     if SAMPLERS.contains(&sampler) {
         Ok(())
     } else {
-        Err(format!(
-            "{sampler:?} is not one of {}",
-            SAMPLERS.join(", ")
-        ))
+        Err(format!("{sampler:?} is not one of {}", SAMPLERS.join(", ")))
     }
 }
 

@@ -231,9 +231,8 @@ fn export_queued<E: SpanExporter>(
         let count = batch.len() as u64;
         // The exporter bounds its own request; this bounds retries and anything else.
         let guard = exporter.export_timeout + Duration::from_secs(1);
-        let result = runtime.block_on(async {
-            tokio::time::timeout(guard, exporter.exporter.export(batch)).await
-        });
+        let result = runtime
+            .block_on(async { tokio::time::timeout(guard, exporter.exporter.export(batch)).await });
         match result {
             Ok(Ok(())) => state.exported(count),
             Ok(Err(e)) => state.failed(count, e.to_string()),

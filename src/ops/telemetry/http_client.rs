@@ -70,7 +70,10 @@ impl CollectorClient {
         let request = Request::get(url)
             .body(Bytes::new())
             .map_err(|e| format!("{url}: {e}"))?;
-        let response = self.send(request).await.map_err(|e| format!("{url}: {e}"))?;
+        let response = self
+            .send(request)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
         if !response.status().is_success() {
             return Err(format!("{url}: HTTP {}", response.status().as_u16()));
         }

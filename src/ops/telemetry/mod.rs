@@ -29,7 +29,9 @@ pub mod span;
 
 pub use config::TelemetryConfig;
 pub use settings::Settings;
-pub use span::{McpCall, RequestSpan, ServerRequest, Step, StepSpan, UpstreamRequest, UpstreamSpan};
+pub use span::{
+    McpCall, RequestSpan, ServerRequest, Step, StepSpan, UpstreamRequest, UpstreamSpan,
+};
 
 pub(crate) struct Telemetry {
     pub(crate) tracer: SdkTracer,

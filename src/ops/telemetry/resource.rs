@@ -86,7 +86,10 @@ pub fn ecs_attributes(task: &Value, container: &Value) -> Vec<KeyValue> {
         out.push(KeyValue::new("cloud.availability_zone", zone));
     }
     if let Some(launch) = text(task, "LaunchType") {
-        out.push(KeyValue::new("aws.ecs.launchtype", launch.to_ascii_lowercase()));
+        out.push(KeyValue::new(
+            "aws.ecs.launchtype",
+            launch.to_ascii_lowercase(),
+        ));
     }
     if let Some(arn) = text(container, "ContainerARN") {
         out.push(KeyValue::new("aws.ecs.container.arn", arn));
@@ -139,15 +142,24 @@ mod tests {
         let a = ecs_attributes(&task, &container);
         assert_eq!(find(&a, "cloud.platform").as_deref(), Some("aws_ecs"));
         assert_eq!(find(&a, "cloud.region").as_deref(), Some("us-east-1"));
-        assert_eq!(find(&a, "cloud.account.id").as_deref(), Some("111122223333"));
+        assert_eq!(
+            find(&a, "cloud.account.id").as_deref(),
+            Some("111122223333")
+        );
         assert_eq!(
             find(&a, "aws.ecs.cluster.arn").as_deref(),
             Some("arn:aws:ecs:us-east-1:111122223333:cluster/agents")
         );
-        assert_eq!(find(&a, "aws.ecs.task.id").as_deref(), Some("0123456789abcdef"));
+        assert_eq!(
+            find(&a, "aws.ecs.task.id").as_deref(),
+            Some("0123456789abcdef")
+        );
         assert_eq!(find(&a, "aws.ecs.task.revision").as_deref(), Some("7"));
         assert_eq!(find(&a, "aws.ecs.launchtype").as_deref(), Some("fargate"));
-        assert_eq!(find(&a, "container.name").as_deref(), Some("mcp-vpce-proxy"));
+        assert_eq!(
+            find(&a, "container.name").as_deref(),
+            Some("mcp-vpce-proxy")
+        );
         assert!(find(&a, "aws.log.group.names").is_some());
     }
 

@@ -256,7 +256,8 @@ fn parse_resource_attributes(text: &str) -> Result<Vec<(String, String)>, String
         if key.is_empty() {
             return Err(format!("{pair:?} has an empty key"));
         }
-        let value = percent_decode(value.trim()).ok_or_else(|| format!("{pair:?}: bad %-escape"))?;
+        let value =
+            percent_decode(value.trim()).ok_or_else(|| format!("{pair:?}: bad %-escape"))?;
         out.push((key.to_string(), value));
     }
     Ok(out)
@@ -315,9 +316,15 @@ mod tests {
         assert_eq!(s.schedule_delay, Duration::from_secs(5));
         let s = on(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
-            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector:9999/traces"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://collector:9999/traces",
+            ),
         ]);
-        assert_eq!(s.traces_url, "http://collector:9999/traces", "used as given");
+        assert_eq!(
+            s.traces_url, "http://collector:9999/traces",
+            "used as given"
+        );
     }
 
     #[test]
@@ -337,7 +344,10 @@ mod tests {
             &file,
             &[
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4318"),
-                ("OTEL_RESOURCE_ATTRIBUTES", "team=b,service.name=attr-name,deployment.environment.name=prod%20eu"),
+                (
+                    "OTEL_RESOURCE_ATTRIBUTES",
+                    "team=b,service.name=attr-name,deployment.environment.name=prod%20eu",
+                ),
                 ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
                 ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
             ],
@@ -348,7 +358,10 @@ mod tests {
         assert_eq!(s.service_name, "attr-name");
         assert_eq!(s.sampler, Sampler::ParentBasedRatio(0.25));
         assert_eq!(s.resource_attributes["team"], "b");
-        assert_eq!(s.resource_attributes["deployment.environment.name"], "prod eu");
+        assert_eq!(
+            s.resource_attributes["deployment.environment.name"],
+            "prod eu"
+        );
         assert!(!s.resource_attributes.contains_key("service.name"));
         let s = resolve(
             &file,
@@ -366,7 +379,11 @@ mod tests {
     fn export_can_be_turned_off_by_the_sdk_variable_or_the_file() {
         let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318");
         assert_eq!(
-            resolve(&TelemetryConfig::default(), &[endpoint, ("OTEL_SDK_DISABLED", "TRUE")]).unwrap(),
+            resolve(
+                &TelemetryConfig::default(),
+                &[endpoint, ("OTEL_SDK_DISABLED", "TRUE")]
+            )
+            .unwrap(),
             None
         );
         let off = TelemetryConfig {
@@ -396,12 +413,21 @@ mod tests {
         assert_eq!(s.pod["k8s.namespace.name"], "agents");
         assert_eq!(s.pod["k8s.node.name"], "ip-10-0-1-2.ec2.internal");
         assert!(!s.pod.contains_key("k8s.pod.uid"));
-        assert_eq!(s.ecs_metadata_uri, None, "never read unless ECS set the variable");
+        assert_eq!(
+            s.ecs_metadata_uri, None,
+            "never read unless ECS set the variable"
+        );
         let s = on(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
-            ("ECS_CONTAINER_METADATA_URI_V4", "http://169.254.170.2/v4/abc/"),
+            (
+                "ECS_CONTAINER_METADATA_URI_V4",
+                "http://169.254.170.2/v4/abc/",
+            ),
         ]);
-        assert_eq!(s.ecs_metadata_uri.as_deref(), Some("http://169.254.170.2/v4/abc"));
+        assert_eq!(
+            s.ecs_metadata_uri.as_deref(),
+            Some("http://169.254.170.2/v4/abc")
+        );
     }
 
     #[test]
@@ -414,7 +440,11 @@ mod tests {
                  collector's OTLP/HTTP port, 4318)",
             ),
             (
-                &[endpoint, ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")],
+                &[
+                    endpoint,
+                    ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+                    ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+                ],
                 "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: \"http/json\" is not supported; use \
                  http/protobuf (the collector's OTLP/HTTP port, 4318)",
             ),
@@ -442,7 +472,11 @@ mod tests {
                 "OTEL_BSP_MAX_QUEUE_SIZE: \"0\" is not a positive number",
             ),
             (
-                &[endpoint, ("OTEL_BSP_MAX_QUEUE_SIZE", "10"), ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "20")],
+                &[
+                    endpoint,
+                    ("OTEL_BSP_MAX_QUEUE_SIZE", "10"),
+                    ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "20"),
+                ],
                 "OTEL_BSP_MAX_EXPORT_BATCH_SIZE: 20 is more than the queue (10)",
             ),
         ];

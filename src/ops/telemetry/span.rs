@@ -49,8 +49,6 @@ const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub struct ServerRequest<'a> {
     pub method: &'a Method,
     pub path: &'a str,
-    /// The route's configured path (`http.route`), once routed.
-    pub route: Option<&'a str>,
     pub version: Version,
     pub headers: &'a HeaderMap,
 }
@@ -91,7 +89,9 @@ impl Step<'_> {
             Step::Credential { .. } => "credential fetch".into(),
             Step::Dns { name } => format!("DNS lookup {}", cut(name)).into(),
             Step::Connect { peer } => format!("socket connect {peer}").into(),
-            Step::Tls { server_name } => format!("TLS client handshake {}", cut(server_name)).into(),
+            Step::Tls { server_name } => {
+                format!("TLS client handshake {}", cut(server_name)).into()
+            }
         }
     }
 
@@ -105,7 +105,10 @@ impl Step<'_> {
     fn attributes(&self) -> Vec<KeyValue> {
         match *self {
             Step::Credential { source } => {
-                vec![KeyValue::new("mcp_vpce_proxy.credential.source", source.to_string())]
+                vec![KeyValue::new(
+                    "mcp_vpce_proxy.credential.source",
+                    source.to_string(),
+                )]
             }
             Step::Dns { name } => vec![KeyValue::new("dns.question.name", cut(name))],
             Step::Connect { peer } => vec![
@@ -124,6 +127,9 @@ struct Active {
     span: Span,
     /// This span as the parent of its children.
     parent: Context,
+    /// The server span's request path, which becomes `http.route` once routed (routes
+    /// are matched by their exact path).
+    path: String,
 }
 
 impl Active {
@@ -140,10 +146,17 @@ impl Active {
             tracer: tracer.clone(),
             parent: Context::new().with_remote_span_context(local),
             span,
+            path: String::new(),
         })
     }
 
-    fn child(&self, name: Cow<'static, str>, kind: SpanKind, attributes: Vec<KeyValue>, start: Option<SystemTime>) -> Span {
+    fn child(
+        &self,
+        name: Cow<'static, str>,
+        kind: SpanKind,
+        attributes: Vec<KeyValue>,
+        start: Option<SystemTime>,
+    ) -> Span {
         let mut builder = self
             .tracer
             .span_builder(name)
@@ -181,20 +194,14 @@ impl RequestSpan {
     pub(crate) fn start_with(tracer: &SdkTracer, request: &ServerRequest<'_>) -> RequestSpan {
         let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers));
         let method = method_attribute(request.method);
-        let name = match request.route {
-            Some(route) => format!("{method} {route}"),
-            None => method.to_string(),
-        };
+        let path = cut(request.path);
         let mut attributes = vec![
             KeyValue::new("http.request.method", method),
-            KeyValue::new("url.path", cut(request.path)),
+            KeyValue::new("url.path", path.clone()),
             KeyValue::new("url.scheme", "http"),
             KeyValue::new("network.protocol.name", "http"),
             KeyValue::new("network.protocol.version", version(request.version)),
         ];
-        if let Some(route) = request.route {
-            attributes.push(KeyValue::new("http.route", route.to_string()));
-        }
         for (header, attribute) in [
             ("user-agent", "user_agent.original"),
             ("mcp-session-id", "mcp.session.id"),
@@ -204,13 +211,16 @@ impl RequestSpan {
                 attributes.push(KeyValue::new(attribute, cut(value)));
             }
         }
+        // Named by the method alone until routed: an unknown path never names a span.
         let builder = tracer
-            .span_builder(name)
+            .span_builder(method)
             .with_kind(SpanKind::Server)
             .with_attributes(attributes);
         let span = tracer.build_with_context(builder, &parent);
+        let mut active = Active::new(tracer, span);
+        active.path = path;
         RequestSpan {
-            active: Some(Active::new(tracer, span)),
+            active: Some(active),
         }
     }
 
@@ -219,12 +229,25 @@ impl RequestSpan {
         self.active.is_some()
     }
 
-    /// The route, once the router picked one: `http.route` and the span's name.
-    pub fn set_route(&mut self, method: &Method, route: &str) {
+    /// The router gave the request to route `name`: its path becomes `http.route` and
+    /// the span is named `{METHOD} {path}` (until an MCP method names it).
+    pub fn routed(&mut self, method: &Method, name: &str) {
         if let Some(a) = &mut self.active {
-            a.span.set_attribute(KeyValue::new("http.route", route.to_string()));
             a.span
-                .update_name(format!("{} {route}", method_attribute(method)));
+                .set_attribute(KeyValue::new("mcp_vpce_proxy.route", name.to_string()));
+            a.span
+                .set_attribute(KeyValue::new("http.route", a.path.clone()));
+            a.span
+                .update_name(format!("{} {}", method_attribute(method), a.path));
+        }
+    }
+
+    /// Marks the proxy's own refusal: `mcp_vpce_proxy.reason` is its kind
+    /// (`tool_refused`, `rate_limited`, …).
+    pub fn set_reason(&mut self, reason: &str) {
+        if let Some(a) = &mut self.active {
+            a.span
+                .set_attribute(KeyValue::new("mcp_vpce_proxy.reason", cut(reason)));
         }
     }
 
@@ -236,15 +259,21 @@ impl RequestSpan {
         };
         let method = match rpc_method_label(call.method) {
             "-" => return,
+            "batch" => {
+                a.span.update_name("batch");
+                return;
+            }
             "other" => "_OTHER",
             known => known,
         };
-        a.span.set_attribute(KeyValue::new("mcp.method.name", method));
+        a.span
+            .set_attribute(KeyValue::new("mcp.method.name", method));
         let mut name = method.to_string();
         if let (Some(tool), "tools/call") = (call.tool, method) {
             let tool = cut(tool);
             name = format!("{method} {tool}");
-            a.span.set_attribute(KeyValue::new("gen_ai.tool.name", tool));
+            a.span
+                .set_attribute(KeyValue::new("gen_ai.tool.name", tool));
             a.span
                 .set_attribute(KeyValue::new("gen_ai.operation.name", "execute_tool"));
         }
@@ -263,8 +292,10 @@ impl RequestSpan {
     /// The answer's status; a 5xx marks the span failed (`error.type` = the status).
     pub fn set_status_code(&mut self, status: u16) {
         if let Some(a) = &mut self.active {
-            a.span
-                .set_attribute(KeyValue::new("http.response.status_code", i64::from(status)));
+            a.span.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
             if status >= 500 {
                 a.error(&status.to_string());
             }
@@ -411,8 +442,10 @@ impl UpstreamSpan {
     /// The gateway's status; 4xx and 5xx mark the span failed.
     pub fn set_status_code(&mut self, status: u16) {
         if let Some(a) = &mut self.active {
-            a.span
-                .set_attribute(KeyValue::new("http.response.status_code", i64::from(status)));
+            a.span.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
             if status >= 400 {
                 a.error(&status.to_string());
             }
@@ -421,8 +454,10 @@ impl UpstreamSpan {
 
     pub fn set_protocol(&mut self, version: Version) {
         if let Some(a) = &mut self.active {
-            a.span
-                .set_attribute(KeyValue::new("network.protocol.version", self::version(version)));
+            a.span.set_attribute(KeyValue::new(
+                "network.protocol.version",
+                self::version(version),
+            ));
         }
     }
 

@@ -77,11 +77,17 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     map
 }
 
+/// A server span for `POST /mcp`, routed to route `weather`.
+fn routed(tracer: &SdkTracer, headers: &HeaderMap) -> RequestSpan {
+    let mut span = RequestSpan::start_with(tracer, &server(headers));
+    span.routed(&Method::POST, "weather");
+    span
+}
+
 fn server<'a>(headers: &'a HeaderMap) -> ServerRequest<'a> {
     ServerRequest {
         method: &Method::POST,
         path: "/mcp",
-        route: Some("/mcp"),
         version: Version::HTTP_11,
         headers,
     }
@@ -121,7 +127,10 @@ fn with_export_off_no_span_is_made_and_headers_pass_unchanged() {
     upstream.inject(&mut out);
     assert_eq!(out, agent);
     assert_eq!((span.trace_id(), span.span_id()), (None, None));
-    assert_eq!(std::mem::size_of::<RequestSpan>(), std::mem::size_of::<usize>());
+    assert_eq!(
+        std::mem::size_of::<RequestSpan>(),
+        std::mem::size_of::<usize>()
+    );
 }
 
 #[test]
@@ -135,7 +144,7 @@ fn the_server_span_is_the_child_of_the_agents_span_and_names_the_mcp_call() {
         ("mcp-protocol-version", "2025-06-18"),
         ("user-agent", "strands-agents/1.0"),
     ]);
-    let mut span = RequestSpan::start_with(&tracer, &server(&agent));
+    let mut span = routed(&tracer, &agent);
     span.set_mcp(&McpCall {
         method: "tools/call",
         id: Some(&json!(7)),
@@ -157,7 +166,10 @@ fn the_server_span_is_the_child_of_the_agents_span_and_names_the_mcp_call() {
         format!("00-{AGENT_TRACE}-{upstream_id}-01").as_str(),
         "the gateway's parent is the upstream span"
     );
-    assert_eq!(to_gateway["tracestate"], agent["tracestate"], "kept as sent");
+    assert_eq!(
+        to_gateway["tracestate"], agent["tracestate"],
+        "kept as sent"
+    );
     assert_eq!(to_gateway["baggage"], "userId=alice");
     upstream.set_status_code(200);
     upstream.end();
@@ -166,7 +178,10 @@ fn the_server_span_is_the_child_of_the_agents_span_and_names_the_mcp_call() {
 
     let server = recorder.named("tools/call Weather___get_weather");
     assert_eq!(server.span_kind, SpanKind::Server);
-    assert_eq!(server.span_context.trace_id(), TraceId::from_hex(AGENT_TRACE).unwrap());
+    assert_eq!(
+        server.span_context.trace_id(),
+        TraceId::from_hex(AGENT_TRACE).unwrap()
+    );
     assert_eq!(server.parent_span_id, SpanId::from_hex(AGENT_SPAN).unwrap());
     assert!(server.parent_span_is_remote);
     assert_eq!(server.span_context.span_id().to_string(), server_id);
@@ -179,6 +194,7 @@ fn the_server_span_is_the_child_of_the_agents_span_and_names_the_mcp_call() {
         ("mcp.protocol.version", "2025-06-18"),
         ("http.request.method", "POST"),
         ("http.route", "/mcp"),
+        ("mcp_vpce_proxy.route", "weather"),
         ("http.response.status_code", "200"),
         ("user_agent.original", "strands-agents/1.0"),
     ] {
@@ -201,12 +217,16 @@ fn the_server_span_is_the_child_of_the_agents_span_and_names_the_mcp_call() {
 #[test]
 fn without_a_traceparent_the_request_starts_a_trace() {
     let (tracer, recorder, _provider) = tracer(parent_based());
-    for bad in [None, Some("00-zzzz-00f067aa0ba902b7-01"), Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01")] {
+    for bad in [
+        None,
+        Some("00-zzzz-00f067aa0ba902b7-01"),
+        Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+    ] {
         let agent = match bad {
             Some(value) => headers(&[("traceparent", value)]),
             None => HeaderMap::new(),
         };
-        let span = RequestSpan::start_with(&tracer, &server(&agent));
+        let span = routed(&tracer, &agent);
         let trace = span.trace_id().unwrap();
         assert_ne!(trace, AGENT_TRACE);
         assert_ne!(trace, "0".repeat(32));
@@ -222,7 +242,7 @@ fn without_a_traceparent_the_request_starts_a_trace() {
 fn an_unsampled_agent_trace_is_followed_and_nothing_is_recorded() {
     let (tracer, recorder, _provider) = tracer(parent_based());
     let agent = headers(&[("traceparent", &format!("00-{AGENT_TRACE}-{AGENT_SPAN}-00"))]);
-    let span = RequestSpan::start_with(&tracer, &server(&agent));
+    let span = routed(&tracer, &agent);
     let upstream = span.upstream(&UpstreamRequest {
         method: &Method::POST,
         uri: &gateway(),
@@ -231,7 +251,10 @@ fn an_unsampled_agent_trace_is_followed_and_nothing_is_recorded() {
     let mut out = HeaderMap::new();
     upstream.inject(&mut out);
     let traceparent = out["traceparent"].to_str().unwrap().to_string();
-    assert!(traceparent.starts_with(&format!("00-{AGENT_TRACE}-")), "{traceparent}");
+    assert!(
+        traceparent.starts_with(&format!("00-{AGENT_TRACE}-")),
+        "{traceparent}"
+    );
     assert!(traceparent.ends_with("-00"), "not sampled: {traceparent}");
     drop(upstream);
     drop(span);
@@ -248,7 +271,7 @@ fn only_allow_listed_values_become_attributes() {
         ("x-amz-security-token", "secret-token-4"),
         ("mcp-session-id", "s-1"),
     ]);
-    let mut span = RequestSpan::start_with(&tracer, &server(&agent));
+    let mut span = routed(&tracer, &agent);
     span.set_mcp(&McpCall {
         method: "tools/call",
         id: Some(&json!("req-1")),
@@ -256,7 +279,9 @@ fn only_allow_listed_values_become_attributes() {
     });
     let upstream = span.upstream(&UpstreamRequest {
         method: &Method::POST,
-        uri: &"https://gw.example:443/mcp?token=secret-query-5".parse().unwrap(),
+        uri: &"https://gw.example:443/mcp?token=secret-query-5"
+            .parse()
+            .unwrap(),
         route: "r",
     });
     upstream.end();
@@ -271,14 +296,17 @@ fn only_allow_listed_values_become_attributes() {
         }
     }
     let server = recorder.named("tools/call echo");
-    assert_eq!(attribute(&server, "jsonrpc.request.id").as_deref(), Some("req-1"));
+    assert_eq!(
+        attribute(&server, "jsonrpc.request.id").as_deref(),
+        Some("req-1")
+    );
 }
 
 #[test]
 fn agent_strings_are_bounded() {
     let (tracer, recorder, _provider) = tracer(parent_based());
     let agent = HeaderMap::new();
-    let mut span = RequestSpan::start_with(&tracer, &server(&agent));
+    let mut span = routed(&tracer, &agent);
     let long = "é".repeat(400);
     span.set_mcp(&McpCall {
         method: "tools/call",
@@ -286,7 +314,7 @@ fn agent_strings_are_bounded() {
         tool: Some(&long),
     });
     span.end();
-    let mut span = RequestSpan::start_with(&tracer, &server(&agent));
+    let mut span = routed(&tracer, &agent);
     span.set_mcp(&McpCall {
         method: "x/made-up",
         id: Some(&json!(null)),
@@ -297,8 +325,15 @@ fn agent_strings_are_bounded() {
     let tool = attribute(&spans[0], "gen_ai.tool.name").unwrap();
     assert_eq!(tool.len(), 256);
     assert_eq!(spans[1].name, "_OTHER");
-    assert_eq!(attribute(&spans[1], "mcp.method.name").as_deref(), Some("_OTHER"));
-    assert_eq!(attribute(&spans[1], "jsonrpc.request.id"), None, "null ids are not recorded");
+    assert_eq!(
+        attribute(&spans[1], "mcp.method.name").as_deref(),
+        Some("_OTHER")
+    );
+    assert_eq!(
+        attribute(&spans[1], "jsonrpc.request.id"),
+        None,
+        "null ids are not recorded"
+    );
 }
 
 #[test]
@@ -306,10 +341,10 @@ fn errors_set_the_status_and_error_type() {
     let (tracer, recorder, _provider) = tracer(parent_based());
     let agent = HeaderMap::new();
 
-    let mut span = RequestSpan::start_with(&tracer, &server(&agent));
+    let mut span = routed(&tracer, &agent);
     span.set_status_code(502);
     span.end();
-    let mut span = RequestSpan::start_with(&tracer, &server(&agent));
+    let mut span = routed(&tracer, &agent);
     span.set_mcp(&McpCall {
         method: "tools/call",
         id: Some(&json!(1)),
@@ -317,7 +352,7 @@ fn errors_set_the_status_and_error_type() {
     });
     span.set_rpc_error(-32001);
     span.end();
-    let mut span = RequestSpan::start_with(&tracer, &server(&agent));
+    let mut span = routed(&tracer, &agent);
     span.set_status_code(404);
     let mut step = span.step(Step::Credential { source: "oauth2" });
     step.set_error("token_endpoint_refused");
@@ -328,12 +363,22 @@ fn errors_set_the_status_and_error_type() {
     let spans = recorder.spans();
     let by_status: Vec<(String, Option<String>, Status)> = spans
         .iter()
-        .map(|s| (s.name.to_string(), attribute(s, "error.type"), s.status.clone()))
+        .map(|s| {
+            (
+                s.name.to_string(),
+                attribute(s, "error.type"),
+                s.status.clone(),
+            )
+        })
         .collect();
     assert_eq!(
         by_status,
         [
-            ("POST /mcp".to_string(), Some("502".to_string()), Status::error("502")),
+            (
+                "POST /mcp".to_string(),
+                Some("502".to_string()),
+                Status::error("502")
+            ),
             (
                 "tools/call denied".to_string(),
                 Some("-32001".to_string()),
@@ -351,27 +396,44 @@ fn errors_set_the_status_and_error_type() {
             ),
         ]
     );
-    assert_eq!(attribute(&spans[1], "rpc.response.status_code").as_deref(), Some("-32001"));
-    assert_eq!(attribute(&spans[3], "http.response.status_code").as_deref(), Some("404"));
+    assert_eq!(
+        attribute(&spans[1], "rpc.response.status_code").as_deref(),
+        Some("-32001")
+    );
+    assert_eq!(
+        attribute(&spans[3], "http.response.status_code").as_deref(),
+        Some("404")
+    );
 }
 
 #[test]
 fn connection_steps_keep_the_connectors_own_times() {
     let (tracer, recorder, _provider) = tracer(parent_based());
     let agent = HeaderMap::new();
-    let span = RequestSpan::start_with(&tracer, &server(&agent));
+    let span = routed(&tracer, &agent);
     let server_id = span.span_id().unwrap();
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let ms = Duration::from_millis;
-    span.record_step(Step::Dns { name: "vpce-1.example" }, t0, t0 + ms(3), None);
     span.record_step(
-        Step::Connect { peer: "127.0.0.1:8443".parse().unwrap() },
+        Step::Dns {
+            name: "vpce-1.example",
+        },
+        t0,
+        t0 + ms(3),
+        None,
+    );
+    span.record_step(
+        Step::Connect {
+            peer: "127.0.0.1:8443".parse().unwrap(),
+        },
         t0 + ms(3),
         t0 + ms(5),
         None,
     );
     span.record_step(
-        Step::Tls { server_name: "gw.example" },
+        Step::Tls {
+            server_name: "gw.example",
+        },
         t0 + ms(5),
         t0 + ms(9),
         Some("server_certificate_invalid"),
@@ -381,10 +443,19 @@ fn connection_steps_keep_the_connectors_own_times() {
     let dns = recorder.named("DNS lookup vpce-1.example");
     assert_eq!((dns.start_time, dns.end_time), (t0, t0 + ms(3)));
     assert_eq!(dns.span_kind, SpanKind::Client);
-    assert_eq!(attribute(&dns, "dns.question.name").as_deref(), Some("vpce-1.example"));
+    assert_eq!(
+        attribute(&dns, "dns.question.name").as_deref(),
+        Some("vpce-1.example")
+    );
     let connect = recorder.named("socket connect 127.0.0.1:8443");
-    assert_eq!(attribute(&connect, "network.peer.address").as_deref(), Some("127.0.0.1"));
-    assert_eq!(attribute(&connect, "network.peer.port").as_deref(), Some("8443"));
+    assert_eq!(
+        attribute(&connect, "network.peer.address").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        attribute(&connect, "network.peer.port").as_deref(),
+        Some("8443")
+    );
     let tls = recorder.named("TLS client handshake gw.example");
     assert_eq!(tls.status, Status::error("server_certificate_invalid"));
     for step in [dns, connect, tls] {
@@ -396,7 +467,7 @@ fn connection_steps_keep_the_connectors_own_times() {
 fn a_dropped_handle_ends_its_span() {
     let (tracer, recorder, _provider) = tracer(parent_based());
     let agent = HeaderMap::new();
-    let span = RequestSpan::start_with(&tracer, &server(&agent));
+    let span = routed(&tracer, &agent);
     let upstream = span.upstream(&UpstreamRequest {
         method: &Method::GET,
         uri: &gateway(),
@@ -430,7 +501,11 @@ impl SpanExporter for Collector {
     }
 }
 
-fn queued_tracer(queue: usize, max_batch: usize, collector: Collector) -> (SdkTracer, SdkTracerProvider) {
+fn queued_tracer(
+    queue: usize,
+    max_batch: usize,
+    collector: Collector,
+) -> (SdkTracer, SdkTracerProvider) {
     let processor = export::start(
         queue,
         export::Exporter {
@@ -470,7 +545,7 @@ fn a_full_queue_drops_spans_and_counts_them_without_waiting() {
     let before = dropped(SpanDropReason::queue_full);
     let agent = HeaderMap::new();
     for _ in 0..10 {
-        RequestSpan::start_with(&tracer, &server(&agent)).end();
+        routed(&tracer, &agent).end();
     }
     // One span at most is with the hanging collector, two wait in the queue.
     assert!(dropped(SpanDropReason::queue_full) - before >= 7);
@@ -492,7 +567,7 @@ fn spans_the_collector_refuses_are_counted() {
     let before = dropped(SpanDropReason::export_failed);
     let agent = HeaderMap::new();
     for _ in 0..10 {
-        RequestSpan::start_with(&tracer, &server(&agent)).end();
+        routed(&tracer, &agent).end();
     }
     provider.force_flush().unwrap();
     assert_eq!(*seen.lock().unwrap(), 10);

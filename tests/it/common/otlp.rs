@@ -111,7 +111,11 @@ impl OtlpReceiver {
 
     /// Waits (at most 30 s, polling) until the spans received satisfy `done`, and
     /// returns them; panics with what arrived otherwise.
-    pub async fn wait_for(&self, what: &str, done: impl Fn(&[ReceivedSpan]) -> bool) -> Vec<ReceivedSpan> {
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        done: impl Fn(&[ReceivedSpan]) -> bool,
+    ) -> Vec<ReceivedSpan> {
         for _ in 0..600 {
             let spans = self.spans();
             if done(&spans) {
@@ -149,7 +153,11 @@ async fn receive(
     if content_type != "application/x-protobuf" {
         return answer(415, Bytes::from_static(b"protobuf only"));
     }
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let request = match ExportTraceServiceRequest::decode(body) {
         Ok(request) => request,
         Err(e) => return answer(400, Bytes::from(e.to_string())),
@@ -178,7 +186,10 @@ async fn receive(
         }
     }
     spans.lock().unwrap().extend(received);
-    answer(200, Bytes::from(ExportTraceServiceResponse::default().encode_to_vec()))
+    answer(
+        200,
+        Bytes::from(ExportTraceServiceResponse::default().encode_to_vec()),
+    )
 }
 
 fn answer(status: u16, body: Bytes) -> Response<Full<Bytes>> {
@@ -195,7 +206,12 @@ fn hex(bytes: &[u8]) -> String {
 
 fn attributes(list: &[KeyValue]) -> BTreeMap<String, String> {
     list.iter()
-        .map(|kv| (kv.key.clone(), kv.value.as_ref().map(text).unwrap_or_default()))
+        .map(|kv| {
+            (
+                kv.key.clone(),
+                kv.value.as_ref().map(text).unwrap_or_default(),
+            )
+        })
         .collect()
 }
 
