@@ -70,8 +70,11 @@ pub struct Exporter<E> {
     pub export_timeout: Duration,
     /// Runs first on the thread's runtime: sets the exporter's resource (reading the
     /// ECS task metadata when there is some to read).
-    pub prepare: Box<dyn FnOnce(&mut E, &tokio::runtime::Runtime) + Send>,
+    pub prepare: Prepare<E>,
 }
+
+/// Work the export thread does first, on its own runtime.
+pub type Prepare<E> = Box<dyn FnOnce(&mut E, &tokio::runtime::Runtime) + Send>;
 
 /// Starts the export thread; returns the processor to give the tracer provider.
 pub fn start<E: SpanExporter + 'static>(

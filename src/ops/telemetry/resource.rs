@@ -116,7 +116,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn find<'a>(attributes: &'a [KeyValue], key: &str) -> Option<String> {
+    fn find(attributes: &[KeyValue], key: &str) -> Option<String> {
         attributes
             .iter()
             .find(|kv| kv.key.as_str() == key)
