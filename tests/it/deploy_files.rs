@@ -1,138 +1,17 @@
-//! The files under deploy/ are checked with what is installable here: the systemd unit
-//! with `systemd-analyze verify` and its security score, the Kubernetes manifests parsed
-//! (and rendered by `kubectl kustomize` when kubectl is present), the ECS task
-//! definition parsed, the configurations they carry validated by `check`, the flags
-//! they pass accepted by the binary, and the Dockerfile built with CI's own command.
-//! The container health check command is run against a real admin listener.
+//! The container image's files and the health check it runs: the Dockerfile builds with
+//! CI's own command for the platform it is built for, and `healthcheck` asks a real admin
+//! listener. The systemd unit, the Kubernetes manifests and the ECS task definition have
+//! their own modules (deploy_systemd, deploy_kubernetes, deploy_ecs).
 
 use std::process::Command;
 
 use crate::common::binary::{proxy, run};
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use crate::common::repo_files::{read, repo, tool};
 
 use serde_json::Value;
 use yaml_rust2::{Yaml, YamlLoader};
 
 const BINARY_IN_IMAGE: &str = "/usr/local/bin/mcp-vpce-proxy";
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn tool(name: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// `Key=Value` lines of a unit (later values of a key are appended).
-fn unit_settings(text: &str) -> HashMap<String, Vec<String>> {
-    let mut settings: HashMap<String, Vec<String>> = HashMap::new();
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('#') || line.starts_with('[') {
-            continue;
-        }
-        if let Some((key, value)) = line.split_once('=') {
-            settings
-                .entry(key.to_string())
-                .or_default()
-                .push(value.to_string());
-        }
-    }
-    settings
-}
-
-#[test]
-fn the_systemd_unit_is_hardened_notify_and_verifies() {
-    let text = read("deploy/systemd/mcp-vpce-proxy.service");
-    let settings = unit_settings(&text);
-    let one = |key: &str| -> &str {
-        let values = settings
-            .get(key)
-            .unwrap_or_else(|| panic!("{key}= missing"));
-        values.last().unwrap()
-    };
-    for (key, value) in [
-        ("Type", "notify"),
-        ("ExecReload", "/bin/kill -HUP $MAINPID"),
-        ("EnvironmentFile", "/etc/mcp-vpce-proxy/secrets.env"),
-        ("DynamicUser", "yes"),
-        ("NoNewPrivileges", "yes"),
-        ("ProtectSystem", "strict"),
-        ("ProtectHome", "yes"),
-        ("PrivateTmp", "yes"),
-        ("CapabilityBoundingSet", ""),
-        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
-        ("MemoryMax", "256M"),
-        ("WatchdogSec", "30s"),
-    ] {
-        assert_eq!(one(key), value, "{key}");
-    }
-    assert_eq!(settings["SystemCallFilter"][0], "@system-service");
-
-    // The command line is one the binary accepts: `check` takes the same flags as `run`.
-    let exec = one("ExecStart");
-    let args: Vec<&str> = exec.split_whitespace().collect();
-    assert_eq!(args[0], BINARY_IN_IMAGE);
-    assert_eq!(args[1], "run");
-    let config = repo("config/private-dns-on.toml");
-    let flags: Vec<String> = args[2..]
-        .iter()
-        .map(|a| {
-            if *a == "/etc/mcp-vpce-proxy/config.toml" {
-                config.display().to_string()
-            } else {
-                a.to_string()
-            }
-        })
-        .collect();
-    let (ok, out, err) = run(proxy().arg("check").args(&flags).env("GATEWAY_TOKEN", "t"));
-    assert!(ok, "{exec}: {err}");
-    assert!(out.starts_with("configuration OK"), "{out}");
-
-    // The secrets file example is KEY=VALUE lines only.
-    for line in read("deploy/systemd/secrets.env.example").lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (key, _) = line.split_once('=').expect("KEY=VALUE");
-        assert!(
-            key.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
-            "{line}"
-        );
-    }
-
-    if !tool("systemd-analyze") {
-        println!("note: systemd-analyze is not installed; unit checks beyond parsing skipped");
-        return;
-    }
-    // verify wants the binary to exist: point ExecStart at the one just built.
-    let dir = tempfile::tempdir().unwrap();
-    let unit = dir.path().join("mcp-vpce-proxy.service");
-    std::fs::write(
-        &unit,
-        text.replace(BINARY_IN_IMAGE, env!("CARGO_BIN_EXE_mcp-vpce-proxy")),
-    )
-    .unwrap();
-    let (ok, out, err) = run(Command::new("systemd-analyze").arg("verify").arg(&unit));
-    assert!(ok, "systemd-analyze verify: {out}{err}");
-    // It only warns about unknown settings: any output is a finding.
-    assert_eq!(format!("{out}{err}"), "", "systemd-analyze verify");
-    // Exposure score at most 2.0 of 10 ("OK"): losing a hardening line fails here.
-    let (ok, out, err) = run(Command::new("systemd-analyze")
-        .args(["security", "--offline=true", "--threshold=20"])
-        .arg(&unit));
-    let verdict = out.lines().last().unwrap_or_default().to_string();
-    assert!(ok, "{verdict}\n{err}");
-    println!("{verdict}");
-}
 
 fn yaml(path: &str) -> Vec<Yaml> {
     YamlLoader::load_from_str(&read(path)).unwrap_or_else(|e| panic!("{path}: {e}"))

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""The deploy files against AWS's and Kubernetes' own schemas, offline (no AWS call, no
+cluster):
+
+- deploy/ecs/task-definition.json is a valid input of ECS RegisterTaskDefinition in
+  botocore's service model (botocore.validate, the check the AWS CLI runs before it
+  sends anything), as written and with cpuArchitecture X86_64;
+- every IAM policy under deploy/ (*policy*.json) is a policy document whose actions
+  are operations of the service they name in botocore's models (so a misspelled or
+  invented action fails), with ARN or "*" resources;
+- the Kubernetes base and overlays, rendered by `kubectl kustomize`, validate strictly
+  against the Kubernetes JSON schemas bundled in kubernetes-validate, for the oldest
+  Kubernetes the native sidecar needs (1.29) and the newest bundled.
+
+Each check is also run on a broken copy, which must fail: a validator that accepts
+everything would otherwise pass unnoticed.
+
+    .ci/validate_deploy_files.py [REPO_ROOT]
+
+Prints one PASS/FAIL line per check and "deploy files: N passed, M failed"; exits 1 on
+any failure.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import botocore.session
+from botocore.exceptions import ParamValidationError
+from botocore.validate import validate_parameters
+
+ROOT = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent)
+# Actions that authorize something other than an API operation.
+PERMISSION_ONLY = {"sts:TagSession"}
+# IAM prefixes whose operations live in more than one botocore model.
+MODELS_OF_PREFIX = {"bedrock-agentcore": ["bedrock-agentcore", "bedrock-agentcore-control"]}
+KUBERNETES_VERSIONS = ["1.29.0", None]  # None: kubernetes-validate's newest
+
+session = botocore.session.get_session()
+results: list[tuple[bool, str]] = []
+
+
+def record(ok: bool, what: str) -> None:
+    results.append((ok, what))
+    print(f"{'PASS' if ok else 'FAIL'} {what}", flush=True)
+
+
+def task_definition_problems(task: dict) -> str | None:
+    shape = session.get_service_model("ecs").operation_model("RegisterTaskDefinition").input_shape
+    try:
+        validate_parameters(task, shape)
+    except ParamValidationError as e:
+        return str(e)
+    return None
+
+
+def operations(prefix: str) -> set[str]:
+    names: set[str] = set()
+    for model in MODELS_OF_PREFIX.get(prefix, [prefix]):
+        names |= set(session.get_service_model(model).operation_names)
+    return names
+
+
+def policy_problems(policy: dict) -> list[str]:
+    problems = []
+    if policy.get("Version") != "2012-10-17":
+        problems.append(f"Version {policy.get('Version')!r}, not 2012-10-17")
+    statements = policy.get("Statement")
+    if not isinstance(statements, list) or not statements:
+        return problems + ["Statement is not a non-empty list"]
+    for i, st in enumerate(statements):
+        unknown = set(st) - {"Sid", "Effect", "Action", "Resource", "Principal", "Condition"}
+        if unknown:
+            problems.append(f"Statement[{i}]: unknown keys {sorted(unknown)}")
+        if st.get("Effect") not in ("Allow", "Deny"):
+            problems.append(f"Statement[{i}].Effect {st.get('Effect')!r}")
+        actions = st.get("Action")
+        actions = [actions] if isinstance(actions, str) else actions or []
+        if not actions:
+            problems.append(f"Statement[{i}]: no Action")
+        for action in actions:
+            prefix, _, name = action.partition(":")
+            if action in PERMISSION_ONLY:
+                continue
+            try:
+                known = operations(prefix)
+            except Exception as e:  # an unknown service
+                problems.append(f"Statement[{i}]: {action}: no botocore model for {prefix!r} ({e})")
+                continue
+            if name not in known:
+                problems.append(f"Statement[{i}]: {action} is not an operation of {prefix}")
+        if "Principal" not in st:
+            resources = st.get("Resource")
+            resources = [resources] if isinstance(resources, str) else resources or []
+            if not resources:
+                problems.append(f"Statement[{i}]: no Resource")
+            for r in resources:
+                if r != "*" and not r.startswith("arn:aws:"):
+                    problems.append(f"Statement[{i}]: resource {r!r} is not an ARN")
+    return problems
+
+
+def check_ecs() -> None:
+    path = ROOT / "deploy/ecs/task-definition.json"
+    task = json.loads(path.read_text())
+    for arch in ("as written", "X86_64"):
+        variant = copy.deepcopy(task)
+        if arch != "as written":
+            variant["runtimePlatform"]["cpuArchitecture"] = arch
+        problem = task_definition_problems(variant)
+        record(problem is None, f"ECS RegisterTaskDefinition accepts {path.relative_to(ROOT)} ({arch}){': ' + problem if problem else ''}")
+    broken = copy.deepcopy(task)
+    broken["containerDefinitions"][0]["healthcheck"] = broken["containerDefinitions"][0].pop("healthCheck")
+    record(task_definition_problems(broken) is not None, "ECS RegisterTaskDefinition refuses a misspelled key (healthcheck)")
+
+
+def check_policies() -> None:
+    files = sorted(ROOT.glob("deploy/**/*policy*.json"))
+    record(len(files) >= 6, f"IAM policy files found: {len(files)}")
+    for path in files:
+        problems = policy_problems(json.loads(path.read_text()))
+        record(not problems, f"IAM policy {path.relative_to(ROOT)}{': ' + '; '.join(problems) if problems else ''}")
+    broken = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "secretsmanager:GetSecret", "Resource": "*"}]}
+    record(bool(policy_problems(broken)), "IAM policy check refuses an action that is no operation (secretsmanager:GetSecret)")
+
+
+def kubernetes_validate(path: Path, version: str | None) -> subprocess.CompletedProcess:
+    args = [str(Path(sys.executable).parent / "kubernetes-validate"), "--strict", "--quiet"]
+    if version:
+        args += ["-k", version]
+    return subprocess.run(args + [str(path)], capture_output=True, text=True)
+
+
+def check_kubernetes() -> None:
+    targets = [ROOT / "deploy/kubernetes/base"] + sorted((ROOT / "deploy/kubernetes/overlays").iterdir())
+    with tempfile.TemporaryDirectory() as scratch:
+        for target in targets:
+            name = target.relative_to(ROOT)
+            rendered = subprocess.run(["kubectl", "kustomize", str(target)], capture_output=True, text=True)
+            record(rendered.returncode == 0, f"kubectl kustomize {name}{': ' + rendered.stderr.strip() if rendered.returncode else ''}")
+            if rendered.returncode:
+                continue
+            out = Path(scratch) / (str(name).replace("/", "_") + ".yaml")
+            out.write_text(rendered.stdout)
+            for version in KUBERNETES_VERSIONS:
+                done = kubernetes_validate(out, version)
+                text = (done.stdout + done.stderr).strip()
+                record(done.returncode == 0, f"Kubernetes {version or 'newest'} schemas (strict) accept {name}{': ' + text if done.returncode else ''}")
+        broken = Path(scratch) / "broken.yaml"
+        broken.write_text((Path(scratch) / "deploy_kubernetes_base.yaml").read_text().replace("readOnlyRootFilesystem", "readOnlyRootFilesytem"))
+        record(kubernetes_validate(broken, KUBERNETES_VERSIONS[0]).returncode != 0, "Kubernetes schemas refuse a misspelled key (readOnlyRootFilesytem)")
+
+
+check_ecs()
+check_policies()
+check_kubernetes()
+passed = sum(ok for ok, _ in results)
+failed = len(results) - passed
+print(f"deploy files: {passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
