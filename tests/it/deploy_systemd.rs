@@ -96,7 +96,10 @@ fn the_documented_install_starts_a_configuration_check_accepts_with_the_units_en
     let policy: serde_json::Value =
         serde_json::from_str(&read("deploy/systemd/instance-role-policy.json")).unwrap();
     let resource = policy["Statement"][0]["Resource"].as_str().unwrap();
-    assert!(resource.ends_with(&format!(":secret:{secret_id}-*")), "{resource}");
+    assert!(
+        resource.ends_with(&format!(":secret:{secret_id}-*")),
+        "{resource}"
+    );
 
     let unit_text = std::fs::read_to_string(root.join("etc/systemd/system").join(UNIT)).unwrap();
     assert_eq!(unit_text, read("deploy/systemd/mcp-vpce-proxy.service"));
@@ -167,8 +170,14 @@ fn the_documented_install_starts_a_configuration_check_accepts_with_the_units_en
     // binary's path under the root.
     let verify_dir = tempfile::tempdir().unwrap();
     let unit_copy = verify_dir.path().join(UNIT);
-    std::fs::write(&unit_copy, unit_text.replace(BINARY, &binary.display().to_string())).unwrap();
-    let (ok, out, err) = run(Command::new("systemd-analyze").arg("verify").arg(&unit_copy));
+    std::fs::write(
+        &unit_copy,
+        unit_text.replace(BINARY, &binary.display().to_string()),
+    )
+    .unwrap();
+    let (ok, out, err) = run(Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit_copy));
     assert!(ok, "systemd-analyze verify: {out}{err}");
     // It only warns about unknown settings and specifiers: any output is a finding.
     assert_eq!(format!("{out}{err}"), "", "systemd-analyze verify");
@@ -194,7 +203,10 @@ fn the_unit_is_hardened_notify_with_its_secret_as_a_credential() {
     for (key, value) in [
         ("Type", "notify"),
         ("ExecReload", "/bin/kill -HUP $MAINPID"),
-        ("LoadCredential", "gateway-token:/etc/mcp-vpce-proxy/gateway-token"),
+        (
+            "LoadCredential",
+            "gateway-token:/etc/mcp-vpce-proxy/gateway-token",
+        ),
         ("Environment", "MCP_VPCE_PROXY_TOKEN_FILE=%d/gateway-token"),
         ("LogsDirectory", "mcp-vpce-proxy"),
         ("DynamicUser", "yes"),
@@ -221,14 +233,18 @@ fn the_unit_is_hardened_notify_with_its_secret_as_a_credential() {
 fn the_documented_agentcore_identity_variant_is_a_valid_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
-    let config = read("deploy/systemd/config.toml")
-        .replace("/var/log/mcp-vpce-proxy/audit.jsonl", &audit.display().to_string())
-        + &marked_block("docs/deploy-systemd.md", "variant: systemd agentcore_identity");
+    let config = read("deploy/systemd/config.toml").replace(
+        "/var/log/mcp-vpce-proxy/audit.jsonl",
+        &audit.display().to_string(),
+    ) + &marked_block(
+        "docs/deploy-systemd.md",
+        "variant: systemd agentcore_identity",
+    );
     let file = dir.path().join("config.toml");
     std::fs::write(&file, config).unwrap();
     let (ok, out, err) = run(crate::common::binary::proxy()
         .args(["check", "--config"])
         .arg(&file));
     assert!(ok, "{err}");
-    assert!(out.contains("agentcore_identity"), "{out}");
+    assert!(out.contains("AgentCore Identity M2M token"), "{out}");
 }

@@ -41,7 +41,10 @@ pub fn marked_block(doc: &str, marker: &str) -> String {
         .1;
     let mut lines = after.lines().skip_while(|l| l.trim().is_empty());
     let fence = lines.next().unwrap_or_default();
-    assert!(fence.starts_with("```"), "{doc}: {tag} is not followed by a code block");
+    assert!(
+        fence.starts_with("```"),
+        "{doc}: {tag} is not followed by a code block"
+    );
     let body: Vec<&str> = lines.take_while(|l| !l.starts_with("```")).collect();
     body.join("\n") + "\n"
 }
