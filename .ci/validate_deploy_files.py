@@ -5,6 +5,8 @@ cluster):
 - deploy/ecs/task-definition.json is a valid input of ECS RegisterTaskDefinition in
   botocore's service model (botocore.validate, the check the AWS CLI runs before it
   sends anything), as written and with cpuArchitecture X86_64;
+- the AWS CLI inputs under deploy/aws/ (`--cli-input-json` files, named after their
+  operation) are valid inputs of that operation;
 - every IAM policy under deploy/ (*policy*.json) is a policy document whose actions
   are operations of the service they name in botocore's models (so a misspelled or
   invented action fails), with ARN or "*" resources;
@@ -119,6 +121,33 @@ def check_ecs() -> None:
     record(task_definition_problems(broken) is not None, "ECS RegisterTaskDefinition refuses a misspelled key (healthcheck)")
 
 
+# deploy/aws/<file>: the operation whose --cli-input-json it is.
+CLI_INPUTS = {
+    "create-workload-identity.json": ("bedrock-agentcore-control", "CreateWorkloadIdentity"),
+    "create-oauth2-credential-provider.json": ("bedrock-agentcore-control", "CreateOauth2CredentialProvider"),
+}
+
+
+def input_problems(service: str, operation: str, params: dict) -> str | None:
+    shape = session.get_service_model(service).operation_model(operation).input_shape
+    try:
+        validate_parameters(params, shape)
+    except ParamValidationError as e:
+        return str(e)
+    return None
+
+
+def check_cli_inputs() -> None:
+    files = sorted(p.name for p in (ROOT / "deploy/aws").glob("*.json"))
+    record(files == sorted(CLI_INPUTS), f"deploy/aws holds the known CLI inputs: {files}")
+    for name, (service, operation) in CLI_INPUTS.items():
+        problem = input_problems(service, operation, json.loads((ROOT / "deploy/aws" / name).read_text()))
+        record(problem is None, f"{service} {operation} accepts deploy/aws/{name}{': ' + problem if problem else ''}")
+    broken = {"name": "x", "credentialProviderVendor": "CognitoOauth2", "oauth2ProviderConfigInput": {}}
+    record(input_problems("bedrock-agentcore-control", "CreateOauth2CredentialProvider", broken) is not None,
+           "CreateOauth2CredentialProvider refuses a vendor that does not exist (CognitoOauth2)")
+
+
 def check_policies() -> None:
     files = sorted(ROOT.glob("deploy/**/*policy*.json"))
     record(len(files) >= 6, f"IAM policy files found: {len(files)}")
@@ -157,6 +186,7 @@ def check_kubernetes() -> None:
 
 
 check_ecs()
+check_cli_inputs()
 check_policies()
 check_kubernetes()
 passed = sum(ok for ok, _ in results)

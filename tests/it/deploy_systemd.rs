@@ -111,15 +111,17 @@ fn the_documented_install_starts_a_configuration_check_accepts_with_the_units_en
     // The service starts as systemd starts it.
     let credentials = root.join("run/credentials").join(UNIT);
     std::fs::create_dir_all(&credentials).unwrap();
-    for credential in &unit["LoadCredential"] {
+    for credential in unit.get("LoadCredential").into_iter().flatten() {
         let (id, source) = credential.split_once(':').unwrap();
         let copy = credentials.join(id);
         std::fs::copy(rooted(&format!(" {source}"), root).trim(), &copy)
             .unwrap_or_else(|e| panic!("LoadCredential={credential}: {e}"));
         std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o400)).unwrap();
     }
-    let logs: Vec<String> = unit["LogsDirectory"]
-        .iter()
+    let logs: Vec<String> = unit
+        .get("LogsDirectory")
+        .into_iter()
+        .flatten()
         .map(|d| format!("/var/log/{d}/"))
         .collect();
     for dir in &logs {
@@ -147,7 +149,7 @@ fn the_documented_install_starts_a_configuration_check_accepts_with_the_units_en
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("CREDENTIALS_DIRECTORY", &credentials);
-    for assignment in &unit["Environment"] {
+    for assignment in unit.get("Environment").into_iter().flatten() {
         let (key, value) = assignment.split_once('=').unwrap();
         cmd.env(key, value.replace("%d", &credentials.display().to_string()));
     }

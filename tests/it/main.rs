@@ -58,5 +58,6 @@ mod request_validation;
 mod shutdown;
 mod tool_policy;
 mod unix_socket;
+mod upgrade_notes;
 mod upstream_identity;
 mod workers;
