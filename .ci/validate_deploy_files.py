@@ -7,6 +7,9 @@ cluster):
   sends anything), as written and with cpuArchitecture X86_64;
 - the AWS CLI inputs under deploy/aws/ (`--cli-input-json` files, named after their
   operation) are valid inputs of that operation;
+- every `aws` command in the shell blocks of the deploy docs names an operation of its
+  service and only options of that operation (with its required ones, unless
+  --cli-input-json gives them), as the AWS CLI derives them from botocore's models;
 - every IAM policy under deploy/ (*policy*.json) is a policy document whose actions
   are operations of the service they name in botocore's models (so a misspelled or
   invented action fails), with ARN or "*" resources;
@@ -32,7 +35,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import shlex
+
 import botocore.session
+from botocore import xform_name
 from botocore.exceptions import ParamValidationError
 from botocore.validate import validate_parameters
 
@@ -148,6 +154,84 @@ def check_cli_inputs() -> None:
            "CreateOauth2CredentialProvider refuses a vendor that does not exist (CognitoOauth2)")
 
 
+# AWS CLI commands that are the CLI's own, not API operations, and options of the CLI
+# itself.
+CLI_CUSTOMIZATIONS = {("ecr", "get-login-password"), ("s3", "cp"), ("logs", "tail")}
+CLI_GLOBAL_OPTIONS = {"query", "output", "region", "profile", "endpoint-url", "no-cli-pager", "cli-input-json", "debug"}
+COMMAND_ENDS = {"|", "||", "&&", ";", ")", ">", ">>", "<"}
+
+
+def aws_commands(text: str) -> list[list[str]]:
+    """The argument lists of the `aws` commands in the shell blocks of a Markdown text."""
+    commands, in_sh, logical = [], False, ""
+    for line in text.splitlines():
+        if line.startswith("```"):
+            in_sh = line.strip() in ("```sh", "```bash")
+            continue
+        if not in_sh:
+            continue
+        logical += line.rstrip("\\") + " "
+        if line.endswith("\\"):
+            continue
+        code, logical = logical.split(" #")[0], ""
+        tokens = list(shlex.shlex(code, posix=True, punctuation_chars=True))
+        for i, token in enumerate(tokens):
+            starts_command = i == 0 or tokens[i - 1] in COMMAND_ENDS | {"("}
+            if token == "aws" and starts_command and i + 2 < len(tokens):
+                args = []
+                for t in tokens[i + 1:]:
+                    if t in COMMAND_ENDS:
+                        break
+                    args.append(t)
+                commands.append(args)
+    return commands
+
+
+def command_problems(args: list[str]) -> list[str]:
+    service, command, rest = args[0], args[1], args[2:]
+    if (service, command) in CLI_CUSTOMIZATIONS:
+        return []
+    try:
+        model = session.get_service_model(service)
+    except Exception as e:
+        return [f"aws {service}: no such service ({e})"]
+    by_cli_name = {xform_name(op, "-"): op for op in model.operation_names}
+    if command not in by_cli_name:
+        return [f"aws {service} {command}: no such operation"]
+    shape = model.operation_model(by_cli_name[command]).input_shape
+    members = {xform_name(m, "-"): m for m in (shape.members if shape else {})}
+    given, problems = set(), []
+    for arg in rest:
+        if not arg.startswith("--"):
+            continue
+        name = arg[2:]
+        if name in CLI_GLOBAL_OPTIONS:
+            given.add(name)
+            continue
+        plain = name[3:] if name.startswith("no-") else name
+        if plain not in members:
+            problems.append(f"aws {service} {command}: no option --{name}")
+        given.add(plain)
+    if "cli-input-json" not in given and shape is not None:
+        for required in shape.required_members:
+            if xform_name(required, "-") not in given:
+                problems.append(f"aws {service} {command}: missing --{xform_name(required, '-')}")
+    return problems
+
+
+def check_doc_commands() -> None:
+    docs = sorted(ROOT.glob("docs/deploy*.md"))
+    total = 0
+    for doc in docs:
+        commands = aws_commands(doc.read_text())
+        total += len(commands)
+        problems = [p for args in commands for p in command_problems(args)]
+        record(not problems, f"{len(commands)} aws commands of {doc.relative_to(ROOT)}{': ' + '; '.join(problems) if problems else ''}")
+    record(total >= 20, f"aws commands found in the deploy docs: {total}")
+    broken = aws_commands("```sh\naws secretsmanager create-secret --secret-name x \\\n    --secret-string y\n```\n")
+    record(bool(command_problems(broken[0])), "the command check refuses an option that does not exist (--secret-name)")
+
+
 def check_policies() -> None:
     files = sorted(ROOT.glob("deploy/**/*policy*.json"))
     record(len(files) >= 6, f"IAM policy files found: {len(files)}")
@@ -187,6 +271,7 @@ def check_kubernetes() -> None:
 
 check_ecs()
 check_cli_inputs()
+check_doc_commands()
 check_policies()
 check_kubernetes()
 passed = sum(ok for ok, _ in results)
