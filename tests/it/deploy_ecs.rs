@@ -264,5 +264,10 @@ fn the_configuration_from_the_secret_is_valid_as_the_task_passes_it() {
     let (ok, out, err) = run(&mut cmd);
     assert!(ok, "{err}");
     assert!(out.contains("VPC endpoint; private DNS off"), "{out}");
-    assert!(out.contains("secrets_manager"), "{out}");
+    // The credential is the secret's, named by its id (never its value).
+    let parsed: toml::Value = toml::from_str(&config).unwrap();
+    let secret_id = parsed["route"][0]["credential"]["secret_id"]
+        .as_str()
+        .unwrap();
+    assert!(out.contains(secret_id), "{out}");
 }
