@@ -22,6 +22,7 @@ pub mod oauth_upstream;
 pub mod proxy;
 pub mod proxy_process;
 pub mod relay;
+pub mod repo_files;
 pub mod scripted_upstream;
 pub mod token_server;
 pub mod upstream;
