@@ -192,7 +192,8 @@ impl WorkerConns {
         match lent {
             Lent::H2(conn) => {
                 conn.activity.begin();
-                let guard = Returned::H2(conn.activity.clone());
+                // Ends the request's share of the connection when dropped, on failure too.
+                let returned = Returned::H2(Some(conn.activity.clone()));
                 let mut send = conn.send.clone();
                 let mut response = send.send_request(request).await.map_err(|e| {
                     // A failed stream on a closed connection: leave it.
@@ -202,27 +203,20 @@ impl WorkerConns {
                     SendError::Http(e)
                 })?;
                 response.extensions_mut().insert(conn.used.clone());
-                Ok(response.map(|body| UpstreamBody::new(body, guard)))
+                Ok(response.map(|body| UpstreamBody::new(body, returned)))
             }
             Lent::H1(mut conn) => {
                 conn.activity.begin();
                 let request = origin_form(request);
                 let used = conn.used.clone();
-                match conn.send.send_request(request).await {
-                    Ok(mut response) => {
-                        response.extensions_mut().insert(used);
-                        let guard = Returned::H1 {
-                            conn: Some(conn),
-                            home: Arc::downgrade(self),
-                        };
-                        Ok(response.map(|body| UpstreamBody::new(body, guard)))
-                    }
-                    Err(e) => {
-                        conn.activity.end();
-                        self.h1_ready.notify_one();
-                        Err(SendError::Http(e))
-                    }
-                }
+                let sending = conn.send.send_request(request);
+                let returned = Returned::H1 {
+                    conn: Some(conn),
+                    home: Arc::downgrade(self),
+                };
+                let mut response = sending.await.map_err(SendError::Http)?;
+                response.extensions_mut().insert(used);
+                Ok(response.map(|body| UpstreamBody::new(body, returned)))
             }
         }
     }
@@ -443,9 +437,10 @@ fn origin_form(mut request: Request<RequestBody>) -> Request<RequestBody> {
     request
 }
 
-/// What gives the connection back when the answer's body is done.
+/// What gives the connection back when the answer's body is done (or the request
+/// failed: then it is dropped without `done`).
 enum Returned {
-    H2(Arc<Activity>),
+    H2(Option<Arc<Activity>>),
     H1 {
         conn: Option<H1Conn>,
         home: std::sync::Weak<WorkerConns>,
@@ -453,9 +448,14 @@ enum Returned {
 }
 
 impl Returned {
+    /// Runs once: `complete` when the answer was read to its end.
     fn done(&mut self, complete: bool) {
         match self {
-            Returned::H2(activity) => activity.end(),
+            Returned::H2(activity) => {
+                if let Some(activity) = activity.take() {
+                    activity.end();
+                }
+            }
             Returned::H1 { conn, home } => {
                 if let Some(conn) = conn.take() {
                     conn.activity.end();
@@ -468,6 +468,12 @@ impl Returned {
                 }
             }
         }
+    }
+}
+
+impl Drop for Returned {
+    fn drop(&mut self) {
+        self.done(false);
     }
 }
 
@@ -484,8 +490,7 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(mut returned) = this.returned.take() {
-                let complete = this.inner.is_end_stream();
-                returned.done(complete);
+                returned.done(this.inner.is_end_stream());
             }
         }
     }
