@@ -16,7 +16,6 @@ use serde_json::Value;
 
 use super::aws_credentials::AwsCredentials;
 use super::fetch_client::FetchClient;
-use super::oauth2::printable;
 use super::sigv4::{sign_request, SigningInput};
 
 pub const JSON_1_1: &str = "application/x-amz-json-1.1";
@@ -106,6 +105,24 @@ impl ServiceError {
         }
         text
     }
+}
+
+/// Longest service message quoted (AWS access-denied messages name the principal, the
+/// action and the resource: worth keeping whole).
+const MAX_MESSAGE_CHARS: usize = 400;
+
+/// Text a service wrote back, fit for agents and logs: no control characters, no secret we
+/// sent (nor anything that looks like a token), bounded.
+pub fn printable(text: &str, secrets: &[&str]) -> String {
+    let mut clean = text.to_string();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        clean = clean.replace(secret, "[redacted]");
+    }
+    clean = super::scrub::scrub_values(&clean);
+    if clean.chars().count() > MAX_MESSAGE_CHARS {
+        clean = clean.chars().take(MAX_MESSAGE_CHARS).collect::<String>() + "…";
+    }
+    clean
 }
 
 /// `aws.protocoltests#NotAuthorizedException` or `NotAuthorizedException:http://…` →

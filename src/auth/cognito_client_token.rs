@@ -14,12 +14,11 @@ use http::HeaderValue;
 use serde_json::{json, Value};
 
 use super::aws_credentials::AwsCredentials;
-use super::aws_json::{AwsError, AwsJsonApi, Call, ServiceError};
+use super::aws_json::{printable, AwsError, AwsJsonApi, Call, ServiceError};
 use super::cache::{CacheSettings, CachedBearer, Fetch, Fetched, TokenCache};
 use super::config::CognitoClientTokenConfig;
 use super::config_aws::check_client_secret;
 use super::fetch_client::FetchClient;
-use super::oauth2::printable;
 use super::secret_source::SecretSource;
 use super::{bearer_value, jwt, BoxFuture, Context, SourceEndpoint};
 use crate::auth::secret::fingerprint;

@@ -234,7 +234,9 @@ async fn connect_private(
         let list: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
         let ranges: Vec<String> = dns.ranges().iter().map(|r| r.to_string()).collect();
         return Err(format!(
-            "{bare} resolves to {}, outside the in-VPC ranges ({}): refused, the call must stay              on PrivateLink (require_private); is private DNS on for the interface endpoint, or              is `endpoint` its DNS name?",
+            "{bare} resolves to {}, outside the in-VPC ranges ({}): refused, the call must stay \
+             on PrivateLink (require_private); is private DNS on for the interface endpoint, or \
+             is `endpoint` its DNS name?",
             list.join(", "),
             ranges.join(", ")
         )
