@@ -285,12 +285,11 @@ impl CredentialArgs {
                 ));
             }
         }
-        if chosen.is_empty() {
-            if self.aws_endpoint.is_some() || self.aws_endpoint_private.is_some() {
-                return Err("--aws-endpoint and --aws-endpoint-private need \
-                     --cognito-client-id(-env), --secrets-manager-secret-id or --ssm-parameter"
-                    .into());
-            }
+        if chosen.is_empty() && (self.aws_endpoint.is_some() || self.aws_endpoint_private.is_some())
+        {
+            return Err("--aws-endpoint and --aws-endpoint-private need \
+                 --cognito-client-id(-env), --secrets-manager-secret-id or --ssm-parameter"
+                .into());
         }
         Ok(chosen)
     }

@@ -163,7 +163,7 @@ pub fn aws_endpoint(
         Some(r) => r.to_string(),
         None => region_in_host(host, service)
             .or_else(|| arn.and_then(region_in_arn))
-            .or_else(|| env_region())
+            .or_else(env_region)
             .ok_or_else(|| {
                 format!(
                     "cannot tell the {service} region: set `region` (or AWS_REGION), or give \

@@ -61,7 +61,9 @@ impl FetchClient {
     }
 
     /// A client that dials only in-VPC addresses of the names it resolves through `dns`
-    /// (the proxy's resolver and ranges), never through a proxy.
+    /// (the proxy's resolver and ranges), never through a proxy. Used by the AWS API
+    /// sources, which need the `aws` feature.
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     pub fn private(ca_file: Option<&std::path::Path>, dns: Arc<Dns>) -> Result<Self, String> {
         Self::build(ca_file, Some(dns))
     }

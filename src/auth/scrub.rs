@@ -71,7 +71,9 @@ pub fn scrub_line(line: &str) -> String {
 
 /// Like [`scrub_line`] without the `key=value` rules: for a service's own error message,
 /// where words like `secretsmanager:GetSecretValue` name an action, not a secret. Bearer
-/// credentials, JWT-like strings and long base64/hex runs still go.
+/// credentials, JWT-like strings and long base64/hex runs still go. (AWS API sources
+/// only, which need the `aws` feature.)
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
 pub fn scrub_values(line: &str) -> String {
     redact_runs(&redact_schemes(line))
         .chars()

@@ -332,11 +332,11 @@ async fn no_secret_or_token_appears_in_any_output() {
         .unwrap()
         .to_string();
     assert!(
-        message.ends_with(&format!(
+        message.ends_with(
             "answered 400 NotAuthorizedException: Incorrect secret [redacted] for [redacted] (the \
              client id and secret were not accepted: a wrong or rotated secret, or an app client \
              without a secret)"
-        )),
+        ),
         "{message}"
     );
     let logs = rig.proxy.logs();
