@@ -620,3 +620,30 @@ fn zero_file_flags_configure_the_cognito_source() {
     );
     assert!(!stdout.contains(CLIENT_SECRET));
 }
+
+/// The fixture's model check is not vacuous: it refuses what botocore's validator refuses.
+#[test]
+fn the_fixtures_model_check_refuses_what_botocore_would() {
+    use crate::common::aws_api::{check_shape, model};
+    let input = &model()["cognito-idp.GetClientToken"]["input"];
+    let problems = |value: serde_json::Value| {
+        let mut found = Vec::new();
+        check_shape(&value, input, "input", &mut found);
+        found
+    };
+    assert_eq!(
+        problems(json!({ "ClientID": CLIENT_ID, "Secret": CLIENT_SECRET })),
+        [
+            "input: required member ClientId is missing",
+            "input: unknown member ClientID"
+        ]
+    );
+    assert_eq!(
+        problems(json!({ "ClientId": CLIENT_ID, "Secret": "short", "Scopes": "gateway/invoke" })),
+        [
+            "input.Scopes: \"gateway/invoke\" is not a list",
+            "input.Secret: length 5 < min 24"
+        ]
+    );
+    assert!(problems(sample("cognito GetClientToken")["request"].clone()).is_empty());
+}
