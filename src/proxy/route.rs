@@ -76,6 +76,9 @@ impl Route {
                 old.config.credential == config.credential
                     && *old.name == *name
                     && old.gateway.host == gateway.host
+                    // A source that dials through the route's resolver keeps it.
+                    && (Arc::ptr_eq(&old.dns, dns)
+                        || !old.credential.source_endpoint().is_some_and(|e| e.private))
             })
             .map(|old| old.credential.clone());
         let kept_pools = previous
@@ -88,6 +91,7 @@ impl Route {
                 &auth::Context {
                     route: &name,
                     gateway_host: &gateway.host,
+                    dns,
                 },
             )?,
         };

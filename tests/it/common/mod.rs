@@ -8,13 +8,18 @@
 //!   a counting TCP relay (written alongside the proxy);
 //! - `faulty_upstream`, `agents`, `proxy_process`: a TLS upstream that misbehaves on
 //!   script, agents that read answers frame by frame or keep calling meanwhile, and the
-//!   proxy binary as a child process (signals, memory) — for the faults_*/hostile_* tests.
+//!   proxy binary as a child process (signals, memory) — for the faults_*/hostile_* tests;
+//! - `aws_api`, `cognito`, `secret_store`: AWS JSON 1.1 services on loopback HTTPS that
+//!   check each request against botocore's model (tests/aws_models/) — Cognito's
+//!   GetClientToken, Secrets Manager and SSM.
 
 pub mod agents;
 pub mod aws;
+pub mod aws_api;
 pub mod binary;
 pub mod certs;
 pub mod client;
+pub mod cognito;
 pub mod dns;
 pub mod faulty_upstream;
 pub mod http;
@@ -24,5 +29,6 @@ pub mod proxy_process;
 pub mod relay;
 pub mod repo_files;
 pub mod scripted_upstream;
+pub mod secret_store;
 pub mod token_server;
 pub mod upstream;
