@@ -248,6 +248,15 @@ pub struct RouteConfig {
     /// Below the 60 s idle timeout of AWS load balancers, so that we close first.
     #[serde(default = "default_pool_idle_timeout", with = "humantime_serde")]
     pub pool_idle_timeout: Duration,
+    /// HTTP/2: requests open on one gateway connection (per worker) before a second one
+    /// is opened. 100 is the least a server should allow (RFC 9113 6.5.2); set it to the
+    /// gateway's `SETTINGS_MAX_CONCURRENT_STREAMS` if that is lower.
+    #[serde(default = "default_max_streams_per_connection")]
+    pub max_streams_per_connection: usize,
+    /// HTTP/1.1 gateways: connections being opened at once per worker; further requests
+    /// wait for one of them (or for a busy one to come back).
+    #[serde(default = "default_max_connecting")]
+    pub max_connecting: usize,
 }
 
 fn default_listen() -> SocketAddr {
@@ -309,6 +318,12 @@ fn default_pool_max_idle() -> usize {
 fn default_pool_idle_timeout() -> Duration {
     Duration::from_secs(50)
 }
+fn default_max_streams_per_connection() -> usize {
+    100
+}
+fn default_max_connecting() -> usize {
+    4
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -349,6 +364,8 @@ impl RouteConfig {
             idle_timeout: default_long(),
             pool_max_idle: default_pool_max_idle(),
             pool_idle_timeout: default_pool_idle_timeout(),
+            max_streams_per_connection: default_max_streams_per_connection(),
+            max_connecting: default_max_connecting(),
         }
     }
 

@@ -1,20 +1,18 @@
 //! One attempt at the gateway, shared by the forwarding and by `doctor`: attach the
-//! route's credential, send through the worker's pooled client within a timeout, and map
-//! a client error to what the agent (or the operator) is told.
+//! route's credential, send over the worker's gateway connection within a timeout, and
+//! map a failure to what the agent (or the operator) is told.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::capture_connection;
 
 use crate::exchange::body;
 use crate::exchange::context::Timings;
 use crate::exchange::error::ProxyError;
 use crate::proxy::route::Route;
-use crate::upstream::connector::{ConnectError, ConnectionUse};
+use crate::upstream::connector::ConnectionUse;
+use crate::upstream::gateway_conns::{SendError, UpstreamBody};
 
 /// One attempt: attach the credential, send, wait at most `timeout` for the response
 /// head. A connection to an address the endpoint name no longer resolves to is retired
@@ -29,7 +27,7 @@ pub async fn send(
     payload: &Bytes,
     timeout: Duration,
     timings: &mut Timings,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<UpstreamBody>, ProxyError> {
     let getting = Instant::now();
     let applied = route.credential.apply(&mut parts, payload).await;
     timings.credential = Some(getting.elapsed());
@@ -39,13 +37,9 @@ pub async fn send(
     } else {
         body::full(payload.clone())
     };
-    let mut request = Request::from_parts(parts, body);
-    let pool = route.pool();
-    let connection = pool
-        .retiring
-        .load(Ordering::Relaxed)
-        .then(|| capture_connection(&mut request));
-    let response = match tokio::time::timeout(timeout, pool.client.request(request)).await {
+    let request = Request::from_parts(parts, body);
+    let conns = route.pool();
+    let response = match tokio::time::timeout(timeout, conns.send(request)).await {
         Err(_) => return Err(ProxyError::ResponseTimeout { after: timeout }),
         Ok(Err(e)) => return Err(classify(&e)),
         Ok(Ok(response)) => response,
@@ -61,39 +55,28 @@ pub async fn send(
             timings.opened = Some(used.opened);
         }
         if route.is_stale(used) {
-            let poisoned = connection.as_ref().is_some_and(|c| {
-                c.connection_metadata()
-                    .as_ref()
-                    .map(|connected| connected.poison())
-                    .is_some()
-            });
-            if poisoned {
-                tracing::info!(route = %route.name, addr = %used.addr, "endpoint address no longer in DNS; retiring its connection");
-            } else {
-                // Not captured: caught on its next request.
-                pool.retiring.store(true, Ordering::Relaxed);
-            }
-        } else if connection.is_some() {
-            pool.retiring.store(false, Ordering::Relaxed);
+            tracing::info!(route = %route.name, addr = %used.addr, "endpoint address no longer in DNS; retiring its connection");
+            conns.retire(used);
         }
     }
     Ok(response)
 }
 
-/// Maps a client error to what the agent is told: the connector's own error when the
+/// Maps a failed send to what the agent is told: the connector's own error when the
 /// connection could not be made, the cause chain otherwise.
-pub fn classify(e: &hyper_util::client::legacy::Error) -> ProxyError {
+pub fn classify(e: &SendError) -> ProxyError {
+    if let SendError::Connect(connect) = e {
+        return ProxyError::Connect(connect.clone());
+    }
+    let mut causes = vec![e.to_string()];
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    let mut causes = Vec::new();
+    // hyper's own message first, then what it names as the cause.
+    if let SendError::Http(http) = e {
+        source = std::error::Error::source(http);
+    }
     while let Some(s) = source {
-        if let Some(connect) = s.downcast_ref::<ConnectError>() {
-            return ProxyError::Connect(connect.clone());
-        }
         causes.push(s.to_string());
         source = s.source();
-    }
-    if causes.is_empty() {
-        causes.push(e.to_string());
     }
     ProxyError::Upstream(causes.join(": "))
 }

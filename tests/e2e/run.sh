@@ -12,6 +12,10 @@
 #   E2E_ADMIN_PORT   the proxy's admin port [19901, or a free one if that is taken]
 #   E2E_MCP_LINES    which client sets to run: "1" (requirements.txt, .venv, mcp 1.x),
 #                    "2" (requirements-mcp2.txt, .venv-mcp2, mcp 2.x) ["1 2"]
+#   E2E_SNIPPETS     1: also run every agent-side code block of README.md and docs/
+#                    (snippets.py), each in the venv of the `pip install` it is marked
+#                    with: requirements-snippets.txt (.venv-snippets) for `pip install
+#                    mcp`, requirements-mcp2.txt for `pip install strands-agents` [1]
 #   PYTHON           interpreter for the venvs [python3]
 # Only 127.0.0.1 is dialed; pip uses whatever index the environment configures.
 # Ends with "e2e: N passed, M failed"; exits 1 if anything failed.
@@ -24,6 +28,7 @@ cd "$ROOT"
 PROXY_BIN="${PROXY_BIN:-target/release/mcp-vpce-proxy}"
 E2E_TARGET="${E2E_TARGET:-proxy}"
 E2E_MCP_LINES="${E2E_MCP_LINES:-1 2}"
+E2E_SNIPPETS="${E2E_SNIPPETS:-1}"
 PYTHON="${PYTHON:-python3}"
 READY_TIMEOUT=30   # seconds for the server to accept TCP connections
 CLIENT_TIMEOUT=120 # seconds for one clients.py run
@@ -103,9 +108,23 @@ print_server_log() {
     echo "---- end of server log ----"
 }
 
-# venv_dir and requirements file of client set $1.
-venv_dir() { if [[ "$1" == 1 ]]; then echo "$HERE/.venv"; else echo "$HERE/.venv-mcp$1"; fi; }
-requirements() { if [[ "$1" == 1 ]]; then echo "$HERE/requirements.txt"; else echo "$HERE/requirements-mcp$1.txt"; fi; }
+# venv_dir and requirements file of client set $1 ("snippets": the `pip install mcp` venv).
+venv_dir() {
+    case "$1" in
+    1) echo "$HERE/.venv" ;;
+    snippets) echo "$HERE/.venv-snippets" ;;
+    *) echo "$HERE/.venv-mcp$1" ;;
+    esac
+}
+requirements() {
+    case "$1" in
+    1) echo "$HERE/requirements.txt" ;;
+    snippets) echo "$HERE/requirements-snippets.txt" ;;
+    *) echo "$HERE/requirements-mcp$1.txt" ;;
+    esac
+}
+# What a venv of set $1 must import to count as intact.
+venv_imports() { if [[ "$1" == snippets ]]; then echo 'import mcp'; else echo 'import mcp, strands, uvicorn'; fi; }
 
 # Creates (or reuses) the venv of client set $1; true when it is ready. (Called in an `if`,
 # where set -e does not apply: every command that matters has its own `|| return 1`.)
@@ -120,7 +139,7 @@ ensure_venv() {
     # Reused only if built from the same requirements by the same interpreter and intact.
     stamp="$(sha256sum "$req" | cut -d' ' -f1) $("$PYTHON" -c 'import sys; print(sys.version)' | head -n1)"
     if [[ -x "$venv/bin/python" && "$(cat "$venv/.e2e-stamp" 2>/dev/null)" == "$stamp" ]] &&
-        "$venv/bin/python" -c 'import mcp, strands, uvicorn' 2>/dev/null; then
+        "$venv/bin/python" -c "$(venv_imports "$line")" 2>/dev/null; then
         echo "reusing $venv"
         return 0
     fi
@@ -134,7 +153,7 @@ ensure_venv() {
         rm -rf "$venv"
         return 1
     fi
-    "$venv/bin/python" -c 'import mcp, strands, uvicorn' || return 1
+    "$venv/bin/python" -c "$(venv_imports "$line")" || return 1
     echo "$stamp" >"$venv/.e2e-stamp" || return 1
     echo "installed in $((SECONDS - started)) s"
 }
@@ -236,6 +255,47 @@ for line in "${LINES[@]}"; do
         echo "clients.py (set $line) exited with status $rc: the FAIL lines above say which steps"
     fi
 done
+
+# The README's and docs' agent-side code blocks, as a user copies them, each in the venv of
+# the `pip install` it is marked with.
+run_snippets() {
+    local listing index install where line rc out
+    section "agent-side code blocks of README.md and docs/ (snippets.py)"
+    if ! listing="$("$PYTHON" "$HERE/snippets.py" list)"; then
+        fail "snippets.py list: a python block in README.md or docs/ is not marked"
+        return
+    fi
+    if [[ -z "$listing" ]]; then
+        fail "snippets.py list found no agent-side code block"
+        return
+    fi
+    while IFS=$'\t' read -r index install where; do
+        case "$install" in
+        "pip install mcp") line=snippets ;;
+        "pip install strands-agents") line=2 ;;
+        *)
+            fail "$where: no venv for '$install'"
+            continue
+            ;;
+        esac
+        if ! ensure_venv "$line"; then
+            fail "$where: venv for '$install' ($(requirements "$line")) could not be installed"
+            continue
+        fi
+        rc=0
+        out="$(timeout --kill-after=5 "$CLIENT_TIMEOUT" "$(venv_dir "$line")/bin/python" \
+            "$HERE/snippets.py" run "$index" "$URL" </dev/null 2>&1)" || rc=$?
+        printf '%s\n' "$out"
+        if ((rc == 0)) && grep -q '^PASS ' <<<"$out"; then
+            pass "snippet $where ($install)"
+        else
+            fail "snippet $where ($install) exited with status $rc"
+        fi
+    done <<<"$listing"
+}
+if [[ "$E2E_SNIPPETS" == 1 && "$E2E_TARGET" == proxy ]]; then
+    run_snippets
+fi
 
 section "server still up after the clients"
 if kill -0 "$SERVER_PID" 2>/dev/null && port_open "$PORT"; then

@@ -310,19 +310,22 @@ async fn a_streamed_answers_spans_end_when_the_stream_ends_or_the_agent_leaves()
     let _call = client::start_tool_call(&leaving, "DemoTarget___slow_progress", json!({})).await;
     progress.recv().await.expect("the first progress event");
     leaving.cancel().await.unwrap();
+    let abandoned = |s: &ReceivedSpan| {
+        s.name == "tools/call DemoTarget___slow_progress"
+            && s.attribute("error.type") == Some("client_gone")
+    };
     let spans = t
         .receiver
-        .wait_for("the abandoned call's span", |s| {
-            s.iter()
-                .any(|s| s.kind == SERVER && s.attribute("error.type") == Some("client_gone"))
-        })
+        .wait_for("the abandoned call's span", |s| s.iter().any(abandoned))
         .await;
-    let gone = spans
-        .iter()
-        .find(|s| s.kind == SERVER && s.attribute("error.type") == Some("client_gone"))
-        .unwrap();
-    assert_eq!(gone.name, "tools/call DemoTarget___slow_progress");
+    let gone = spans.iter().find(|s| abandoned(s)).unwrap();
+    assert_eq!(gone.kind, SERVER);
     assert_eq!(gone.status_code, 2, "error");
+    let gone_upstream = children(&spans, gone)
+        .into_iter()
+        .find(|s| s.kind == CLIENT)
+        .unwrap();
+    assert_eq!(gone_upstream.attribute("error.type"), Some("client_gone"));
     t.upstream.release_progress();
 }
 

@@ -9,13 +9,18 @@
 //! - `faulty_upstream`, `agents`, `proxy_process`: a TLS upstream that misbehaves on
 //!   script, agents that read answers frame by frame or keep calling meanwhile, and the
 //!   proxy binary as a child process (signals, memory) — for the faults_*/hostile_* tests;
+//! - `aws_api`, `cognito`, `secret_store`: AWS JSON 1.1 services on loopback HTTPS that
+//!   check each request against botocore's model (tests/aws_models/) — Cognito's
+//!   GetClientToken, Secrets Manager and SSM;
 //! - `otlp`: an OTLP/HTTP receiver recording the spans the proxy exports.
 
 pub mod agents;
 pub mod aws;
+pub mod aws_api;
 pub mod binary;
 pub mod certs;
 pub mod client;
+pub mod cognito;
 pub mod dns;
 pub mod faulty_upstream;
 pub mod http;
@@ -24,6 +29,8 @@ pub mod otlp;
 pub mod proxy;
 pub mod proxy_process;
 pub mod relay;
+pub mod repo_files;
 pub mod scripted_upstream;
+pub mod secret_store;
 pub mod token_server;
 pub mod upstream;
