@@ -106,11 +106,25 @@ pub struct RequestContext {
     trace: Option<TraceIds>,
 }
 
-/// The trace id and the server span's id, for the access line and audit records.
+/// The trace id and the server span's id, for the access line and audit records; and
+/// how the request's calls went, as the MCP layer's records tell (for the span's status).
 #[derive(Clone)]
 struct TraceIds {
     trace_id: Arc<str>,
     span_id: Arc<str>,
+    /// The first call that failed: set through the [`Recorder`], read in `finish`.
+    call_error: Arc<std::sync::OnceLock<CallError>>,
+}
+
+/// What made one of the request's calls fail, for the span's `error.type`.
+#[derive(Debug, Clone, Copy)]
+enum CallError {
+    /// The proxy refused it (its kind and JSON-RPC code).
+    Refused(&'static str, i64),
+    /// The gateway answered with a JSON-RPC error.
+    Rpc(i64),
+    /// The tool ran and reported an error (`result.isError`).
+    Tool,
 }
 
 impl RequestContext {
@@ -412,6 +426,7 @@ impl RequestContext {
             self.trace = Some(TraceIds {
                 trace_id: trace_id.into(),
                 span_id: span_id.into(),
+                call_error: Arc::default(),
             });
         }
     }
@@ -509,6 +524,16 @@ impl RequestContext {
                 self.span.set_error(refusal.kind);
             }
             self.upstream_span.set_error(refusal.kind);
+        } else if let Some(error) = self.trace.as_ref().and_then(|t| t.call_error.get()) {
+            // A call refused by the MCP layer, or answered with an error.
+            match *error {
+                CallError::Refused(kind, code) => {
+                    self.span.set_reason(kind);
+                    self.span.set_rpc_error(code);
+                }
+                CallError::Rpc(code) => self.span.set_rpc_error(code),
+                CallError::Tool => self.span.set_error("tool_error"),
+            }
         }
         let ended = match end {
             End::Complete => None,
@@ -574,6 +599,11 @@ impl Recorder {
         if let Some(tool) = tool {
             count_tool_call(&self.route, tool, Outcome::Refused);
         }
+        if let Some(trace) = &self.trace {
+            let _ = trace
+                .call_error
+                .set(CallError::Refused(err.kind(), err.rpc_code()));
+        }
         self.record(Record {
             time: audit::now(),
             route: self.route.clone(),
@@ -597,6 +627,16 @@ impl Recorder {
     /// Records how one forwarded call ended.
     pub fn call_ended(&self, id: Value, tool: String, ending: CallEnding) {
         count_tool_call(&self.route, &tool, ending.outcome);
+        if let Some(trace) = &self.trace {
+            let error = match (ending.outcome, ending.error_code) {
+                (Outcome::RpcError, Some(code)) => Some(CallError::Rpc(code)),
+                (Outcome::ToolError, _) => Some(CallError::Tool),
+                _ => None,
+            };
+            if let Some(error) = error {
+                let _ = trace.call_error.set(error);
+            }
+        }
         self.record(Record {
             time: audit::now(),
             route: self.route.clone(),

@@ -13,13 +13,15 @@ use serde_json::{json, Value};
 use crate::common::aws::ChildProxy;
 use crate::common::client;
 use crate::common::dns::DnsServer;
-use crate::common::http::send;
+use crate::common::http::{post_rpc, send};
 use crate::common::otlp::{OtlpReceiver, ReceivedSpan, CLIENT, SERVER};
 use crate::common::proxy::{head, Mode, Setup, OUTSIDE};
+use crate::common::token_server::TokenServer;
 use crate::common::upstream::{Upstream, ENDPOINT_HOST, GATEWAY_HOST};
 
 const AGENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const AGENT_SPAN: &str = "00f067aa0ba902b7";
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
 
 fn agent_traceparent() -> String {
     format!("00-{AGENT_TRACE}-{AGENT_SPAN}-01")
@@ -36,6 +38,12 @@ struct Traced {
 }
 
 async fn traced(envs: &[(&str, String)]) -> Traced {
+    traced_with("", "", envs).await
+}
+
+/// As [`traced`], with the route's credential table (the token file's by default) and
+/// more route keys.
+async fn traced_with(credential: &str, route_extra: &str, envs: &[(&str, String)]) -> Traced {
     let upstream = Upstream::start().await;
     let receiver = OtlpReceiver::start().await;
     let dns = DnsServer::start(&[
@@ -47,6 +55,13 @@ async fn traced(envs: &[(&str, String)]) -> Traced {
     let token = dir.path().join("token");
     std::fs::write(&token, "gateway-token").unwrap();
     let audit = dir.path().join("audit.jsonl");
+    let credential = match credential {
+        "" => format!(
+            "credential = {{ type = \"file\", path = \"{}\" }}",
+            token.display()
+        ),
+        table => table.to_string(),
+    };
     let toml = format!(
         r#"{head}
 [audit]
@@ -57,13 +72,13 @@ name = "weather"
 gateway = "https://{GATEWAY_HOST}:{port}/mcp"
 endpoint = "{ENDPOINT_HOST}"
 ca_file = "{ca}"
-credential = {{ type = "file", path = "{token}" }}
+{credential}
+{route_extra}
 "#,
         head = head(&dns),
         audit = audit.display(),
         port = upstream.port(),
         ca = upstream.ca_file().display(),
-        token = token.display(),
     );
     let mut all = vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
@@ -272,6 +287,19 @@ async fn the_server_span_is_the_child_of_the_agents_span_and_the_gateway_joins_t
         .unwrap_or_else(|| panic!("no tools/call audit record: {records:?}"));
     assert_eq!(record["trace_id"], AGENT_TRACE);
     assert_eq!(record["span_id"], call.span_id.as_str());
+
+    // A tool that reports an error (`isError`) marks its span as the MCP conventions say.
+    let failed = client::call_tool(&agent, "DemoTarget___fail", json!({})).await;
+    assert_eq!(failed.is_error, Some(true));
+    let spans = t
+        .receiver
+        .wait_for("the failed call's span", |s| {
+            !named(s, "tools/call DemoTarget___fail").is_empty()
+        })
+        .await;
+    let failed = one(&spans, "tools/call DemoTarget___fail");
+    assert_eq!(failed.attribute("error.type"), Some("tool_error"));
+    assert_eq!(failed.status_code, 2, "error");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -457,4 +485,87 @@ async fn with_export_off_the_agents_trace_context_passes_unchanged() {
     let seen = &setup.upstream.requests()[0];
     assert_eq!(seen.headers["traceparent"], traceparent.as_str());
     assert_eq!(seen.headers["tracestate"], "rojo=00f067aa0ba902b7");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_fetch_is_a_step_of_the_gateway_request_and_a_refusal_marks_the_span() {
+    let tokens = TokenServer::start(Some(3600)).await;
+    // The fetch takes a while: the step is there to show where such time goes.
+    tokens.delay(Duration::from_millis(50));
+    let t = traced_with(
+        &format!(
+            "[route.credential]\ntype = \"oauth2\"\ntoken_url = \"{}\"\nclient_id = \"agent\"\n\
+             client_secret_env = \"CLIENT_SECRET\"",
+            tokens.url()
+        ),
+        "[route.policy]\ndeny_tools = [\"Secret___*\"]",
+        &[("CLIENT_SECRET", "s3cret-client-value".to_string())],
+    )
+    .await;
+    // The first request fetches the token; the second uses the cached one.
+    for _ in 0..2 {
+        let answer = post_rpc(&t.proxy.url(), INITIALIZE).await;
+        assert_eq!(answer.status, 200, "{}\n{}", answer.body, t.proxy.logs());
+    }
+    let refused = post_rpc(
+        &t.proxy.url(),
+        r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"Secret___read","arguments":{}}}"#,
+    )
+    .await;
+    assert_eq!(refused.status, 200, "{}", refused.body);
+    let code = refused.json()["error"]["code"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+
+    let spans = t
+        .receiver
+        .wait_for("two initialize requests and the refused call", |s| {
+            named(s, "initialize").len() == 2 && !named(s, "tools/call Secret___read").is_empty()
+        })
+        .await;
+    let mut fetched = Vec::new();
+    for initialize in named(&spans, "initialize") {
+        let upstream_span = children(&spans, initialize)
+            .into_iter()
+            .find(|s| s.kind == CLIENT)
+            .unwrap();
+        let steps = children(&spans, upstream_span);
+        fetched.extend(
+            steps
+                .iter()
+                .filter(|s| s.name == "credential fetch")
+                .map(|s| {
+                    s.attribute("mcp_vpce_proxy.credential.source")
+                        .unwrap_or("")
+                        .to_string()
+                }),
+        );
+    }
+    assert_eq!(fetched, ["oauth2"], "one fetch, for the first request");
+    for span in &spans {
+        for value in span.attributes.values() {
+            assert!(
+                !value.contains("s3cret") && !value.contains("oauth-access-token"),
+                "{span:#?}"
+            );
+        }
+    }
+
+    let call = one(&spans, "tools/call Secret___read");
+    assert_eq!(call.status_code, 2, "error");
+    assert_eq!(call.attribute("error.type"), Some(code.as_str()));
+    assert_eq!(
+        call.attribute("rpc.response.status_code"),
+        Some(code.as_str())
+    );
+    assert_eq!(
+        call.attribute("mcp_vpce_proxy.reason"),
+        Some("tool_refused")
+    );
+    assert_eq!(call.attribute("jsonrpc.request.id"), Some("9"));
+    assert!(
+        children(&spans, call).is_empty(),
+        "refused before any gateway request"
+    );
 }
