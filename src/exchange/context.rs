@@ -12,23 +12,22 @@
 //! request shares.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use http::{HeaderMap, Method, Response, Uri, Version};
+use http::{HeaderMap, Method, Response};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::exchange::body::{ProxyBody, ResponseBody};
 use crate::exchange::error::{respond, Answer, ProxyError};
-use crate::exchange::message::{Body, Invalid};
 use crate::exchange::peek::RpcPeek;
 use crate::ops::access_log;
 use crate::ops::audit::{self, AuditSink, Outcome, Record};
 use crate::ops::metrics::{count_tool_call, metrics, rpc_method_label, ReasonLabels, RouteMetrics};
-use crate::ops::telemetry::{
-    McpCall, RequestSpan, ServerRequest, Step, UpstreamRequest, UpstreamSpan,
-};
 use crate::upstream::connector::OpeningTimes;
+
+mod trace;
+pub use trace::Dialed;
 
 /// Where the time of a request went. Each is set by the step that spent it; a step that
 /// did not happen (a reused connection has no DNS, connect or TLS time) stays `None`.
@@ -98,33 +97,8 @@ pub struct RequestContext {
     /// The MCP layer answered the request itself.
     answered_locally: bool,
     finished: bool,
-    /// The trace spans (empty handles when export is off; see the tracing section below).
-    span: RequestSpan,
-    upstream_span: UpstreamSpan,
-    /// When the request went to the gateway (wall clock), for the credential span.
-    upstream_at: Option<SystemTime>,
-    trace: Option<TraceIds>,
-}
-
-/// The trace id and the server span's id, for the access line and audit records; and
-/// how the request's calls went, as the MCP layer's records tell (for the span's status).
-#[derive(Clone)]
-struct TraceIds {
-    trace_id: Arc<str>,
-    span_id: Arc<str>,
-    /// The first call that failed: set through the [`Recorder`], read in `finish`.
-    call_error: Arc<std::sync::OnceLock<CallError>>,
-}
-
-/// What made one of the request's calls fail, for the span's `error.type`.
-#[derive(Debug, Clone, Copy)]
-enum CallError {
-    /// The proxy refused it (its kind and JSON-RPC code).
-    Refused(&'static str, i64),
-    /// The gateway answered with a JSON-RPC error.
-    Rpc(i64),
-    /// The tool ran and reported an error (`result.isError`).
-    Tool,
+    /// The trace spans (empty handles when export is off): [`trace`].
+    trace: trace::Trace,
 }
 
 impl RequestContext {
@@ -149,10 +123,7 @@ impl RequestContext {
             refusal: None,
             answered_locally: false,
             finished: false,
-            span: RequestSpan::default(),
-            upstream_span: UpstreamSpan::default(),
-            upstream_at: None,
-            trace: None,
+            trace: trace::Trace::default(),
         }
     }
 
@@ -163,7 +134,7 @@ impl RequestContext {
             metrics: metrics.clone(),
         });
         self.audit = audit.clone();
-        self.span.routed(&self.method, name);
+        self.trace.routed(&self.method, name);
     }
 
     /// The JSON-RPC view of the body (the one parse's).
@@ -205,7 +176,7 @@ impl RequestContext {
             session: self.session.clone(),
             started: self.started,
             request_bytes: self.bytes_in,
-            trace: self.trace.clone(),
+            trace: self.trace.ids().cloned(),
         }
     }
 
@@ -330,8 +301,8 @@ impl RequestContext {
                     duration_ms: ms(total),
                     request_bytes: self.bytes_in,
                     response_bytes: 0,
-                    trace_id: self.trace.as_ref().map(|t| t.trace_id.to_string()),
-                    span_id: self.trace.as_ref().map(|t| t.span_id.to_string()),
+                    trace_id: self.trace.ids().map(|t| t.trace_id.to_string()),
+                    span_id: self.trace.ids().map(|t| t.span_id.to_string()),
                     arguments: None,
                 });
             }
@@ -353,8 +324,8 @@ impl RequestContext {
             total_ms: ms(total),
             bytes_in: self.bytes_in,
             bytes_out,
-            trace_id: self.trace.as_ref().map(|t| &*t.trace_id),
-            span_id: self.trace.as_ref().map(|t| &*t.span_id),
+            trace_id: self.trace.ids().map(|t| &*t.trace_id),
+            span_id: self.trace.ids().map(|t| &*t.span_id),
         });
     }
 
@@ -391,165 +362,6 @@ impl Drop for RequestContext {
     }
 }
 
-// ---- Tracing (issue 18) -------------------------------------------------------------
-//
-// The request's server span starts with the context and ends in `finish` (for streams:
-// when the stream ends, or the agent goes away); the gateway request's span covers the
-// send until the answer's last byte, with the credential and a new connection's DNS,
-// connect and TLS steps as its children. With export off every handle is empty and each
-// method below returns at once.
-
-/// What the step spans of a gateway request are named after.
-pub struct Dialed<'a> {
-    /// The credential's source (`oauth2`, `sigv4`, …).
-    pub credential: &'static str,
-    /// The name resolved to dial (none for static addresses).
-    pub name: Option<&'a str>,
-    /// The gateway's name, in SNI.
-    pub server_name: &'a str,
-}
-
-/// A credential that took this long to get was fetched (or waited for a fetch another
-/// request started); a cached one takes microseconds.
-const CREDENTIAL_FETCH: Duration = Duration::from_millis(1);
-
-impl RequestContext {
-    /// Starts the server span: the child of the agent's `traceparent` when it sent one.
-    pub fn start_span(&mut self, path: &str, version: Version, headers: &HeaderMap) {
-        self.span = RequestSpan::start(&ServerRequest {
-            method: &self.method,
-            path,
-            version,
-            headers,
-        });
-        if let (Some(trace_id), Some(span_id)) = (self.span.trace_id(), self.span.span_id()) {
-            self.trace = Some(TraceIds {
-                trace_id: trace_id.into(),
-                span_id: span_id.into(),
-                call_error: Arc::default(),
-            });
-        }
-    }
-
-    /// Names the span after the JSON-RPC message (`tools/call <tool>`), once read.
-    pub fn trace_call(&mut self, body: &Result<Body<'_>, Invalid>) {
-        if !self.span.is_active() {
-            return;
-        }
-        let single = body
-            .as_ref()
-            .ok()
-            .filter(|b| !b.batch && b.messages.len() == 1);
-        let tool = single
-            .map(|b| &b.messages[0])
-            .filter(|m| m.method.as_deref() == Some("tools/call"))
-            .and_then(|m| m.call_params().ok());
-        self.span.set_mcp(&McpCall {
-            method: self.rpc_method.as_deref().unwrap_or("-"),
-            id: self.rpc_id.as_ref(),
-            tool: tool.as_ref().map(|p| &*p.name),
-        });
-    }
-
-    /// The request is about to go to the gateway: starts its span and writes the
-    /// `traceparent` naming it into `headers`.
-    pub fn start_upstream(&mut self, method: &Method, uri: &Uri, headers: &mut HeaderMap) {
-        if !self.span.is_active() {
-            return;
-        }
-        self.upstream_at = Some(SystemTime::now());
-        self.upstream_span = self.span.upstream(&UpstreamRequest {
-            method,
-            uri,
-            route: self.route.as_ref().map_or("-", |r| &*r.name),
-        });
-        self.upstream_span.inject(headers);
-    }
-
-    /// The gateway answered (`Some(status, version)`) or the attempt failed (`None`):
-    /// records the credential and connection steps the send timed.
-    pub fn upstream_answered(&mut self, answer: Option<(u16, Version)>, dialed: &Dialed<'_>) {
-        if !self.span.is_active() {
-            return;
-        }
-        if let (Some(at), Some(took)) = (self.upstream_at, self.timings.credential) {
-            if took >= CREDENTIAL_FETCH {
-                let step = Step::Credential {
-                    source: dialed.credential,
-                };
-                self.upstream_span.record_step(step, at, at + took, None);
-            }
-        }
-        if let Some(opened) = self.timings.opened {
-            let at = opened.at;
-            if let Some(name) = dialed.name {
-                self.upstream_span
-                    .record_step(Step::Dns { name }, at, at + opened.dns, None);
-            }
-            let connect_at = at + opened.connect_from;
-            let tls_at = connect_at + opened.connect;
-            self.upstream_span.record_step(
-                Step::Connect { peer: opened.peer },
-                connect_at,
-                tls_at,
-                None,
-            );
-            self.upstream_span.record_step(
-                Step::Tls {
-                    server_name: dialed.server_name,
-                },
-                tls_at,
-                tls_at + opened.tls,
-                None,
-            );
-        }
-        if let Some((status, version)) = answer {
-            self.upstream_span.set_status_code(status);
-            self.upstream_span.set_protocol(version);
-        }
-    }
-
-    /// Ends the spans with what the request came to.
-    fn end_spans(&mut self, end: End) {
-        if !self.span.is_active() {
-            return;
-        }
-        let status = self.status_or(end);
-        self.span.set_status_code(status);
-        if let Some(refusal) = &self.refusal {
-            self.span.set_reason(refusal.kind);
-            if self.rpc_label != "-" {
-                self.span.set_rpc_error(refusal.code);
-            } else if refusal.status < 500 {
-                self.span.set_error(refusal.kind);
-            }
-            self.upstream_span.set_error(refusal.kind);
-        } else if let Some(error) = self.trace.as_ref().and_then(|t| t.call_error.get()) {
-            // A call refused by the MCP layer, or answered with an error.
-            match *error {
-                CallError::Refused(kind, code) => {
-                    self.span.set_reason(kind);
-                    self.span.set_rpc_error(code);
-                }
-                CallError::Rpc(code) => self.span.set_rpc_error(code),
-                CallError::Tool => self.span.set_error("tool_error"),
-            }
-        }
-        let ended = match end {
-            End::Complete => None,
-            End::Broken => Some("stream_broken"),
-            End::IdleTimeout => Some("idle_timeout"),
-            End::Gone => Some("client_gone"),
-        };
-        if let Some(error) = ended {
-            self.span.set_error(error);
-            self.upstream_span.set_error(error);
-        }
-        std::mem::take(&mut self.upstream_span).end();
-        std::mem::take(&mut self.span).end();
-    }
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_micros() as f64 / 1000.0
 }
@@ -563,7 +375,7 @@ pub struct Recorder {
     session: Option<String>,
     started: Instant,
     request_bytes: u64,
-    trace: Option<TraceIds>,
+    trace: Option<trace::TraceIds>,
 }
 
 impl Recorder {
@@ -599,11 +411,7 @@ impl Recorder {
         if let Some(tool) = tool {
             count_tool_call(&self.route, tool, Outcome::Refused);
         }
-        if let Some(trace) = &self.trace {
-            let _ = trace
-                .call_error
-                .set(CallError::Refused(err.kind(), err.rpc_code()));
-        }
+        trace::TraceIds::refused(&self.trace, err);
         self.record(Record {
             time: audit::now(),
             route: self.route.clone(),
@@ -627,16 +435,7 @@ impl Recorder {
     /// Records how one forwarded call ended.
     pub fn call_ended(&self, id: Value, tool: String, ending: CallEnding) {
         count_tool_call(&self.route, &tool, ending.outcome);
-        if let Some(trace) = &self.trace {
-            let error = match (ending.outcome, ending.error_code) {
-                (Outcome::RpcError, Some(code)) => Some(CallError::Rpc(code)),
-                (Outcome::ToolError, _) => Some(CallError::Tool),
-                _ => None,
-            };
-            if let Some(error) = error {
-                let _ = trace.call_error.set(error);
-            }
-        }
+        trace::TraceIds::call_ended(&self.trace, &ending);
         self.record(Record {
             time: audit::now(),
             route: self.route.clone(),
