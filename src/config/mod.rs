@@ -128,7 +128,7 @@ pub struct LimitsConfig {
     /// Request body bytes one agent connection may have buffered at once (POST bodies
     /// are read whole before they are forwarded; an HTTP/2 connection may carry many at
     /// a time). Counted as the bytes arrive and given back when the body has been
-    /// forwarded or dropped; a request that would go over gets 503 (JSON-RPC -32015)
+    /// forwarded or dropped; a request that would go over gets 503 (JSON-RPC -31015)
     /// with `Retry-After`. Default 24 MiB: four bodies of the default `max_body_bytes`.
     /// Must be at least every route's `max_body_bytes`.
     #[serde(default = "default_max_buffered_bytes_per_connection")]

@@ -25,6 +25,7 @@ mod deploy_files;
 mod deploy_kubernetes;
 mod deploy_systemd;
 mod doctor;
+mod error_sources;
 mod faults_credentials;
 mod faults_dns;
 mod faults_idle_close;
