@@ -9,6 +9,7 @@
 //! token_file = "/run/secrets/inbound-token"   # or token_env = "VAR": agents send
 //!                                             # Authorization: Bearer <token>
 //! allowed_origins = ["https://console.example.com"]  # browser Origins; others get 403
+//! allow_local_origins = true                  # pages on localhost/127.0.0.1/[::1] (default)
 //! allowed_hosts = ["mcp-proxy.internal"]      # Host names besides IPs and localhost
 //! ```
 
@@ -21,7 +22,7 @@ use serde::Deserialize;
 use crate::auth::secret::Secret;
 use crate::config::{CredentialConfig, RouteConfig};
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct InboundConfig {
     /// Client address ranges allowed to connect; empty allows any (loopback listeners only).
@@ -36,9 +37,31 @@ pub struct InboundConfig {
     /// Browser origins (`scheme://host[:port]`, or `null`) allowed to call the proxy.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Whether a page on this machine may call the proxy: an `Origin` of `http` or `https`
+    /// on `localhost`, `127.0.0.1` or `[::1]`, any port ([`is_local_origin`]). On by
+    /// default, as the MCP transport's DNS-rebinding guidance allows.
+    #[serde(default = "yes")]
+    pub allow_local_origins: bool,
     /// Host names of this listener besides IP literals and `localhost`.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        InboundConfig {
+            allowed_clients: Vec::new(),
+            token_env: None,
+            token_file: None,
+            allowed_origins: Vec::new(),
+            allow_local_origins: yes(),
+            allowed_hosts: Vec::new(),
+        }
+    }
 }
 
 impl InboundConfig {
@@ -303,6 +326,33 @@ impl std::fmt::Display for Authority {
     }
 }
 
+/// Whether an `Origin` names a page served from this machine: `http` or `https` and a
+/// host of exactly `localhost`, `127.0.0.1` or `[::1]`, with any port. Scheme and host are
+/// case-insensitive. The authority is read as strictly as a Host ([`Authority::parse`]), so
+/// `http://localhost.evil.example`, `http://127.0.0.1.nip.io`, user information
+/// (`http://localhost@evil.example`), a path or anything else after the port, and `null`
+/// (sandboxed frames and `file:` pages of any site send it) are not local.
+pub fn is_local_origin(origin: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(origin) else {
+        return false;
+    };
+    let text = text.trim().trim_end_matches('/').to_ascii_lowercase();
+    let Some(authority) = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    match Authority::parse(authority.as_bytes()) {
+        Ok(Authority { host, .. }) => match host {
+            AuthorityHost::Name(name) => name == "localhost",
+            AuthorityHost::V4(ip) => ip == Ipv4Addr::LOCALHOST,
+            AuthorityHost::V6(ip) => ip == Ipv6Addr::LOCALHOST,
+        },
+        Err(_) => false,
+    }
+}
+
 /// `https://Console.Example.com:8443/` → `https://console.example.com:8443`; `null` stays.
 pub fn parse_origin(origin: &str) -> Result<String, String> {
     let o = origin.trim().trim_end_matches('/').to_ascii_lowercase();
@@ -329,6 +379,49 @@ pub fn parse_origin(origin: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_origins_are_exactly_localhost_and_the_loopback_addresses() {
+        for local in [
+            "http://localhost",
+            "http://localhost:3000",
+            "https://localhost:8443",
+            "http://127.0.0.1:3000",
+            "http://[::1]:5173",
+            "https://[0:0:0:0:0:0:0:1]",
+            "HTTP://LocalHost:3000",
+            "http://localhost:3000/",
+        ] {
+            assert!(is_local_origin(local.as_bytes()), "{local}");
+        }
+        for foreign in [
+            "http://localhost.evil.example",
+            "http://evil.localhost.example",
+            "http://127.0.0.1.nip.io",
+            "http://localhost@evil.example",
+            "http://evil.example@localhost",
+            "http://localhost:3000/path",
+            "http://localhost:3000?x",
+            "http://127.1",
+            "http://127.0.0.2",
+            "http://[::ffff:127.0.0.1]",
+            "http://0.0.0.0",
+            "ws://localhost",
+            "file://localhost",
+            "localhost:3000",
+            "null",
+            "",
+            "http://localhost:99999",
+            "http://local%68ost",
+            "http://localhost\u{0}",
+        ] {
+            assert!(!is_local_origin(foreign.as_bytes()), "{foreign}");
+        }
+        assert!(!is_local_origin(b"http://localhost\xff"));
+        assert!(InboundConfig::default().allow_local_origins);
+        let off: InboundConfig = toml::from_str("allow_local_origins = false").unwrap();
+        assert!(!off.allow_local_origins);
+    }
 
     #[test]
     fn validation_names_the_key() {
