@@ -20,6 +20,7 @@ mod credentials_oauth2;
 mod credentials_secrets;
 mod credentials_secrets_manager;
 mod credentials_sigv4;
+mod demo_gateway;
 mod deploy_ecs;
 mod deploy_files;
 mod deploy_kubernetes;
