@@ -163,7 +163,7 @@ async fn headers_that_disagree_with_the_body_are_the_gateways_header_mismatch() 
             MODERN_VERSION,
         )
     };
-    let cases: [(Vec<(&str, &str)>, String, &str); 3] = [
+    let cases = [
         (
             mirrored("tools/call", Some("Other___tool")),
             call(TOOL_NAME),
