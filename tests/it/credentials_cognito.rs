@@ -287,7 +287,7 @@ async fn each_cognito_error_reaches_the_agent_with_its_meaning() {
         assert_rpc_error(
             &answer,
             503,
-            -32005,
+            -31005,
             json!("cognito-1"),
             &format!(
                 "mcp-vpce-proxy: route {name}: no gateway credential: Cognito GetClientToken at \
