@@ -56,55 +56,41 @@ async fn healthcheck_asks_the_admin_address_the_running_proxy_was_configured_wit
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let config_arg = config.clone();
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut Command) + Send>)> = vec![
-        (
-            "--config",
-            Box::new(move |cmd: &mut Command| {
-                cmd.arg("--config").arg(&config_arg);
-            }),
-        ),
+    let file = config.display().to_string();
+    /// How the address is given, with the arguments and variables that give it.
+    type Given<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>);
+    let cases: Vec<Given> = vec![
+        ("--config", vec!["--config", &file], vec![]),
         (
             "MCP_VPCE_PROXY_CONFIG",
-            Box::new({
-                let config = config.clone();
-                move |cmd: &mut Command| {
-                    cmd.env("MCP_VPCE_PROXY_CONFIG", &config);
-                }
-            }),
+            vec![],
+            vec![("MCP_VPCE_PROXY_CONFIG", &file)],
         ),
         (
             "MCP_VPCE_PROXY_CONFIG_TOML",
-            Box::new({
-                let text = text.clone();
-                move |cmd: &mut Command| {
-                    cmd.env("MCP_VPCE_PROXY_CONFIG_TOML", &text);
-                }
-            }),
+            vec![],
+            vec![("MCP_VPCE_PROXY_CONFIG_TOML", &text)],
         ),
-        (
-            "--admin",
-            Box::new({
-                let admin_addr = admin_addr.clone();
-                move |cmd: &mut Command| {
-                    cmd.args(["--admin", &admin_addr]);
-                }
-            }),
-        ),
+        ("--admin", vec!["--admin", &admin_addr], vec![]),
         (
             "MCP_VPCE_PROXY_ADMIN",
-            Box::new({
-                let admin_addr = admin_addr.clone();
-                move |cmd: &mut Command| {
-                    cmd.env("MCP_VPCE_PROXY_ADMIN", &admin_addr);
-                }
-            }),
+            vec![],
+            vec![("MCP_VPCE_PROXY_ADMIN", &admin_addr)],
         ),
     ];
-    for (given_by, configure) in cases {
-        let (ok, out, err) = tokio::task::spawn_blocking(move || healthcheck(configure))
-            .await
-            .unwrap();
+    for (given_by, args, envs) in cases {
+        let args: Vec<String> = args.into_iter().map(String::from).collect();
+        let envs: Vec<(String, String)> = envs
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (ok, out, err) = tokio::task::spawn_blocking(move || {
+            healthcheck(|cmd| {
+                cmd.args(args).envs(envs);
+            })
+        })
+        .await
+        .unwrap();
         assert!(ok, "{given_by}: {err}");
         assert_eq!(out, "/healthz: ok\n", "{given_by}");
     }
