@@ -1,13 +1,18 @@
 //! The configuration: the TOML schema, the overrides from flags/env, and validation.
 //!
 //! The serde types below are the single declaration of every setting and its default.
-//! Validation runs once at load, over every section (each section's own `validate` stays
-//! the source of truth for its rules; its errors are given their full key here), and
+//! The text comes from a file or from `MCP_VPCE_PROXY_CONFIG_TOML` ([`source`]).
+//! Validation runs once at load, over every section (each section's own `problems` stays
+//! the source of truth for its rules; its keys are given their full path here), and
 //! reports every problem found as one [`ConfigError`], a line per problem:
-//! `<source>: <key>: <problem>`, where the source is the file (or "command line") and the
-//! key is the TOML path (`route[1].gateway`, `route[0].policy.allow_tools[2]`). A
-//! configuration that loads builds its route table and audit sink without a
-//! configuration error, at start and on reload alike.
+//! `<source>: <key>: <problem>`, where the source is the file,
+//! `$MCP_VPCE_PROXY_CONFIG_TOML` or "command line", and the key is the TOML path, shown
+//! with the route's name inside a route (`route "billing" (route[1]).policy.allow_tools[0]`;
+//! in zero-file mode, the flag). Ranges that do not parse are found before the typed
+//! reading ([`cidr`]), so that they are listed with the rest; what the TOML reader itself
+//! refuses (syntax, unknown keys, wrong types) stops it. A configuration that loads
+//! builds its route table and audit sink without a configuration error, at start and on
+//! reload alike. [`Config::warnings`] lists what is valid but most likely a mistake.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};

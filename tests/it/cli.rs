@@ -210,6 +210,7 @@ fn help_lists_the_documented_flags() {
         "--private-range",
         "--allow-public",
         "MCP_VPCE_PROXY_GATEWAY",
+        "MCP_VPCE_PROXY_CONFIG_TOML",
     ] {
         assert!(out.contains(flag), "missing {flag}");
     }
