@@ -1014,6 +1014,14 @@ impl Config {
                     ),
                 );
             }
+            for (field, n) in [
+                ("max_streams_per_connection", r.max_streams_per_connection),
+                ("max_connecting", r.max_connecting),
+            ] {
+                if n == 0 {
+                    push(key(field), "must be at least 1".into());
+                }
+            }
             for (field, d) in [
                 ("connect_timeout", r.connect_timeout),
                 ("tls_timeout", r.tls_timeout),
@@ -1273,6 +1281,21 @@ mod tests {
         let lines: Vec<String> = e.to_string().lines().map(String::from).collect();
         assert_eq!(lines.len(), 5, "{e}");
         assert!(lines.iter().all(|l| l.starts_with("f.toml: ")), "{e}");
+    }
+
+    #[test]
+    fn connection_counts_must_be_at_least_one() {
+        let e = Config::parse(
+            &format!("{ROUTE}max_streams_per_connection = 0\nmax_connecting = 0\n"),
+            "f.toml",
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "f.toml: route \"mcp\" (route[0]).max_streams_per_connection: must be at least 1\n\
+             f.toml: route \"mcp\" (route[0]).max_connecting: must be at least 1"
+        );
     }
 
     #[test]
