@@ -18,7 +18,7 @@ use crate::common::proxy_process::{free_port, ProxyProcess};
 use crate::common::upstream::{Upstream, ENDPOINT_HOST, GATEWAY_HOST};
 
 const SECRETS: [&str; 6] = [
-    "cognito-secret-value-0123456789abcdef",
+    "cognitosecretvalue0123456789abcdef",
     "env-secret-value",
     "tools-secret-value",
     "file-secret-value",
@@ -52,7 +52,7 @@ impl Layout {
         std::fs::write(secrets.join("oauth-client-secret"), "oauth-secret-value\n").unwrap();
         std::fs::write(
             secrets.join("cognito-client-secret"),
-            "cognito-secret-value-0123456789abcdef\n",
+            "cognitosecretvalue0123456789abcdef\n",
         )
         .unwrap();
         let pki = crate::common::certs::issue(&["ca.example"]);
