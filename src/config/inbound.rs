@@ -121,43 +121,52 @@ impl InboundConfig {
     }
 }
 
-/// Validation of `[inbound]` against the listener and the routes; the error names the key.
+/// Every problem of `[inbound]` against the listener and the routes, as `(key, problem)`.
 /// A listener off loopback needs `allowed_clients` or a token; a token cannot be combined
 /// with a passthrough route (the agent's Authorization carries the inbound token, and a
-/// passthrough route would hand it to the gateway).
-pub fn validate(
+/// passthrough route would hand it to the gateway). `route_label` names a route in
+/// messages (`route "billing" (route[1])`).
+pub fn problems(
     config: &InboundConfig,
     listen: SocketAddr,
     routes: &[RouteConfig],
-) -> Result<(), (String, String)> {
-    let token = config.token()?;
+    route_label: impl Fn(usize) -> String,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Err(problem) = config.token() {
+        out.push(problem);
+    }
+    let token_given = config.token_env.is_some() || config.token_file.is_some();
     for (i, origin) in config.allowed_origins.iter().enumerate() {
-        parse_origin(origin).map_err(|e| (format!("inbound.allowed_origins[{i}]"), e))?;
+        if let Err(e) = parse_origin(origin) {
+            out.push((format!("inbound.allowed_origins[{i}]"), e));
+        }
     }
     for (i, host) in config.allowed_hosts.iter().enumerate() {
         if host.is_empty() || host.contains(['/', ' ', ':']) {
-            return Err((
+            out.push((
                 format!("inbound.allowed_hosts[{i}]"),
                 format!("{host:?} must be a bare host name (no scheme, port or path)"),
             ));
         }
     }
-    if token.is_some() {
+    if token_given {
         if let Some(i) = routes
             .iter()
             .position(|r| r.credential == CredentialConfig::Passthrough)
         {
-            return Err((
+            out.push((
                 config.token_key().into(),
                 format!(
-                    "an inbound token cannot be used with route[{i}], whose credential is passthrough: \
-                     the agent's Authorization header carries the inbound token and would reach the gateway"
+                    "an inbound token cannot be used with {}, whose credential is passthrough: \
+                     the agent's Authorization header carries the inbound token and would reach the gateway",
+                    route_label(i)
                 ),
             ));
         }
     }
-    if !listen.ip().is_loopback() && config.allowed_clients.is_empty() && token.is_none() {
-        return Err((
+    if !listen.ip().is_loopback() && config.allowed_clients.is_empty() && !token_given {
+        out.push((
             "inbound.allowed_clients".into(),
             format!(
                 "listening on {listen}, which is not a loopback address, needs inbound.allowed_clients \
@@ -166,7 +175,7 @@ pub fn validate(
             ),
         ));
     }
-    Ok(())
+    out
 }
 
 /// What `check` warns about: a listener anyone on the network may use.
@@ -380,6 +389,15 @@ pub fn parse_origin(origin: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    /// The first problem's key, as the old single-error validation named it.
+    fn first_key(config: &InboundConfig, listen: SocketAddr, routes: &[RouteConfig]) -> String {
+        problems(config, listen, routes, |i| format!("route[{i}]"))
+            .into_iter()
+            .next()
+            .map(|(key, _)| key)
+            .unwrap_or_default()
+    }
+
     #[test]
     fn local_origins_are_exactly_localhost_and_the_loopback_addresses() {
         for local in [
@@ -426,30 +444,48 @@ mod tests {
     #[test]
     fn validation_names_the_key() {
         let listen_any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
-        let err = validate(&InboundConfig::default(), listen_any, &[]).unwrap_err();
-        assert_eq!(err.0, "inbound.allowed_clients");
+        assert_eq!(
+            first_key(&InboundConfig::default(), listen_any, &[]),
+            "inbound.allowed_clients"
+        );
         let open: InboundConfig = toml::from_str("allowed_clients = [\"0.0.0.0/0\"]").unwrap();
-        validate(&open, listen_any, &[]).unwrap();
+        assert_eq!(first_key(&open, listen_any, &[]), "");
         assert!(exposure_warning(&open, listen_any).is_some());
         assert!(exposure_warning(&open, "127.0.0.1:8080".parse().unwrap()).is_none());
         std::env::set_var("INBOUND_TEST_TOKEN_2", "0123456789abcdef-token");
         let token: InboundConfig = toml::from_str("token_env = \"INBOUND_TEST_TOKEN_2\"").unwrap();
-        validate(&token, listen_any, &[]).unwrap();
+        assert_eq!(first_key(&token, listen_any, &[]), "");
         let mut route = RouteConfig::new("https://gw.example/mcp");
         route.credential = CredentialConfig::Passthrough;
-        let err = validate(&token, listen_any, &[route]).unwrap_err();
-        assert_eq!(err.0, "inbound.token_env");
-        assert!(err.1.contains("route[0]"), "{}", err.1);
+        let all = problems(&token, listen_any, &[route], |i| {
+            format!("route \"b\" (route[{i}])")
+        });
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(all[0].0, "inbound.token_env");
+        assert!(
+            all[0].1.contains("with route \"b\" (route[0]), whose"),
+            "{}",
+            all[0].1
+        );
         std::env::set_var("INBOUND_TEST_TOKEN_3", "short");
         let short: InboundConfig = toml::from_str("token_env = \"INBOUND_TEST_TOKEN_3\"").unwrap();
+        // The token is refused on its key; the listener is not also said to lack one.
+        let all = problems(&short, listen_any, &[], |i| format!("route[{i}]"));
+        let keys: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["inbound.token_env"]);
+        let bad: InboundConfig =
+            toml::from_str("allowed_origins = [\"evil\", \"worse\"]\nallowed_hosts = [\"a:1\"]")
+                .unwrap();
+        let all = problems(&bad, listen_any, &[], |i| format!("route[{i}]"));
+        let keys: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
-            validate(&short, listen_any, &[]).unwrap_err().0,
-            "inbound.token_env"
-        );
-        let bad: InboundConfig = toml::from_str("allowed_origins = [\"evil\"]").unwrap();
-        assert_eq!(
-            validate(&bad, listen_any, &[]).unwrap_err().0,
-            "inbound.allowed_origins[0]"
+            keys,
+            [
+                "inbound.allowed_origins[0]",
+                "inbound.allowed_origins[1]",
+                "inbound.allowed_hosts[0]",
+                "inbound.allowed_clients"
+            ]
         );
     }
 

@@ -373,7 +373,7 @@ client_secret_file = "{secret}"
     let error = Proxy::try_start(&toml).await.err().unwrap();
     assert_eq!(
         error,
-        "test.toml: route[0].credential: client secret: 18 characters, but a Cognito app client \
+        "test.toml: route \"mcp\" (route[0]).credential: client secret: 18 characters, but a Cognito app client \
          secret has at least 24 (is this the client id, or a truncated secret?)"
     );
     assert!(!error.contains("tooshort"));

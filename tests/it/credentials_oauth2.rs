@@ -362,7 +362,7 @@ client_secret_env = "PATH"
     let error = Proxy::try_start(&toml).await.err().unwrap();
     assert_eq!(
         error,
-        "test.toml: route[0].credential: token_url \"http://auth.example.com/oauth2/token\" \
+        "test.toml: route \"mcp\" (route[0]).credential: token_url \"http://auth.example.com/oauth2/token\" \
          must be https (plain http only on a loopback address)"
     );
 }

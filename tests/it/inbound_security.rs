@@ -321,7 +321,7 @@ fn a_listener_off_loopback_needs_clients_or_a_token() {
     ))
     .unwrap_err();
     assert!(
-        err.starts_with("t.toml: inbound.token_env: an inbound token cannot be used with route[0], whose credential is passthrough"),
+        err.starts_with("t.toml: inbound.token_env: an inbound token cannot be used with route \"mcp\" (route[0]), whose credential is passthrough"),
         "{err}"
     );
 }
@@ -355,7 +355,7 @@ fn check_warns_about_a_listener_open_to_everyone() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(
-            "warning: listening on 0.0.0.0:8080 with allowed_clients admitting every address and no inbound token"
+            &format!("warning: {}: inbound.allowed_clients: listening on 0.0.0.0:8080 with allowed_clients admitting every address and no inbound token", file.display())
         ),
         "{stderr}"
     );
