@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# End-to-end: real Python MCP clients (the mcp SDK and strands-agents' MCPClient) through
-# the proxy's `demo` command (an in-process AgentCore-like gateway behind the proxy).
+# End-to-end: real Python MCP clients (the mcp SDK and strands-agents' MCPClient) and the
+# MCP TypeScript SDK v2 client (MCP 2026-07-28) through the proxy's `demo` command (an
+# in-process AgentCore-like gateway behind the proxy).
 #
 #   bash tests/e2e/run.sh                        # against "$PROXY_BIN" demo (the default)
 #   E2E_TARGET=standin bash tests/e2e/run.sh     # against standin_server.py, no proxy
@@ -17,7 +18,10 @@
 #                    with: requirements-snippets.txt (.venv-snippets) for `pip install
 #                    mcp`, requirements-mcp2.txt for `pip install strands-agents` [1]
 #   PYTHON           interpreter for the venvs [python3]
-# Only 127.0.0.1 is dialed; pip uses whatever index the environment configures.
+#   E2E_TYPESCRIPT   1: also run node/client.mjs (the TypeScript SDK v2, installed with
+#                    `npm ci` from node/package-lock.json) against the proxy; 0: skip [1]
+#   NODE, NPM        [node, npm] (Node >= 20)
+# Only 127.0.0.1 is dialed; pip and npm use whatever registry the environment configures.
 # Ends with "e2e: N passed, M failed"; exits 1 if anything failed.
 set -euo pipefail
 
@@ -30,9 +34,14 @@ E2E_TARGET="${E2E_TARGET:-proxy}"
 E2E_MCP_LINES="${E2E_MCP_LINES:-1 2}"
 E2E_SNIPPETS="${E2E_SNIPPETS:-1}"
 PYTHON="${PYTHON:-python3}"
+E2E_TYPESCRIPT="${E2E_TYPESCRIPT:-1}"
+NODE="${NODE:-node}"
+NPM="${NPM:-npm}"
+NODE_DIR="$HERE/node"
 READY_TIMEOUT=30   # seconds for the server to accept TCP connections
 CLIENT_TIMEOUT=120 # seconds for one clients.py run
 PIP_TIMEOUT=900    # seconds for one venv install
+NPM_TIMEOUT=600    # seconds for npm ci
 
 PASSED=0
 FAILED=0
@@ -155,6 +164,30 @@ ensure_venv() {
     fi
     "$venv/bin/python" -c "$(venv_imports "$line")" || return 1
     echo "$stamp" >"$venv/.e2e-stamp" || return 1
+    echo "installed in $((SECONDS - started)) s"
+}
+
+# Installs (or reuses) node/node_modules from package-lock.json; true when it is ready.
+ensure_node_modules() {
+    local lock="$NODE_DIR/package-lock.json" stamp started
+    if ! command -v "$NODE" >/dev/null || ! command -v "$NPM" >/dev/null; then
+        echo "$NODE or $NPM not found (Node >= 20 is needed)" >&2
+        return 1
+    fi
+    stamp="$(sha256sum "$lock" | cut -d' ' -f1) $("$NODE" --version)"
+    if [[ "$(cat "$NODE_DIR/node_modules/.e2e-stamp" 2>/dev/null)" == "$stamp" &&
+        -f "$NODE_DIR/node_modules/@modelcontextprotocol/client/package.json" ]]; then
+        echo "reusing $NODE_DIR/node_modules"
+        return 0
+    fi
+    started=$SECONDS
+    echo "npm ci in $NODE_DIR"
+    if ! (cd "$NODE_DIR" && timeout "$NPM_TIMEOUT" "$NPM" ci --no-audit --no-fund \
+        --loglevel=error </dev/null); then
+        echo "npm ci failed or timed out" >&2
+        return 1
+    fi
+    echo "$stamp" >"$NODE_DIR/node_modules/.e2e-stamp" || return 1
     echo "installed in $((SECONDS - started)) s"
 }
 
@@ -295,6 +328,33 @@ run_snippets() {
 }
 if [[ "$E2E_SNIPPETS" == 1 && "$E2E_TARGET" == proxy ]]; then
     run_snippets
+fi
+
+# The TypeScript SDK v2 client speaks MCP 2026-07-28, which the demo gateway does and the
+# stand-in does not.
+if [[ "$E2E_TYPESCRIPT" == 1 && "$E2E_TARGET" == proxy ]]; then
+    section "TypeScript SDK v2 client (MCP 2026-07-28): node $NODE_DIR/client.mjs $URL"
+    if ensure_node_modules; then
+        pass "node_modules ($NODE_DIR, npm ci)"
+        results="$WORK/results-typescript.txt"
+        rc=0
+        (cd "$NODE_DIR" && timeout --kill-after=5 "$CLIENT_TIMEOUT" "$NODE" client.mjs "$URL" \
+            --deadline $((CLIENT_TIMEOUT - 10)) </dev/null) >"$results" 2>&1 || rc=$?
+        cat "$results"
+        while IFS= read -r result; do
+            case "$result" in
+            PASS\ *) PASSED=$((PASSED + 1)) ;;
+            FAIL\ *) FAILED=$((FAILED + 1)) ;;
+            esac
+        done <"$results"
+        if ((rc == 124 || rc == 137)); then
+            fail "client.mjs killed by timeout after ${CLIENT_TIMEOUT} s (exit $rc)"
+        elif ((rc != 0)) && ! grep -q '^FAIL ' "$results"; then
+            fail "client.mjs exited with status $rc"
+        fi
+    else
+        fail "node_modules ($NODE_DIR): install failed"
+    fi
 fi
 
 section "server still up after the clients"

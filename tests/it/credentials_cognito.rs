@@ -287,7 +287,7 @@ async fn each_cognito_error_reaches_the_agent_with_its_meaning() {
         assert_rpc_error(
             &answer,
             503,
-            -32005,
+            -31005,
             json!("cognito-1"),
             &format!(
                 "mcp-vpce-proxy: route {name}: no gateway credential: Cognito GetClientToken at \
@@ -373,7 +373,7 @@ client_secret_file = "{secret}"
     let error = Proxy::try_start(&toml).await.err().unwrap();
     assert_eq!(
         error,
-        "test.toml: route[0].credential: client secret: 18 characters, but a Cognito app client \
+        "test.toml: route \"mcp\" (route[0]).credential: client secret: 18 characters, but a Cognito app client \
          secret has at least 24 (is this the client id, or a truncated secret?)"
     );
     assert!(!error.contains("tooshort"));

@@ -252,6 +252,12 @@ fn the_configuration_from_the_secret_is_valid_as_the_task_passes_it() {
     }
     let mut cmd = proxy();
     cmd.arg("check").env("MCP_VPCE_PROXY_CONFIG_TOML", &config);
+    // ECS sets AWS_REGION (the task's region) in every container; the secret's region
+    // comes from it.
+    let region = sidecar["logConfiguration"]["options"]["awslogs-region"]
+        .as_str()
+        .unwrap();
+    cmd.env("AWS_REGION", region);
     for var in sidecar["environment"].as_array().unwrap() {
         cmd.env(
             var["name"].as_str().unwrap(),

@@ -454,10 +454,9 @@ async fn an_unusable_configuration_is_one_failed_check() {
     let report: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(report["ok"], false);
     assert_eq!(report["global"][0]["step"], "config");
-    assert!(report["global"][0]["summary"]
-        .as_str()
-        .unwrap()
-        .ends_with("route[0].gateway: must be an https:// URL, got scheme \"http\""));
+    assert!(report["global"][0]["summary"].as_str().unwrap().ends_with(
+        "route \"mcp\" (route[0]).gateway: must be an https:// URL, got scheme \"http\""
+    ));
 }
 
 /// Issue 17: an OAuth 2.0 token URL that does not resolve or connect (what a Cognito

@@ -91,43 +91,50 @@ pub const SAMPLERS: &[&str] = &[
 ];
 
 impl TelemetryConfig {
-    /// Checks the table; errors start with the key (`telemetry.endpoint: …`).
-    pub fn validate(&self) -> Result<(), String> {
+    /// Every problem of the table, as `(key, problem)`.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut push = |key: &str, problem: String| out.push((format!("telemetry.{key}"), problem));
         if let Some(endpoint) = &self.endpoint {
-            check_endpoint(endpoint).map_err(|e| format!("telemetry.endpoint: {e}"))?;
-        }
-        if let Some(name) = &self.service_name {
-            if name.trim().is_empty() {
-                return Err("telemetry.service_name: must not be empty".into());
+            if let Err(e) = check_endpoint(endpoint) {
+                push("endpoint", e);
             }
+        }
+        if self
+            .service_name
+            .as_ref()
+            .is_some_and(|n| n.trim().is_empty())
+        {
+            push("service_name", "must not be empty".into());
         }
         if let Some(sampler) = &self.sampler {
-            check_sampler(sampler).map_err(|e| format!("telemetry.sampler: {e}"))?;
-        }
-        if let Some(arg) = self.sampler_arg {
-            check_ratio(arg).map_err(|e| format!("telemetry.sampler_arg: {e}"))?;
-        }
-        for key in self.resource_attributes.keys() {
-            if key.trim().is_empty() {
-                return Err("telemetry.resource_attributes: a key is empty".into());
+            if let Err(e) = check_sampler(sampler) {
+                push("sampler", e);
             }
         }
-        if self.queue == 0 {
-            return Err("telemetry.queue: must be at least 1".into());
+        if let Some(arg) = self.sampler_arg {
+            if let Err(e) = check_ratio(arg) {
+                push("sampler_arg", e);
+            }
         }
-        if self.max_batch == 0 || self.max_batch > self.queue {
-            return Err(format!(
-                "telemetry.max_batch: must be between 1 and telemetry.queue ({})",
-                self.queue
-            ));
+        if self.resource_attributes.keys().any(|k| k.trim().is_empty()) {
+            push("resource_attributes", "a key is empty".into());
+        }
+        if self.queue == 0 {
+            push("queue", "must be at least 1".into());
+        } else if self.max_batch == 0 || self.max_batch > self.queue {
+            push(
+                "max_batch",
+                format!("must be between 1 and telemetry.queue ({})", self.queue),
+            );
         }
         if self.schedule_delay.is_zero() {
-            return Err("telemetry.schedule_delay: must be greater than 0".into());
+            push("schedule_delay", "must be greater than 0".into());
         }
         if self.export_timeout.is_zero() {
-            return Err("telemetry.export_timeout: must be greater than 0".into());
+            push("export_timeout", "must be greater than 0".into());
         }
-        Ok(())
+        out
     }
 }
 
@@ -189,7 +196,7 @@ mod tests {
     fn the_empty_table_is_valid_and_exports_nothing_by_itself() {
         let config = parse("").unwrap();
         assert_eq!(config, TelemetryConfig::default());
-        config.validate().unwrap();
+        assert!(config.problems().is_empty());
     }
 
     #[test]
@@ -225,8 +232,13 @@ mod tests {
             ("service_name = \" \"", "telemetry.service_name: must not be empty"),
         ];
         for (text, expected) in cases {
-            let config = parse(text).unwrap();
-            assert_eq!(config.validate().unwrap_err(), expected, "{text}");
+            let problems: Vec<String> = parse(text)
+                .unwrap()
+                .problems()
+                .into_iter()
+                .map(|(key, problem)| format!("{key}: {problem}"))
+                .collect();
+            assert_eq!(problems, [expected], "{text}");
         }
     }
 
