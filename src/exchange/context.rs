@@ -301,8 +301,8 @@ impl RequestContext {
                     duration_ms: ms(total),
                     request_bytes: self.bytes_in,
                     response_bytes: 0,
-                    trace_id: self.trace.ids().map(|t| t.trace_id.to_string()),
-                    span_id: self.trace.ids().map(|t| t.span_id.to_string()),
+                    trace_id: self.trace.ids().map(|t| t.ids.trace_id().to_string()),
+                    span_id: self.trace.ids().map(|t| t.ids.span_id().to_string()),
                     arguments: None,
                 });
             }
@@ -324,8 +324,8 @@ impl RequestContext {
             total_ms: ms(total),
             bytes_in: self.bytes_in,
             bytes_out,
-            trace_id: self.trace.ids().map(|t| &*t.trace_id),
-            span_id: self.trace.ids().map(|t| &*t.span_id),
+            trace_id: self.trace.ids().map(|t| t.ids.trace_id()),
+            span_id: self.trace.ids().map(|t| t.ids.span_id()),
         });
     }
 
@@ -426,8 +426,8 @@ impl Recorder {
             duration_ms: self.elapsed_ms(),
             request_bytes: self.request_bytes,
             response_bytes: 0,
-            trace_id: self.trace.as_ref().map(|t| t.trace_id.to_string()),
-            span_id: self.trace.as_ref().map(|t| t.span_id.to_string()),
+            trace_id: self.trace.as_ref().map(|t| t.ids.trace_id().to_string()),
+            span_id: self.trace.as_ref().map(|t| t.ids.span_id().to_string()),
             arguments,
         });
     }
@@ -450,8 +450,8 @@ impl Recorder {
             duration_ms: self.elapsed_ms(),
             request_bytes: self.request_bytes,
             response_bytes: ending.response_bytes,
-            trace_id: self.trace.as_ref().map(|t| t.trace_id.to_string()),
-            span_id: self.trace.as_ref().map(|t| t.span_id.to_string()),
+            trace_id: self.trace.as_ref().map(|t| t.ids.trace_id().to_string()),
+            span_id: self.trace.as_ref().map(|t| t.ids.span_id().to_string()),
             arguments: ending.arguments,
         });
     }

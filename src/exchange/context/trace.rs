@@ -14,7 +14,7 @@ use crate::exchange::error::ProxyError;
 use crate::exchange::message::{Body, Invalid};
 use crate::ops::audit::Outcome;
 use crate::ops::telemetry::{
-    McpCall, RequestSpan, ServerRequest, Step, UpstreamRequest, UpstreamSpan,
+    Ids, McpCall, RequestSpan, ServerRequest, Step, UpstreamRequest, UpstreamSpan,
 };
 
 /// A credential that took this long to get was fetched (or waited for a fetch another
@@ -45,8 +45,7 @@ pub(super) struct Trace {
 /// how the request's calls went, as the MCP layer's records tell (for the span's status).
 #[derive(Clone)]
 pub(super) struct TraceIds {
-    pub(super) trace_id: Arc<str>,
-    pub(super) span_id: Arc<str>,
+    pub(super) ids: Ids,
     /// The first call that failed: set through the `Recorder`, read in `finish`.
     call_error: Arc<OnceLock<CallError>>,
 }
@@ -107,13 +106,10 @@ impl RequestContext {
             version,
             headers,
         });
-        if let (Some(trace_id), Some(span_id)) = (t.span.trace_id(), t.span.span_id()) {
-            t.ids = Some(TraceIds {
-                trace_id: trace_id.into(),
-                span_id: span_id.into(),
-                call_error: Arc::default(),
-            });
-        }
+        t.ids = t.span.ids().map(|ids| TraceIds {
+            ids,
+            call_error: Arc::default(),
+        });
     }
 
     /// Names the span after the JSON-RPC message (`tools/call <tool>`), once read.
@@ -144,11 +140,7 @@ impl RequestContext {
             return;
         }
         t.upstream_at = Some(SystemTime::now());
-        t.upstream_span = t.span.upstream(&UpstreamRequest {
-            method,
-            uri,
-            route: self.route.as_ref().map_or("-", |r| &*r.name),
-        });
+        t.upstream_span = t.span.upstream(&UpstreamRequest { method, uri });
         t.upstream_span.inject(headers);
     }
 

@@ -30,7 +30,7 @@ pub mod span;
 pub use config::TelemetryConfig;
 pub use settings::Settings;
 pub use span::{
-    McpCall, RequestSpan, ServerRequest, Step, StepSpan, UpstreamRequest, UpstreamSpan,
+    Ids, McpCall, RequestSpan, ServerRequest, Step, StepSpan, UpstreamRequest, UpstreamSpan,
 };
 
 pub(crate) struct Telemetry {

@@ -67,7 +67,6 @@ pub struct UpstreamRequest<'a> {
     pub method: &'a Method,
     /// The gateway URL; its query is never recorded.
     pub uri: &'a Uri,
-    pub route: &'a str,
 }
 
 /// A part of the work inside a request, for a child span.
@@ -195,13 +194,14 @@ impl RequestSpan {
         let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers));
         let method = method_attribute(request.method);
         let path = cut(request.path);
-        let mut attributes = vec![
+        // Room for what routing and the JSON-RPC message add, without growing.
+        let mut attributes = Vec::with_capacity(16);
+        attributes.extend([
             KeyValue::new("http.request.method", method),
             KeyValue::new("url.path", path.clone()),
             KeyValue::new("url.scheme", "http"),
-            KeyValue::new("network.protocol.name", "http"),
             KeyValue::new("network.protocol.version", version(request.version)),
-        ];
+        ]);
         for (header, attribute) in [
             ("user-agent", "user_agent.original"),
             ("mcp-session-id", "mcp.session.id"),
@@ -355,11 +355,11 @@ impl RequestSpan {
             return UpstreamSpan { active: None };
         };
         let method = method_attribute(request.method);
-        let mut attributes = vec![
+        let mut attributes = Vec::with_capacity(8);
+        attributes.extend([
             KeyValue::new("http.request.method", method),
             KeyValue::new("url.full", url_without_query(request.uri)),
-            KeyValue::new("mcp_vpce_proxy.route", request.route.to_string()),
-        ];
+        ]);
         if let Some(host) = request.uri.host() {
             attributes.push(KeyValue::new("server.address", host.to_string()));
         }
@@ -373,7 +373,22 @@ impl RequestSpan {
         }
     }
 
-    /// The trace id, 32 hex digits, for the access line and the audit record.
+    /// The trace id and the server span's id as text, for the access line and the audit
+    /// record (no allocation: the digits live in the value).
+    pub fn ids(&self) -> Option<Ids> {
+        self.active.as_ref().map(|a| {
+            let sc = a.span.span_context();
+            let mut ids = Ids {
+                trace: [b'0'; 32],
+                span: [b'0'; 16],
+            };
+            hex_into(&sc.trace_id().to_bytes(), &mut ids.trace);
+            hex_into(&sc.span_id().to_bytes(), &mut ids.span);
+            ids
+        })
+    }
+
+    /// The trace id, 32 hex digits.
     pub fn trace_id(&self) -> Option<String> {
         self.active
             .as_ref()
@@ -494,6 +509,31 @@ impl UpstreamSpan {
 
     pub fn end(self) {
         drop(self);
+    }
+}
+
+/// A request's trace id (32 hex digits) and its server span's id (16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ids {
+    trace: [u8; 32],
+    span: [u8; 16],
+}
+
+impl Ids {
+    pub fn trace_id(&self) -> &str {
+        std::str::from_utf8(&self.trace).unwrap_or_default()
+    }
+
+    pub fn span_id(&self) -> &str {
+        std::str::from_utf8(&self.span).unwrap_or_default()
+    }
+}
+
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
     }
 }
 

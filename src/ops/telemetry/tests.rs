@@ -121,7 +121,6 @@ fn with_export_off_no_span_is_made_and_headers_pass_unchanged() {
     let upstream = span.upstream(&UpstreamRequest {
         method: &Method::POST,
         uri: &gateway(),
-        route: "r",
     });
     let mut out = agent.clone();
     upstream.inject(&mut out);
@@ -152,11 +151,12 @@ fn the_server_span_is_the_child_of_the_agents_span_and_names_the_mcp_call() {
     });
     assert_eq!(span.trace_id().as_deref(), Some(AGENT_TRACE));
     let server_id = span.span_id().unwrap();
+    let ids = span.ids().unwrap();
+    assert_eq!((ids.trace_id(), ids.span_id()), (AGENT_TRACE, server_id.as_str()));
 
     let mut upstream = span.upstream(&UpstreamRequest {
         method: &Method::POST,
         uri: &gateway(),
-        route: "weather",
     });
     let mut to_gateway = agent.clone();
     upstream.inject(&mut to_gateway);
@@ -246,7 +246,6 @@ fn an_unsampled_agent_trace_is_followed_and_nothing_is_recorded() {
     let upstream = span.upstream(&UpstreamRequest {
         method: &Method::POST,
         uri: &gateway(),
-        route: "r",
     });
     let mut out = HeaderMap::new();
     upstream.inject(&mut out);
@@ -282,7 +281,6 @@ fn only_allow_listed_values_become_attributes() {
         uri: &"https://gw.example:443/mcp?token=secret-query-5"
             .parse()
             .unwrap(),
-        route: "r",
     });
     upstream.end();
     span.end();
@@ -471,7 +469,6 @@ fn a_dropped_handle_ends_its_span() {
     let upstream = span.upstream(&UpstreamRequest {
         method: &Method::GET,
         uri: &gateway(),
-        route: "r",
     });
     assert!(recorder.spans().is_empty());
     // The agent went away: the request's future (and its handles) are dropped.
