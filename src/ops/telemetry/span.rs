@@ -167,6 +167,11 @@ impl Active {
         self.tracer.build_with_context(builder, &self.parent)
     }
 
+    /// The span is kept by the sampler: only then are attributes worth making.
+    fn recording(&self) -> bool {
+        self.span.is_recording()
+    }
+
     fn error(&mut self, error_type: &str) {
         self.span
             .set_attribute(KeyValue::new("error.type", cut(error_type)));
@@ -194,29 +199,33 @@ impl RequestSpan {
         let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers));
         let method = method_attribute(request.method);
         let path = cut(request.path);
-        // Room for what routing and the JSON-RPC message add, without growing.
-        let mut attributes = Vec::with_capacity(16);
-        attributes.extend([
-            KeyValue::new("http.request.method", method),
-            KeyValue::new("url.path", path.clone()),
-            KeyValue::new("url.scheme", "http"),
-            KeyValue::new("network.protocol.version", version(request.version)),
-        ]);
-        for (header, attribute) in [
-            ("user-agent", "user_agent.original"),
-            ("mcp-session-id", "mcp.session.id"),
-            ("mcp-protocol-version", "mcp.protocol.version"),
-        ] {
-            if let Some(value) = request.headers.get(header).and_then(|v| v.to_str().ok()) {
-                attributes.push(KeyValue::new(attribute, cut(value)));
-            }
-        }
-        // Named by the method alone until routed: an unknown path never names a span.
+        // Named by the method alone until routed: an unknown path never names a span. The
+        // attributes are made only for a span the sampler keeps; the list has room for
+        // what routing and the JSON-RPC message add.
         let builder = tracer
             .span_builder(method)
             .with_kind(SpanKind::Server)
-            .with_attributes(attributes);
-        let span = tracer.build_with_context(builder, &parent);
+            .with_attributes(Vec::with_capacity(16));
+        let mut span = tracer.build_with_context(builder, &parent);
+        if span.is_recording() {
+            for attribute in [
+                KeyValue::new("http.request.method", method),
+                KeyValue::new("url.path", path.clone()),
+                KeyValue::new("url.scheme", "http"),
+                KeyValue::new("network.protocol.version", version(request.version)),
+            ] {
+                span.set_attribute(attribute);
+            }
+            for (header, attribute) in [
+                ("user-agent", "user_agent.original"),
+                ("mcp-session-id", "mcp.session.id"),
+                ("mcp-protocol-version", "mcp.protocol.version"),
+            ] {
+                if let Some(value) = request.headers.get(header).and_then(|v| v.to_str().ok()) {
+                    span.set_attribute(KeyValue::new(attribute, cut(value)));
+                }
+            }
+        }
         let mut active = Active::new(tracer, span);
         active.path = path;
         RequestSpan {
@@ -229,10 +238,15 @@ impl RequestSpan {
         self.active.is_some()
     }
 
+    /// The span, when the sampler keeps it.
+    fn recorded(&mut self) -> Option<&mut Active> {
+        self.active.as_deref_mut().filter(|a| a.recording())
+    }
+
     /// The router gave the request to route `name`: its path becomes `http.route` and
     /// the span is named `{METHOD} {path}` (until an MCP method names it).
     pub fn routed(&mut self, method: &Method, name: &str) {
-        if let Some(a) = &mut self.active {
+        if let Some(a) = self.recorded() {
             a.span
                 .set_attribute(KeyValue::new("mcp_vpce_proxy.route", name.to_string()));
             a.span
@@ -245,7 +259,7 @@ impl RequestSpan {
     /// Marks the proxy's own refusal: `mcp_vpce_proxy.reason` is its kind
     /// (`tool_refused`, `rate_limited`, …).
     pub fn set_reason(&mut self, reason: &str) {
-        if let Some(a) = &mut self.active {
+        if let Some(a) = self.recorded() {
             a.span
                 .set_attribute(KeyValue::new("mcp_vpce_proxy.reason", cut(reason)));
         }
@@ -254,7 +268,7 @@ impl RequestSpan {
     /// The JSON-RPC message: MCP attributes, and the span named `{method} {tool}` as
     /// the MCP conventions name it.
     pub fn set_mcp(&mut self, call: &McpCall<'_>) {
-        let Some(a) = &mut self.active else {
+        let Some(a) = self.recorded() else {
             return;
         };
         let method = match rpc_method_label(call.method) {
@@ -291,7 +305,7 @@ impl RequestSpan {
 
     /// The answer's status; a 5xx marks the span failed (`error.type` = the status).
     pub fn set_status_code(&mut self, status: u16) {
-        if let Some(a) = &mut self.active {
+        if let Some(a) = self.recorded() {
             a.span.set_attribute(KeyValue::new(
                 "http.response.status_code",
                 i64::from(status),
@@ -305,7 +319,7 @@ impl RequestSpan {
     /// A JSON-RPC error answered (the gateway's or the proxy's): `rpc.response.status_code`
     /// and `error.type` are its code.
     pub fn set_rpc_error(&mut self, code: i64) {
-        if let Some(a) = &mut self.active {
+        if let Some(a) = self.recorded() {
             let code = code.to_string();
             a.span
                 .set_attribute(KeyValue::new("rpc.response.status_code", code.clone()));
@@ -316,7 +330,7 @@ impl RequestSpan {
     /// Marks the request failed; `error_type` is a short, low-cardinality name
     /// (`tool_refused`, `upstream_timeout`, `tool_error`, …).
     pub fn set_error(&mut self, error_type: &str) {
-        if let Some(a) = &mut self.active {
+        if let Some(a) = self.recorded() {
             a.error(error_type);
         }
     }
@@ -327,6 +341,7 @@ impl RequestSpan {
             span: self
                 .active
                 .as_ref()
+                .filter(|a| a.recording())
                 .map(|a| a.child(step.name(), step.kind(), step.attributes(), None)),
         }
     }
@@ -339,7 +354,7 @@ impl RequestSpan {
         end: SystemTime,
         error_type: Option<&str>,
     ) {
-        if let Some(a) = &self.active {
+        if let Some(a) = self.active.as_ref().filter(|a| a.recording()) {
             let mut span = a.child(step.name(), step.kind(), step.attributes(), Some(start));
             if let Some(error_type) = error_type {
                 span.set_attribute(KeyValue::new("error.type", cut(error_type)));
@@ -356,17 +371,20 @@ impl RequestSpan {
         };
         let method = method_attribute(request.method);
         let mut attributes = Vec::with_capacity(8);
-        attributes.extend([
-            KeyValue::new("http.request.method", method),
-            KeyValue::new("url.full", url_without_query(request.uri)),
-        ]);
-        if let Some(host) = request.uri.host() {
-            attributes.push(KeyValue::new("server.address", host.to_string()));
+        // A span the sampler drops still names the gateway's parent; it needs nothing else.
+        if a.recording() {
+            attributes.extend([
+                KeyValue::new("http.request.method", method),
+                KeyValue::new("url.full", url_without_query(request.uri)),
+            ]);
+            if let Some(host) = request.uri.host() {
+                attributes.push(KeyValue::new("server.address", host.to_string()));
+            }
+            attributes.push(KeyValue::new(
+                "server.port",
+                i64::from(request.uri.port_u16().unwrap_or(443)),
+            ));
         }
-        attributes.push(KeyValue::new(
-            "server.port",
-            i64::from(request.uri.port_u16().unwrap_or(443)),
-        ));
         let span = a.child(method.into(), SpanKind::Client, attributes, None);
         UpstreamSpan {
             active: Some(Active::new(&a.tracer, span)),
@@ -435,6 +453,11 @@ pub struct UpstreamSpan {
 }
 
 impl UpstreamSpan {
+    /// The span, when the sampler keeps it.
+    fn recorded(&mut self) -> Option<&mut Active> {
+        self.active.as_deref_mut().filter(|a| a.recording())
+    }
+
     /// Writes `traceparent` for the gateway, naming this span as the parent.
     /// `tracestate` and `baggage` are left exactly as the agent sent them (re-encoding
     /// `tracestate` could drop entries this SDK does not parse). Does nothing when
@@ -456,7 +479,7 @@ impl UpstreamSpan {
 
     /// The gateway's status; 4xx and 5xx mark the span failed.
     pub fn set_status_code(&mut self, status: u16) {
-        if let Some(a) = &mut self.active {
+        if let Some(a) = self.recorded() {
             a.span.set_attribute(KeyValue::new(
                 "http.response.status_code",
                 i64::from(status),
@@ -468,7 +491,7 @@ impl UpstreamSpan {
     }
 
     pub fn set_protocol(&mut self, version: Version) {
-        if let Some(a) = &mut self.active {
+        if let Some(a) = self.recorded() {
             a.span.set_attribute(KeyValue::new(
                 "network.protocol.version",
                 self::version(version),
@@ -478,7 +501,7 @@ impl UpstreamSpan {
 
     /// No usable answer (`timeout`, `connect_failed`, `stream_cut`, …).
     pub fn set_error(&mut self, error_type: &str) {
-        if let Some(a) = &mut self.active {
+        if let Some(a) = self.recorded() {
             a.error(error_type);
         }
     }
@@ -491,7 +514,7 @@ impl UpstreamSpan {
         end: SystemTime,
         error_type: Option<&str>,
     ) {
-        if let Some(a) = &self.active {
+        if let Some(a) = self.active.as_ref().filter(|a| a.recording()) {
             let mut span = a.child(step.name(), step.kind(), step.attributes(), Some(start));
             if let Some(error_type) = error_type {
                 span.set_attribute(KeyValue::new("error.type", cut(error_type)));

@@ -152,7 +152,10 @@ fn the_server_span_is_the_child_of_the_agents_span_and_names_the_mcp_call() {
     assert_eq!(span.trace_id().as_deref(), Some(AGENT_TRACE));
     let server_id = span.span_id().unwrap();
     let ids = span.ids().unwrap();
-    assert_eq!((ids.trace_id(), ids.span_id()), (AGENT_TRACE, server_id.as_str()));
+    assert_eq!(
+        (ids.trace_id(), ids.span_id()),
+        (AGENT_TRACE, server_id.as_str())
+    );
 
     let mut upstream = span.upstream(&UpstreamRequest {
         method: &Method::POST,
