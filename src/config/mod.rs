@@ -20,6 +20,7 @@ pub mod inbound;
 
 pub use crate::auth::config::CredentialConfig;
 pub use crate::mcp::config::PolicyConfig;
+pub use crate::mcp::traffic::{ShapingConfig, TrafficConfig};
 pub use crate::ops::audit::AuditConfig;
 use crate::upstream::config::{parse_address, DnsConfig};
 pub use inbound::InboundConfig;
@@ -223,6 +224,12 @@ pub struct RouteConfig {
     /// What the route's agents may do (tools, methods, rates).
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// The gateway's quota: throttle windows, coalescing, the cache, safe retries.
+    #[serde(default)]
+    pub traffic: TrafficConfig,
+    /// The route's own quota, answered like the gateway's throttle.
+    #[serde(default)]
+    pub shaping: ShapingConfig,
     #[serde(default = "default_max_body")]
     pub max_body_bytes: u64,
     /// TCP connect time allowed per address.
@@ -337,6 +344,8 @@ impl RouteConfig {
             require_private: true,
             credential: CredentialConfig::None,
             policy: PolicyConfig::default(),
+            traffic: TrafficConfig::default(),
+            shaping: ShapingConfig::default(),
             max_body_bytes: default_max_body(),
             connect_timeout: default_connect_timeout(),
             tls_timeout: default_tls_timeout(),
@@ -804,6 +813,14 @@ impl Config {
             }
             if let Err(e) = r.policy.validate() {
                 let (key, problem) = keyed(&format!("route[{i}]."), "policy", e);
+                push(key, problem);
+            }
+            if let Err(e) = r.traffic.validate() {
+                let (key, problem) = keyed(&format!("route[{i}]."), "traffic", e);
+                push(key, problem);
+            }
+            if let Err(e) = r.shaping.validate() {
+                let (key, problem) = keyed(&format!("route[{i}]."), "shaping", e);
                 push(key, problem);
             }
             if r.max_body_bytes == 0 {

@@ -26,9 +26,17 @@
 //! | `InvalidRequest` | 400 | -32600 |
 //! | `InvalidParams` | 200 | -32602 |
 //! | `HeaderMismatch` | 400 | -32020 (MCP 2026-07-28) |
+//! | `GatewayThrottled` | the gateway's (200 for its JSON-RPC form) + `Retry-After` | -32003 (the gateway's) |
+//! | `Shaped` | 200 + `Retry-After` | -32003 (the gateway's) |
 //! | `HostInvalid` | 400 | text |
 //! | `ClientRefused`, `OriginRefused`, `HostRefused` | 403 | text |
 //! | `Unauthenticated` | 401 + `WWW-Authenticate` | text |
+//!
+//! `GatewayThrottled` and `Shaped` deliberately take the gateway's own throttle shape
+//! (`-32003` "Rate limit exceeded", `data.retryAfter` in seconds, `data.limitKey`): the
+//! first replays a throttle the gateway gave for the rest of its window, the second is
+//! the route's own quota, and an agent's retry policy should treat both like the
+//! gateway's. Their `data` says the proxy answered (`"source": "proxy"`, `reason`).
 //!
 //! Policy refusals are answered with HTTP 200: the request was a well-formed JSON-RPC call
 //! that got a JSON-RPC error, which MCP clients hand to the agent as that call's failure
@@ -46,6 +54,11 @@ use crate::exchange::peek::RpcPeek;
 use crate::upstream::connector::ConnectError;
 
 pub const ALLOWED_METHODS: &str = "GET, POST, DELETE";
+
+/// AgentCore Gateway's JSON-RPC code for a throttled request ("Rate limit exceeded").
+pub const GATEWAY_THROTTLE_CODE: i64 = -32003;
+/// The message the gateway throttles with.
+pub const GATEWAY_THROTTLE_MESSAGE: &str = "Rate limit exceeded";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyError {
@@ -125,6 +138,19 @@ pub enum ProxyError {
     HostInvalid(String),
     /// The inbound client token is missing or wrong.
     Unauthenticated,
+    /// The gateway throttled this tool or method and the window it gave is still open:
+    /// answered here, in the gateway's shape, with the time left.
+    GatewayThrottled {
+        retry_after: Duration,
+        limit_key: Option<String>,
+        /// The HTTP status the gateway throttled with.
+        status: u16,
+    },
+    /// Over the route's own quota (`[route.shaping]`); `budget` names the entry.
+    Shaped {
+        retry_after: Duration,
+        budget: String,
+    },
 }
 
 impl From<ReadError> for ProxyError {
@@ -177,6 +203,10 @@ impl ProxyError {
             | ProxyError::OriginRefused { .. }
             | ProxyError::HostRefused { .. } => StatusCode::FORBIDDEN,
             ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ProxyError::GatewayThrottled { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::OK)
+            }
+            ProxyError::Shaped { .. } => StatusCode::OK,
         }
     }
 
@@ -201,6 +231,10 @@ impl ProxyError {
             ProxyError::ParseError(_) => -32700,
             ProxyError::InvalidParams(_) => -32602,
             ProxyError::HeaderMismatch(_) => -32020,
+            // Deliberately the gateway's: see the module's documentation.
+            ProxyError::GatewayThrottled { .. } | ProxyError::Shaped { .. } => {
+                GATEWAY_THROTTLE_CODE
+            }
             // UnsupportedMediaType and InvalidRequest: -32600, the default below.
             // Refusals made before a route is known are answered as text.
             _ => -32600,
@@ -239,6 +273,8 @@ impl ProxyError {
             ProxyError::HostRefused { .. } => "host_refused",
             ProxyError::HostInvalid(_) => "host_invalid",
             ProxyError::Unauthenticated => "unauthenticated",
+            ProxyError::GatewayThrottled { .. } => "gateway_throttled",
+            ProxyError::Shaped { .. } => "shaped",
         }
     }
 }
@@ -322,6 +358,20 @@ impl std::fmt::Display for ProxyError {
             ProxyError::Unauthenticated => f.write_str(
                 "missing or wrong client token: send Authorization: Bearer <inbound token>",
             ),
+            ProxyError::GatewayThrottled { retry_after, .. } => write!(
+                f,
+                "the gateway throttled this; answered by the proxy for the {} left of the gateway's window",
+                humantime::format_duration(*retry_after)
+            ),
+            ProxyError::Shaped {
+                retry_after,
+                budget,
+            } => write!(
+                f,
+                "over this route's shaping budget ({}); retry after {}",
+                shaping_key(budget),
+                humantime::format_duration(*retry_after)
+            ),
         }
     }
 }
@@ -343,7 +393,9 @@ pub fn respond(err: &ProxyError, route: Option<&str>, answer: Answer<'_>) -> Res
         builder = builder.header(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
     }
     match err {
-        ProxyError::RateLimited { retry_after } => {
+        ProxyError::RateLimited { retry_after }
+        | ProxyError::GatewayThrottled { retry_after, .. }
+        | ProxyError::Shaped { retry_after, .. } => {
             builder = builder.header(RETRY_AFTER, retry_after_seconds(*retry_after));
         }
         ProxyError::ConcurrencyLimited { .. } | ProxyError::BufferBudgetExceeded { .. } => {
@@ -359,7 +411,7 @@ pub fn respond(err: &ProxyError, route: Option<&str>, answer: Answer<'_>) -> Res
     }
     let response = match answer {
         Answer::JsonRpc(peek) => {
-            let body = rpc_errors(peek, err.rpc_code(), &message, err.kind(), route);
+            let body = rpc_errors(peek, err, &message, route);
             builder
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .body(full(body.to_string()))
@@ -376,6 +428,13 @@ pub fn respond(err: &ProxyError, route: Option<&str>, answer: Answer<'_>) -> Res
 
 /// The message the agent reads for `err` on `route`.
 pub fn message(err: &ProxyError, route: Option<&str>) -> String {
+    if matches!(
+        err,
+        ProxyError::GatewayThrottled { .. } | ProxyError::Shaped { .. }
+    ) {
+        // The gateway's words: `data` says who answered.
+        return GATEWAY_THROTTLE_MESSAGE.to_string();
+    }
     match route {
         Some(route) => format!("mcp-vpce-proxy: route {route}: {err}"),
         None => format!("mcp-vpce-proxy: {err}"),
@@ -391,28 +450,77 @@ pub fn error_object(id: &Value, err: &ProxyError, route: Option<&str>) -> Value 
         "error": {
             "code": err.rpc_code(),
             "message": message(err, route),
-            "data": { "reason": err.kind(), "route": route },
+            "data": error_data(err, route),
         }
     })
 }
 
+/// The `data` of an error object the proxy makes. A throttle answered in the gateway's
+/// shape carries the gateway's fields (`retryAfter` in whole seconds, `limitKey`) and
+/// says the proxy answered it.
+fn error_data(err: &ProxyError, route: Option<&str>) -> Value {
+    match err {
+        ProxyError::GatewayThrottled {
+            retry_after,
+            limit_key,
+            ..
+        } => {
+            let mut data = json!({
+                "retryAfter": whole_seconds(*retry_after),
+                "source": "proxy",
+                "reason": err.kind(),
+                "route": route,
+            });
+            if let Some(key) = limit_key {
+                data["limitKey"] = json!(key);
+            }
+            data
+        }
+        ProxyError::Shaped {
+            retry_after,
+            budget,
+        } => json!({
+            "retryAfter": whole_seconds(*retry_after),
+            "limitKey": shaping_key(budget),
+            "source": "proxy",
+            "reason": err.kind(),
+            "route": route,
+        }),
+        _ => json!({ "reason": err.kind(), "route": route }),
+    }
+}
+
+/// The configuration key of a shaping budget: `route` or a tool glob.
+fn shaping_key(budget: &str) -> String {
+    if budget == "route" {
+        "shaping.requests_per_second".to_string()
+    } else {
+        format!("shaping.tools.{budget}")
+    }
+}
+
+/// Seconds rounded up, at least 1: what `Retry-After` and `retryAfter` can say.
+fn whole_seconds(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 /// `Retry-After` in whole seconds, rounded up, at least 1.
 fn retry_after_seconds(wait: Duration) -> HeaderValue {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    HeaderValue::from(secs.max(1))
+    HeaderValue::from(whole_seconds(wait))
 }
 
 /// One error object per request: a batch gets an array with one per element that had an
 /// id; a single message (or an unreadable body) gets one object with its id or null.
-fn rpc_errors(peek: &RpcPeek, code: i64, message: &str, kind: &str, route: Option<&str>) -> Value {
+fn rpc_errors(peek: &RpcPeek, err: &ProxyError, message: &str, route: Option<&str>) -> Value {
+    let data = error_data(err, route);
     let error = |id: &Value| {
         json!({
             "jsonrpc": "2.0",
             "id": id,
             "error": {
-                "code": code,
+                "code": err.rpc_code(),
                 "message": message,
-                "data": { "reason": kind, "route": route },
+                "data": data,
             }
         })
     };

@@ -617,6 +617,9 @@ mod tests {
             batch: false,
             max_filter_bytes: limit,
             permit: None,
+            throttles: None,
+            subjects: Vec::new(),
+            lists: None,
         }
     }
 

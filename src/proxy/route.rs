@@ -15,6 +15,7 @@ use crate::ops::audit::AuditSink;
 use crate::ops::metrics::RouteMetrics;
 use crate::proxy::discovery::UrlMap;
 use crate::proxy::inbound::InboundGuard;
+use crate::proxy::share::Sharing;
 use crate::upstream::client::{self, UpstreamClient};
 use crate::upstream::config::parse_address;
 use crate::upstream::connector::{ConnectionUse, Connector, ConnectorSettings, DialTarget};
@@ -25,6 +26,9 @@ use crate::upstream::tls;
 /// One worker's upstream pool.
 pub struct WorkerPool {
     pub client: UpstreamClient,
+    /// The same connector without a pool: every request opens a connection of its own
+    /// (the one retry of a read whose pooled connection failed).
+    pub fresh: UpstreamClient,
     /// Set when a response came over a connection to an address DNS no longer
     /// answers: the following requests capture their connection so that the stale one
     /// can be poisoned (retired) when it serves one. Capturing costs several
@@ -42,6 +46,9 @@ pub struct Route {
     pub url_map: Option<UrlMap>,
     /// The MCP-aware layer: policy, validation, audit, response filtering.
     pub layer: RouteLayer,
+    /// Coalescing of identical list requests and the cache of their answers (new, and
+    /// empty, whenever the route is built: a reload drops the cache).
+    pub sharing: Sharing,
     /// One pool per worker thread (see `workers`): a request is forwarded over a
     /// connection driven by its own thread. Shared with the route this one replaced on
     /// reload when the connection settings did not change.
@@ -127,9 +134,17 @@ impl Route {
                 &config.path,
             )
         });
+        let sharing = Sharing::new(&config.traffic, credential.forwards_caller_authorization());
         Ok(Route {
+            sharing,
             url_map,
-            layer: RouteLayer::build(&name, &config.policy, audit)?,
+            layer: RouteLayer::build(
+                &name,
+                &config.policy,
+                &config.traffic,
+                &config.shaping,
+                audit,
+            )?,
             metrics,
             name: Arc::from(name),
             path: config.path.clone(),
@@ -264,6 +279,7 @@ fn pools(
             config.pool_max_idle,
             config.pool_idle_timeout,
         ),
+        fresh: client::build(connector.clone(), 0, config.pool_idle_timeout),
         retiring: AtomicBool::new(false),
     })))
 }
@@ -290,6 +306,8 @@ fn same_connections(a: &RouteConfig, b: &RouteConfig) -> bool {
         // Used per request, not by the connections.
         credential: _,
         policy: _,
+        traffic: _,
+        shaping: _,
         max_body_bytes: _,
         response_timeout: _,
         idle_timeout: _,

@@ -25,15 +25,42 @@ use crate::upstream::connector::{ConnectError, ConnectionUse};
 /// connection's DNS, connect and TLS times.
 pub async fn send(
     route: &Route,
-    mut parts: http::request::Parts,
+    parts: http::request::Parts,
     payload: &Bytes,
     timeout: Duration,
     timings: &mut Timings,
 ) -> Result<Response<Incoming>, ProxyError> {
+    attempt(route, parts, payload, timeout, timings, false)
+        .await
+        .map_err(|f| f.err)
+}
+
+/// Why an attempt failed, and whether it failed before the gateway can have seen the
+/// request's end or sent a byte of its answer (so a read-only request may be sent again).
+#[derive(Debug)]
+pub struct Failure {
+    pub err: ProxyError,
+    pub retryable: bool,
+}
+
+/// One attempt, as [`send`]; `fresh` sends it on a new connection (the route's unpooled
+/// client), for the one retry of a read whose connection failed.
+pub async fn attempt(
+    route: &Route,
+    mut parts: http::request::Parts,
+    payload: &Bytes,
+    timeout: Duration,
+    timings: &mut Timings,
+    fresh: bool,
+) -> Result<Response<Incoming>, Failure> {
+    let fail = |err| Failure {
+        err,
+        retryable: false,
+    };
     let getting = Instant::now();
     let applied = route.credential.apply(&mut parts, payload).await;
     timings.credential = Some(getting.elapsed());
-    applied.map_err(ProxyError::Credential)?;
+    applied.map_err(|e| fail(ProxyError::Credential(e)))?;
     let body = if payload.is_empty() {
         body::empty()
     } else {
@@ -45,9 +72,15 @@ pub async fn send(
         .retiring
         .load(Ordering::Relaxed)
         .then(|| capture_connection(&mut request));
-    let response = match tokio::time::timeout(timeout, pool.client.request(request)).await {
-        Err(_) => return Err(ProxyError::ResponseTimeout { after: timeout }),
-        Ok(Err(e)) => return Err(classify(&e)),
+    let client = if fresh { &pool.fresh } else { &pool.client };
+    let response = match tokio::time::timeout(timeout, client.request(request)).await {
+        Err(_) => return Err(fail(ProxyError::ResponseTimeout { after: timeout })),
+        Ok(Err(e)) => {
+            return Err(Failure {
+                err: classify(&e),
+                retryable: failed_before_answer(&e),
+            })
+        }
         Ok(Ok(response)) => response,
     };
     if let Some(used) = response.extensions().get::<ConnectionUse>() {
@@ -77,6 +110,36 @@ pub async fn send(
         }
     }
     Ok(response)
+}
+
+/// Whether the connection failed before any byte of the answer arrived, in a way a new
+/// connection may not: refused or reset while connecting, or a connection (a reused one,
+/// most often: the gateway closed it as it went idle) closed or reset before the answer's
+/// head. A failed name lookup, an address outside the VPC or a TLS failure would fail
+/// the same way again; a timeout may mean the gateway is still working on it.
+pub fn failed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(connect) = s.downcast_ref::<ConnectError>() {
+            return matches!(connect, ConnectError::Unreachable { .. });
+        }
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+                return true;
+            }
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Maps a client error to what the agent is told: the connector's own error when the

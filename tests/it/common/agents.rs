@@ -25,6 +25,13 @@ pub fn rpc(id: u64) -> String {
     format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list","params":{{}}}}"#)
 }
 
+/// A `tools/call` with this id: a request that may change something, never sent twice.
+pub fn tool_call(id: u64) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"DemoTarget___echo","arguments":{{}}}}}}"#
+    )
+}
+
 /// An answer whose head has arrived; the body is read as the test goes.
 pub struct Open {
     pub status: StatusCode,

@@ -8,7 +8,10 @@
 //!   a counting TCP relay (written alongside the proxy);
 //! - `faulty_upstream`, `agents`, `proxy_process`: a TLS upstream that misbehaves on
 //!   script, agents that read answers frame by frame or keep calling meanwhile, and the
-//!   proxy binary as a child process (signals, memory) — for the faults_*/hostile_* tests.
+//!   proxy binary as a child process (signals, memory) — for the faults_*/hostile_* tests;
+//! - `scripted_upstream`, `scripted_gateway`: a TLS gateway whose every answer the test
+//!   writes (optionally held until released), and the proxy in front of it with one
+//!   reloadable route and its metrics.
 
 pub mod agents;
 pub mod aws;
@@ -22,6 +25,7 @@ pub mod oauth_upstream;
 pub mod proxy;
 pub mod proxy_process;
 pub mod relay;
+pub mod scripted_gateway;
 pub mod scripted_upstream;
 pub mod token_server;
 pub mod upstream;
