@@ -22,8 +22,7 @@ use crate::proxy::coalesce::{Flight, Joined, Leader};
 use crate::proxy::discovery;
 use crate::proxy::route::{Route, RouteTable};
 use crate::proxy::send::attempt;
-use crate::proxy::share::{self, Collected, Shareable, LIST_METHODS};
-use crate::proxy::shared_answer::SharedAnswer;
+use crate::proxy::share::{Landing, Shareable, Tee, LIST_METHODS};
 
 /// Requests that change nothing on the gateway: sent once more when their connection
 /// failed before any byte of the answer (`tools/call` and everything else, never).
@@ -313,7 +312,7 @@ async fn forward(
         .observe(upstream_time.as_secs_f64());
     let mut body = upstream_body.map_err(Into::into).boxed_unsync();
     if let (Some(leader), Some(request)) = (leader.take(), &shareable) {
-        body = lead(&route, leader, request, &parts, body, generation).await;
+        body = lead(&route, leader, request, &parts, body, generation);
     }
     if let Some(inspection) = inspection {
         let answered = Upstream::Answered(&mut parts, body);
@@ -417,10 +416,10 @@ fn serve_shared(
     context.forwarded(Response::from_parts(parts, body), route.idle_timeout)
 }
 
-/// The leader of identical requests has its answer: read it whole (bounded), give it to
-/// the requests waiting and keep it when its hints allow; the leader's own body is what
-/// the gateway sent, read or still coming.
-async fn lead(
+/// The leader of identical requests has its answer: it streams to the leader's agent as
+/// it comes, and lands for the requests waiting (and in the cache, when its hints allow)
+/// once it has passed whole.
+fn lead(
     route: &Route,
     leader: Leader,
     request: &Shareable,
@@ -428,25 +427,13 @@ async fn lead(
     body: ProxyBody,
     generation: Option<u64>,
 ) -> ProxyBody {
-    match share::collect(body, route.sharing.max_bytes(), route.idle_timeout).await {
-        Collected::Whole(bytes) => {
-            match SharedAnswer::read(parts.status, &parts.headers, &bytes) {
-                Some(answer) => {
-                    let answer = Arc::new(answer);
-                    if parts.status == StatusCode::OK {
-                        route.sharing.store(request, &answer, generation);
-                    }
-                    leader.land(Flight::Shared(answer));
-                }
-                None => leader.land(Flight::Alone),
-            }
-            body::full(bytes)
-        }
-        Collected::Partial(rest) => {
-            leader.land(Flight::Alone);
-            rest
-        }
-    }
+    let landing = Landing {
+        leader,
+        status: parts.status,
+        headers: parts.headers.clone(),
+        keep: route.sharing.keep(request, generation),
+    };
+    Tee::new(body, route.sharing.max_bytes(), landing).boxed_unsync()
 }
 
 /// Counts a request waiting for another's answer for as long as it waits (also when its

@@ -6,7 +6,8 @@
 //! `prompts/list` or `server/discover` request with an id, whose parameters are small
 //! and whose agent accepts JSON. Requests are identical when their method, parameters
 //! (cursor included), `MCP-Protocol-Version`, `Mcp-Session-Id`, query and, on passthrough
-//! routes, caller `Authorization` are (see [`ShareKey`]).
+//! routes, caller `Authorization` are (see [`ShareKey`]). The first request's answer
+//! streams to its agent as it comes; a copy (bounded) lands for the others when whole.
 //!
 //! Session-based protocols (2025-xx) take part in coalescing only within one session: a
 //! session's answers may depend on that session (and come on its stream), so requests of
@@ -16,21 +17,19 @@
 //! both `public` and `private` answers are shared between them; on a passthrough route
 //! every caller identity has its own entries.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION};
-use http::request;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH};
+use http::{request, HeaderMap, StatusCode};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
 use serde_json::Value;
 
 use super::answer_cache::{AnswerCache, Hit};
-use super::coalesce::{Flights, Joined, ShareKey};
+use super::coalesce::{Flight, Flights, Joined, Leader, ShareKey};
 use super::shared_answer::SharedAnswer;
 use crate::exchange::body::{BoxError, ProxyBody};
 use crate::exchange::message;
@@ -54,7 +53,7 @@ pub const MAX_PARAMS_BYTES: usize = 4096;
 
 pub struct Sharing {
     flights: Option<Arc<Flights>>,
-    cache: Option<AnswerCache>,
+    cache: Option<Arc<AnswerCache>>,
     max_bytes: usize,
     passthrough: bool,
 }
@@ -70,9 +69,12 @@ impl Sharing {
     pub fn new(traffic: &TrafficConfig, passthrough: bool) -> Sharing {
         Sharing {
             flights: traffic.coalesce.then(|| Arc::new(Flights::default())),
-            cache: traffic
-                .cache
-                .then(|| AnswerCache::new(traffic.cache_max_entries, traffic.cache_max_bytes)),
+            cache: traffic.cache.then(|| {
+                Arc::new(AnswerCache::new(
+                    traffic.cache_max_entries,
+                    traffic.cache_max_bytes,
+                ))
+            }),
             max_bytes: usize::try_from(traffic.share_max_bytes).unwrap_or(usize::MAX),
             passthrough,
         }
@@ -157,20 +159,15 @@ impl Sharing {
         Some(self.flights.as_ref()?.join(request.key.clone()))
     }
 
-    /// Keeps the answer to `request` when its hints allow.
-    pub fn store(&self, request: &Shareable, answer: &Arc<SharedAnswer>, generation: Option<u64>) {
-        let (Some(cache), Some(generation)) = (self.cache.as_ref(), generation) else {
-            return;
-        };
-        let Some(hints) = answer.hints.filter(|_| request.cacheable) else {
-            return;
-        };
-        cache.put(
-            request.key.clone(),
-            answer.clone(),
-            Duration::from_millis(hints.ttl_ms),
-            generation,
-        );
+    /// Where the leader's answer to `request` is kept, when it may be: the cache, the
+    /// key, and `generation`, the route's lists' when the request was sent.
+    pub fn keep(
+        &self,
+        request: &Shareable,
+        generation: Option<u64>,
+    ) -> Option<(Arc<AnswerCache>, ShareKey, u64)> {
+        let cache = self.cache.as_ref().filter(|_| request.cacheable)?;
+        Some((cache.clone(), request.key.clone(), generation?))
     }
 }
 
@@ -211,62 +208,81 @@ fn fingerprint(value: &[u8]) -> [u8; 32] {
     out
 }
 
-/// The upstream answer, read for sharing.
-pub enum Collected {
-    /// All of it, within the bound.
-    Whole(Bytes),
-    /// Too large, too slow or broken: what was read, then the rest as it comes.
-    Partial(ProxyBody),
+/// What the leader of a flight does with the gateway's answer once it has passed whole:
+/// give it to the requests waiting, and keep it when its hints allow.
+pub struct Landing {
+    pub leader: Leader,
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// The cache, the request's key and the lists' generation when it was sent.
+    pub keep: Option<(Arc<AnswerCache>, ShareKey, u64)>,
 }
 
-/// Reads `body` whole if it ends within `max` bytes and no frame takes longer than
-/// `idle`; otherwise gives back a body that replays what was read and goes on.
-pub async fn collect(mut body: ProxyBody, max: usize, idle: Duration) -> Collected {
-    let mut read: VecDeque<Bytes> = VecDeque::new();
-    let mut len = 0;
-    loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => return partial(read, Some(body), None),
-            Ok(None) => break,
-            Ok(Some(Err(e))) => return partial(read, None, Some(e)),
-            Ok(Some(Ok(frame))) => frame,
+impl Landing {
+    fn land(self, whole: Option<Bytes>) {
+        let answer = whole.and_then(|b| SharedAnswer::read(self.status, &self.headers, &b));
+        let Some(answer) = answer else {
+            self.leader.land(Flight::Alone);
+            return;
         };
-        let Ok(data) = frame.into_data() else {
-            // Trailers: nothing MCP sends; not shared.
-            return partial(read, Some(body), None);
-        };
-        len += data.len();
-        read.push_back(data);
-        if len > max {
-            return partial(read, Some(body), None);
+        let answer = Arc::new(answer);
+        if let (Some((cache, key, generation)), Some(hints), true) =
+            (self.keep, answer.hints, self.status == StatusCode::OK)
+        {
+            cache.put(
+                key,
+                answer.clone(),
+                Duration::from_millis(hints.ttl_ms),
+                generation,
+            );
+        }
+        self.leader.land(Flight::Shared(answer));
+    }
+}
+
+/// The leader's body: what the gateway sends goes on to the leader's agent as it comes,
+/// and a copy (the same `Bytes`, not copied) is kept up to `max` bytes; when the answer
+/// has passed whole, it lands. A larger, broken or abandoned answer lands as `Alone`.
+pub struct Tee {
+    inner: ProxyBody,
+    copy: Option<Vec<Bytes>>,
+    len: usize,
+    max: usize,
+    /// The answer's `Content-Length`: hyper stops polling a body once that much is out.
+    expected: Option<usize>,
+    landing: Option<Landing>,
+}
+
+impl Tee {
+    pub fn new(inner: ProxyBody, max: usize, landing: Landing) -> Tee {
+        let expected = landing
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        Tee {
+            inner,
+            copy: Some(Vec::new()),
+            len: 0,
+            max,
+            expected,
+            landing: Some(landing),
         }
     }
-    let whole = match read.len() {
-        0 => Bytes::new(),
-        1 => read.pop_front().unwrap_or_default(),
-        _ => {
-            let mut all = Vec::with_capacity(len);
-            for piece in &read {
-                all.extend_from_slice(piece);
-            }
-            Bytes::from(all)
-        }
-    };
-    Collected::Whole(whole)
+
+    fn finish(&mut self, whole: bool) {
+        let Some(landing) = self.landing.take() else {
+            return;
+        };
+        let copy = self.copy.take().filter(|_| whole);
+        landing.land(copy.map(|pieces| match pieces.len() {
+            1 => pieces.into_iter().next().unwrap_or_default(),
+            _ => Bytes::from(pieces.concat()),
+        }));
+    }
 }
 
-fn partial(read: VecDeque<Bytes>, rest: Option<ProxyBody>, error: Option<BoxError>) -> Collected {
-    Collected::Partial(Replay { read, rest, error }.boxed_unsync())
-}
-
-/// What was read, then the rest of the body (or the error that ended it).
-struct Replay {
-    read: VecDeque<Bytes>,
-    rest: Option<ProxyBody>,
-    error: Option<BoxError>,
-}
-
-impl Body for Replay {
+impl Body for Tee {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -275,26 +291,38 @@ impl Body for Replay {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if let Some(bytes) = this.read.pop_front() {
-            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Pending => {}
+            Poll::Ready(Some(Ok(frame))) => match frame.data_ref() {
+                Some(data) => {
+                    this.len += data.len();
+                    if this.len > this.max {
+                        this.finish(false);
+                    } else if let Some(copy) = &mut this.copy {
+                        copy.push(data.clone());
+                    }
+                    let ended =
+                        this.inner.is_end_stream() || this.expected.is_some_and(|n| this.len >= n);
+                    if ended {
+                        this.finish(true);
+                    }
+                }
+                // Trailers: nothing MCP sends; not shared.
+                None => this.finish(false),
+            },
+            Poll::Ready(Some(Err(_))) => this.finish(false),
+            Poll::Ready(None) => this.finish(true),
         }
-        if let Some(e) = this.error.take() {
-            return Poll::Ready(Some(Err(e)));
-        }
-        match &mut this.rest {
-            Some(rest) => Pin::new(rest).poll_frame(cx),
-            None => Poll::Ready(None),
-        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.read.is_empty()
-            && self.error.is_none()
-            && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
+        self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
+        self.inner.size_hint()
     }
 }
 
@@ -378,27 +406,5 @@ mod tests {
         let b = shareable(&p, list, &[MODERN, ("authorization", "Bearer b")]).unwrap();
         assert!(a.key != b.key, "passthrough identities never share");
         assert_ne!(a.key.identity.unwrap().as_slice(), b"Bearer a");
-    }
-
-    #[tokio::test]
-    async fn large_answers_are_replayed_not_shared() {
-        let body = || {
-            let stream = futures_util::stream::iter(
-                ["ab", "cd", "ef"]
-                    .map(|s| Ok::<_, BoxError>(Frame::data(Bytes::from_static(s.as_bytes())))),
-            );
-            http_body_util::StreamBody::new(stream).boxed_unsync()
-        };
-        match collect(body(), 6, Duration::from_secs(5)).await {
-            Collected::Whole(b) => assert_eq!(b, "abcdef"),
-            Collected::Partial(_) => panic!("within the bound"),
-        }
-        match collect(body(), 3, Duration::from_secs(5)).await {
-            Collected::Partial(rest) => {
-                let all = rest.collect().await.unwrap().to_bytes();
-                assert_eq!(all, "abcdef", "nothing lost");
-            }
-            Collected::Whole(_) => panic!("over the bound"),
-        }
     }
 }

@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use crate::common::agents::{rpc, tool_call};
+use crate::common::agents::{list, rpc};
 use crate::common::dns::DnsServer;
 use crate::common::faulty_upstream::{self, Fault, FaultyUpstream};
 use crate::common::http::post_rpc;
@@ -34,7 +34,7 @@ fn retries(route: &str) -> u64 {
 async fn a_read_is_sent_once_more_after_a_reset_before_the_answer() {
     let (upstream, proxy, _dns) = rig("retry-reset", "").await;
     upstream.script(&[Fault::ResetBeforeAnswer, Fault::Answer]);
-    let answer = post_rpc(&proxy.url(), &rpc(1)).await;
+    let answer = post_rpc(&proxy.url(), &list(1)).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.body, faulty_upstream::answer(&json!(1), "127.0.0.1"));
     let seen = upstream.requests();
@@ -72,7 +72,7 @@ async fn a_read_is_retried_once_only() {
         Fault::ResetBeforeAnswer,
         Fault::Answer,
     ]);
-    let answer = post_rpc(&proxy.url(), &rpc(1)).await;
+    let answer = post_rpc(&proxy.url(), &list(1)).await;
     assert_eq!(answer.status, 502, "{}", answer.body);
     assert_eq!(answer.json()["error"]["data"]["reason"], "upstream");
     assert_eq!(upstream.requests().len(), 2);
@@ -83,7 +83,7 @@ async fn a_read_is_retried_once_only() {
 async fn a_tool_call_is_never_sent_twice() {
     let (upstream, proxy, _dns) = rig("retry-call", "").await;
     upstream.script(&[Fault::ResetBeforeAnswer, Fault::Answer]);
-    let answer = post_rpc(&proxy.url(), &tool_call(1)).await;
+    let answer = post_rpc(&proxy.url(), &rpc(1)).await;
     assert_eq!(answer.status, 502, "{}", answer.body);
     assert_eq!(answer.json()["id"], 1);
     assert_eq!(upstream.requests().len(), 1, "sent once");
@@ -94,7 +94,7 @@ async fn a_tool_call_is_never_sent_twice() {
 async fn retries_can_be_turned_off() {
     let (upstream, proxy, _dns) = rig("retry-off", "[route.traffic]\nretry_reads = false\n").await;
     upstream.script(&[Fault::ResetBeforeAnswer, Fault::Answer]);
-    let answer = post_rpc(&proxy.url(), &rpc(1)).await;
+    let answer = post_rpc(&proxy.url(), &list(1)).await;
     assert_eq!(answer.status, 502, "{}", answer.body);
     assert_eq!(upstream.requests().len(), 1);
 }
