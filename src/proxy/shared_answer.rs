@@ -184,12 +184,8 @@ fn response_event(body: &Bytes) -> Option<Bytes> {
     let mut at = 0;
     while at < body.len() {
         let mut event = Collect::default();
-        let used = scanner.feed(&body[at..], &mut event);
-        at = used.map_or(body.len(), |n| at + n);
-        if used.is_none() {
-            // An event the stream did not finish is not dispatched.
-            return None;
-        }
+        // An event the stream did not finish is not dispatched.
+        at += scanner.feed(&body[at..], &mut event)?;
         if !event.has_data() {
             continue;
         }
