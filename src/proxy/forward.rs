@@ -22,7 +22,7 @@ use crate::proxy::coalesce::{Flight, Joined, Leader};
 use crate::proxy::discovery;
 use crate::proxy::route::{Route, RouteTable};
 use crate::proxy::send::attempt;
-use crate::proxy::share::{Landing, Shareable, Tee, LIST_METHODS};
+use crate::proxy::share::{Landing, Shareable, LIST_METHODS};
 
 /// Requests that change nothing on the gateway: sent once more when their connection
 /// failed before any byte of the answer (`tools/call` and everything else, never).
@@ -433,7 +433,7 @@ fn lead(
         headers: parts.headers.clone(),
         keep: route.sharing.keep(request, generation),
     };
-    Tee::new(body, route.sharing.max_bytes(), landing).boxed_unsync()
+    route.sharing.tee(body, landing).boxed_unsync()
 }
 
 /// Counts a request waiting for another's answer for as long as it waits (also when its

@@ -18,6 +18,7 @@
 //! every caller identity has its own entries.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -55,8 +56,15 @@ pub struct Sharing {
     flights: Option<Arc<Flights>>,
     cache: Option<Arc<AnswerCache>>,
     max_bytes: usize,
+    /// Bytes the leaders of the route's flights hold copies of now, all together: at most
+    /// [`HELD_ANSWERS`] answers of `share_max_bytes`.
+    held: Arc<AtomicUsize>,
     passthrough: bool,
 }
+
+/// How many of the largest shared answers the route's flights may hold copies of at once;
+/// past that a flight's answer is not shared (its followers send their own).
+pub const HELD_ANSWERS: usize = 4;
 
 /// A request that may share its answer.
 pub struct Shareable {
@@ -76,13 +84,29 @@ impl Sharing {
                 ))
             }),
             max_bytes: usize::try_from(traffic.share_max_bytes).unwrap_or(usize::MAX),
+            held: Arc::new(AtomicUsize::new(0)),
             passthrough,
         }
     }
 
-    /// The largest answer shared.
-    pub fn max_bytes(&self) -> usize {
-        self.max_bytes
+    /// The leader's body: streams `body` on and keeps a copy for the flight (bounded by
+    /// `share_max_bytes`, and by what the route's flights hold together).
+    pub fn tee(&self, body: ProxyBody, landing: Landing) -> Tee {
+        Tee::new(
+            body,
+            self.max_bytes,
+            Held {
+                pool: self.held.clone(),
+                limit: self.max_bytes.saturating_mul(HELD_ANSWERS),
+                taken: 0,
+            },
+            landing,
+        )
+    }
+
+    /// Bytes the flights' leaders hold copies of now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
     }
 
     /// Whether the request may share its answer, and with which others.
@@ -248,13 +272,14 @@ pub struct Tee {
     copy: Option<Vec<Bytes>>,
     len: usize,
     max: usize,
+    held: Held,
     /// The answer's `Content-Length`: hyper stops polling a body once that much is out.
     expected: Option<usize>,
     landing: Option<Landing>,
 }
 
 impl Tee {
-    pub fn new(inner: ProxyBody, max: usize, landing: Landing) -> Tee {
+    fn new(inner: ProxyBody, max: usize, held: Held, landing: Landing) -> Tee {
         let expected = landing
             .headers
             .get(CONTENT_LENGTH)
@@ -265,6 +290,7 @@ impl Tee {
             copy: Some(Vec::new()),
             len: 0,
             max,
+            held,
             expected,
             landing: Some(landing),
         }
@@ -279,6 +305,34 @@ impl Tee {
             1 => pieces.into_iter().next().unwrap_or_default(),
             _ => Bytes::from(pieces.concat()),
         }));
+        self.held.release();
+    }
+}
+
+/// Bytes one leader holds a copy of, reserved from the route's pool and given back when
+/// the answer lands (or the leader goes away).
+struct Held {
+    pool: Arc<AtomicUsize>,
+    limit: usize,
+    taken: usize,
+}
+
+impl Held {
+    fn take(&mut self, n: usize) -> bool {
+        let before = self.pool.fetch_add(n, Ordering::AcqRel);
+        self.taken += n;
+        before + n <= self.limit
+    }
+
+    fn release(&mut self) {
+        self.pool
+            .fetch_sub(std::mem::take(&mut self.taken), Ordering::AcqRel);
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -297,10 +351,12 @@ impl Body for Tee {
             Poll::Ready(Some(Ok(frame))) => match frame.data_ref() {
                 Some(data) => {
                     this.len += data.len();
-                    if this.len > this.max {
-                        this.finish(false);
-                    } else if let Some(copy) = &mut this.copy {
-                        copy.push(data.clone());
+                    if this.copy.is_some() {
+                        if this.len > this.max || !this.held.take(data.len()) {
+                            this.finish(false);
+                        } else if let Some(copy) = &mut this.copy {
+                            copy.push(data.clone());
+                        }
                     }
                     let ended =
                         this.inner.is_end_stream() || this.expected.is_some_and(|n| this.len >= n);
@@ -406,5 +462,69 @@ mod tests {
         let b = shareable(&p, list, &[MODERN, ("authorization", "Bearer b")]).unwrap();
         assert!(a.key != b.key, "passthrough identities never share");
         assert_ne!(a.key.identity.unwrap().as_slice(), b"Bearer a");
+    }
+
+    fn frames(pieces: &[&'static str]) -> ProxyBody {
+        use http_body_util::BodyExt;
+        let stream = futures_util::stream::iter(
+            pieces
+                .iter()
+                .map(|s| Ok::<_, BoxError>(Frame::data(Bytes::from_static(s.as_bytes()))))
+                .collect::<Vec<_>>(),
+        );
+        http_body_util::StreamBody::new(stream).boxed_unsync()
+    }
+
+    async fn lead(sharing: &Sharing, pieces: &[&'static str]) -> (Bytes, Flight) {
+        use http_body_util::BodyExt;
+        let flights = Arc::new(Flights::default());
+        let key = ShareKey {
+            method: "tools/list".into(),
+            params: "{}".into(),
+            protocol: None,
+            session: None,
+            identity: None,
+            query: None,
+        };
+        let Joined::Lead(leader) = flights.join(key.clone()) else {
+            panic!()
+        };
+        let Joined::Follow(follower) = flights.join(key) else {
+            panic!()
+        };
+        let landing = Landing {
+            leader,
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            keep: None,
+        };
+        let tee = sharing.tee(frames(pieces), landing);
+        let out = tee.collect().await.unwrap().to_bytes();
+        (out, follower.outcome().await)
+    }
+
+    #[tokio::test]
+    async fn the_leader_streams_and_the_others_get_the_whole_answer() {
+        let sharing = sharing(false);
+        let (out, flight) = lead(
+            &sharing,
+            &[r#"{"jsonrpc":"2.0","id":1,"#, r#""result":{}}"#],
+        )
+        .await;
+        assert_eq!(out, r#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
+        assert!(matches!(flight, Flight::Shared(_)));
+        assert_eq!(sharing.held(), 0, "the copy is given back");
+        // Over share_max_bytes: the leader still gets all of it, the others their own.
+        let small = Sharing::new(
+            &TrafficConfig {
+                share_max_bytes: 10,
+                ..TrafficConfig::default()
+            },
+            false,
+        );
+        let (out, flight) = lead(&small, &[r#"{"jsonrpc":"2.0","id":1,"#, r#""result":{}}"#]).await;
+        assert_eq!(out.len(), 36);
+        assert!(matches!(flight, Flight::Alone));
+        assert_eq!(small.held(), 0);
     }
 }
