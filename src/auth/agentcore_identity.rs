@@ -7,20 +7,18 @@
 //! `resourceCredentialProviderName`, `scopes`) exchanges it for the provider's access
 //! token, whose expiry is read from its JWT `exp`. Cached like every fetched token.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE, HOST};
-use http::{HeaderValue, Method, Request, Uri};
+use http::HeaderValue;
 use serde_json::{json, Value};
 
 use super::aws_credentials::AwsCredentials;
+use super::aws_json::{AwsError, AwsJsonApi, Call};
 use super::cache::{CacheSettings, CachedBearer, Fetch, Fetched, TokenCache};
 use super::config::{check_fetch_url, AgentCoreIdentityConfig};
 use super::fetch_client::FetchClient;
-use super::oauth2::printable;
-use super::sigv4::{region_from_gateway_host, sign_request, SigningInput};
-use super::{bearer_value, jwt, BoxFuture, Context};
+use super::sigv4::region_from_gateway_host;
+use super::{bearer_value, jwt, BoxFuture, Context, SourceEndpoint};
 use crate::auth::secret::fingerprint;
 
 const SERVICE: &str = "bedrock-agentcore";
@@ -47,30 +45,31 @@ impl AgentCoreIdentity {
             .endpoint
             .clone()
             .unwrap_or_else(|| format!("https://{SERVICE}.{region}.amazonaws.com"));
-        let base = check_fetch_url("endpoint", &endpoint)?;
+        check_fetch_url("endpoint", &endpoint)?;
         let description = format!(
             "AgentCore Identity M2M token (workload {}, provider {}, scopes [{}], endpoint {endpoint})",
             config.workload_name,
             config.provider_name,
             config.scopes.join(", ")
         );
-        let fetcher = IdentityEndpoint {
-            endpoint: endpoint.trim_end_matches('/').to_string(),
-            authority: base
-                .authority()
-                .map(|a| a.to_string())
-                .ok_or("endpoint has no host")?,
-            workload_name: config.workload_name.clone(),
-            provider_name: config.provider_name.clone(),
-            scopes: config.scopes.clone(),
-            aws: AwsCredentials::new(
+        let api = AwsJsonApi::new(
+            &endpoint,
+            &region,
+            SERVICE,
+            Some(AwsCredentials::new(
                 context.route,
                 "agentcore_identity_aws",
                 &region,
                 config.profile.as_deref(),
-            ),
-            region,
-            client: FetchClient::new(config.ca_file.as_deref())?,
+            )),
+            FetchClient::new(config.ca_file.as_deref())?,
+        )?;
+        let source = SourceEndpoint::new(&endpoint, false);
+        let fetcher = IdentityEndpoint {
+            workload_name: config.workload_name.clone(),
+            provider_name: config.provider_name.clone(),
+            scopes: config.scopes.clone(),
+            api,
         };
         let cache = TokenCache::new(
             CacheSettings {
@@ -82,19 +81,15 @@ impl AgentCoreIdentity {
             },
             fetcher,
         );
-        Ok(CachedBearer::new(cache, description))
+        Ok(CachedBearer::new(cache, description).with_endpoint(source))
     }
 }
 
 struct IdentityEndpoint {
-    endpoint: String,
-    authority: String,
-    region: String,
     workload_name: String,
     provider_name: String,
     scopes: Vec<String>,
-    aws: AwsCredentials,
-    client: FetchClient,
+    api: AwsJsonApi,
 }
 
 impl Fetch<HeaderValue> for IdentityEndpoint {
@@ -103,7 +98,7 @@ impl Fetch<HeaderValue> for IdentityEndpoint {
     }
 
     fn endpoint(&self) -> String {
-        format!("AgentCore Identity {}", self.endpoint)
+        format!("AgentCore Identity {}", self.api.base)
     }
 }
 
@@ -138,65 +133,18 @@ impl IdentityEndpoint {
 
     /// One signed JSON call; returns the string field `want` of the answer.
     async fn call(&self, path: &str, body: Value, want: &str) -> Result<String, String> {
-        let url = format!("{}{path}", self.endpoint);
-        let uri: Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
-        let body = Bytes::from(body.to_string());
-        let (mut parts, ()) = Request::post(uri.clone())
-            .header(HOST, &self.authority)
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json")
-            .body(())
-            .map_err(|e| format!("{url}: {e}"))?
-            .into_parts();
-        let credentials = self.aws.get().await?;
-        sign_request(
-            &mut parts,
-            &body,
-            &credentials,
-            &SigningInput {
-                region: &self.region,
-                service: SERVICE,
-                time: SystemTime::now(),
-                content_sha256_header: false,
-            },
-        )?;
-        let response = self
-            .client
-            .send(Method::POST, &uri, parts.headers, body)
-            .await
-            .map_err(|e| format!("AgentCore Identity {e}"))?;
-        let json: Option<Value> = serde_json::from_slice(&response.body).ok();
-        if !response.status.is_success() {
-            if response.status == http::StatusCode::FORBIDDEN {
-                // Perhaps expired or revoked AWS credentials: fetch them again next time.
-                self.aws.invalidate();
+        let call = Call::Path(path);
+        let url = self.api.url(&call);
+        let answer = self.api.call(call, &body, &[]).await.map_err(|e| match e {
+            AwsError::Transport(e) => format!("AgentCore Identity {e}"),
+            AwsError::Credentials(e) => e,
+            AwsError::Service(e) => format!("AgentCore Identity {url} answered {}", e.summary()),
+            AwsError::Malformed { status, detail } => {
+                format!("AgentCore Identity {url} answered {status} with a body that is {detail}")
             }
-            let kind = response
-                .headers
-                .get("x-amzn-errortype")
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.split(':').next().unwrap_or(v).to_string())
-                .or_else(|| {
-                    json.as_ref()
-                        .and_then(|j| j.get("__type").and_then(Value::as_str))
-                        .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
-                });
-            let message = json.as_ref().and_then(|j| {
-                j.get("message")
-                    .or_else(|| j.get("Message"))
-                    .and_then(Value::as_str)
-            });
-            let mut detail = response.status.as_u16().to_string();
-            if let Some(kind) = kind {
-                detail = format!("{detail} {}", printable(&kind, &[]));
-            }
-            if let Some(message) = message {
-                detail = format!("{detail}: {}", printable(message, &[]));
-            }
-            return Err(format!("AgentCore Identity {url} answered {detail}"));
-        }
-        json.as_ref()
-            .and_then(|j| j.get(want))
+        })?;
+        answer
+            .get(want)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(str::to_string)

@@ -346,15 +346,26 @@ fn backoff(failures: u32) -> Duration {
 }
 
 /// The credential of every source that fetches bearer tokens (oauth2, command,
-/// agentcore_identity): a token from the cache in `Authorization`, one refetch on 401.
+/// agentcore_identity, cognito_client_token, secrets_manager, ssm_parameter): a token from the cache in `Authorization`, one refetch on 401.
 pub struct CachedBearer {
     cache: TokenCache<http::HeaderValue>,
     description: String,
+    endpoint: Option<super::SourceEndpoint>,
 }
 
 impl CachedBearer {
     pub fn new(cache: TokenCache<http::HeaderValue>, description: String) -> Self {
-        CachedBearer { cache, description }
+        CachedBearer {
+            cache,
+            description,
+            endpoint: None,
+        }
+    }
+
+    /// Names the endpoint the source calls, for `doctor`.
+    pub fn with_endpoint(mut self, endpoint: super::SourceEndpoint) -> Self {
+        self.endpoint = Some(endpoint);
+        self
     }
 }
 
@@ -385,6 +396,10 @@ impl super::Credential for CachedBearer {
 
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    fn source_endpoint(&self) -> Option<&super::SourceEndpoint> {
+        self.endpoint.as_ref()
     }
 }
 

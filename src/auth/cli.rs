@@ -8,8 +8,10 @@ use clap::Args;
 
 use super::config::{
     default_cache_for, default_fetch_timeout, default_refresh_margin, default_service, ClientAuth,
-    CommandConfig, CommandLine, CredentialConfig, OAuth2Config, Sigv4Config,
+    CognitoClientTokenConfig, CommandConfig, CommandLine, CredentialConfig, OAuth2Config,
+    SecretsManagerConfig, Sigv4Config, SsmParameterConfig,
 };
+use super::config_aws::default_refresh_interval;
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct CredentialArgs {
@@ -60,9 +62,78 @@ pub struct CredentialArgs {
     /// standard AWS chain.
     #[arg(long, env = "MCP_VPCE_PROXY_SIGV4", value_parser = BoolishValueParser::new())]
     pub sigv4: bool,
-    /// SigV4 signing region [default: read from the gateway host].
+    /// AWS region of --sigv4 [default: read from the gateway host], --cognito-*,
+    /// --secrets-manager-*, --ssm-parameter [default: from --aws-endpoint or AWS_REGION].
     #[arg(long, env = "MCP_VPCE_PROXY_AWS_REGION", value_name = "REGION")]
     pub aws_region: Option<String>,
+    /// Cognito app client id: get the token from Cognito's GetClientToken API (reachable
+    /// through the cognito-idp VPC endpoint, unlike a user pool's token URL).
+    #[arg(long, env = "MCP_VPCE_PROXY_COGNITO_CLIENT_ID", value_name = "ID")]
+    pub cognito_client_id: Option<String>,
+    /// Environment variable holding the Cognito app client id.
+    #[arg(long, env = "MCP_VPCE_PROXY_COGNITO_CLIENT_ID_ENV", value_name = "VAR")]
+    pub cognito_client_id_env: Option<String>,
+    /// Environment variable holding the Cognito app client secret.
+    #[arg(
+        long,
+        env = "MCP_VPCE_PROXY_COGNITO_CLIENT_SECRET_ENV",
+        value_name = "VAR"
+    )]
+    pub cognito_client_secret_env: Option<String>,
+    /// File holding the Cognito app client secret (re-read at each token fetch).
+    #[arg(
+        long,
+        env = "MCP_VPCE_PROXY_COGNITO_CLIENT_SECRET_FILE",
+        value_name = "FILE"
+    )]
+    pub cognito_client_secret_file: Option<PathBuf>,
+    /// Space-separated Cognito scopes (resource-server-identifier/scope-name).
+    #[arg(long, env = "MCP_VPCE_PROXY_COGNITO_SCOPES", value_name = "SCOPES")]
+    pub cognito_scopes: Option<String>,
+    /// Send GetClientToken without a SigV4 signature [default: signed].
+    #[arg(long, env = "MCP_VPCE_PROXY_COGNITO_UNSIGNED", value_parser = BoolishValueParser::new())]
+    pub cognito_unsigned: bool,
+    /// Secrets Manager secret (name or ARN) holding the gateway token, re-read on an
+    /// interval and on a 401.
+    #[arg(
+        long,
+        env = "MCP_VPCE_PROXY_SECRETS_MANAGER_SECRET_ID",
+        value_name = "ID"
+    )]
+    pub secrets_manager_secret_id: Option<String>,
+    /// The secret's version stage [default: AWSCURRENT].
+    #[arg(
+        long,
+        env = "MCP_VPCE_PROXY_SECRETS_MANAGER_VERSION_STAGE",
+        value_name = "STAGE"
+    )]
+    pub secrets_manager_version_stage: Option<String>,
+    /// SSM parameter (name or ARN; SecureString is decrypted) holding the gateway token,
+    /// re-read on an interval and on a 401.
+    #[arg(long, env = "MCP_VPCE_PROXY_SSM_PARAMETER", value_name = "NAME")]
+    pub ssm_parameter: Option<String>,
+    /// The stored value is a JSON object: the token is this key's value.
+    #[arg(long, env = "MCP_VPCE_PROXY_SECRET_JSON_KEY", value_name = "KEY")]
+    pub secret_json_key: Option<String>,
+    /// How often the secret or parameter is read again [default: 5m].
+    #[arg(
+        long,
+        env = "MCP_VPCE_PROXY_SECRET_REFRESH_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub secret_refresh_interval: Option<humantime::Duration>,
+    /// The AWS API endpoint of --cognito-*, --secrets-manager-*, --ssm-parameter (a VPC
+    /// endpoint's DNS name) [default: the regional name].
+    #[arg(long, env = "MCP_VPCE_PROXY_AWS_ENDPOINT", value_name = "URL")]
+    pub aws_endpoint: Option<String>,
+    /// Dial that endpoint only at in-VPC addresses [default: true for a vpce- name].
+    #[arg(
+        long,
+        env = "MCP_VPCE_PROXY_AWS_ENDPOINT_PRIVATE",
+        value_parser = BoolishValueParser::new(),
+        value_name = "BOOL"
+    )]
+    pub aws_endpoint_private: Option<bool>,
     /// Command that prints the gateway token (run with /bin/sh -c), cached until expiry.
     #[arg(long, env = "MCP_VPCE_PROXY_TOKEN_COMMAND", value_name = "CMD")]
     pub token_command: Option<String>,
@@ -84,15 +155,21 @@ impl CredentialArgs {
         if let Some(oauth) = self.oauth2()? {
             chosen.push(oauth);
         }
+        let aws_apis = self.aws_apis()?;
         if self.sigv4 {
             chosen.push(CredentialConfig::Sigv4(Sigv4Config {
                 region: self.aws_region.clone(),
                 service: default_service(),
                 profile: None,
             }));
-        } else if self.aws_region.is_some() {
-            return Err("--aws-region applies only with --sigv4".into());
+        } else if self.aws_region.is_some() && aws_apis.is_empty() {
+            return Err(
+                "--aws-region applies only with --sigv4, --cognito-client-id(-env), \
+                 --secrets-manager-secret-id or --ssm-parameter"
+                    .into(),
+            );
         }
+        chosen.extend(aws_apis);
         if let Some(command) = &self.token_command {
             chosen.push(CredentialConfig::Command(CommandConfig {
                 command: CommandLine::Shell(command.clone()),
@@ -106,10 +183,115 @@ impl CredentialArgs {
             1 => Ok(chosen.pop()),
             _ => Err(
                 "choose one credential source (--token-env, --token-file, --passthrough-auth, \
-                 --oauth-token-url, --sigv4, --token-command)"
+                 --oauth-token-url, --sigv4, --token-command, --cognito-client-id(-env), \
+                 --secrets-manager-secret-id, --ssm-parameter)"
                     .into(),
             ),
         }
+    }
+
+    /// The sources that call an AWS API: Cognito's GetClientToken, Secrets Manager, SSM.
+    fn aws_apis(&self) -> Result<Vec<CredentialConfig>, String> {
+        let mut chosen = Vec::new();
+        let cognito = self.cognito_client_id.is_some() || self.cognito_client_id_env.is_some();
+        if cognito {
+            chosen.push(CredentialConfig::CognitoClientToken(
+                CognitoClientTokenConfig {
+                    region: self.aws_region.clone(),
+                    client_id: self.cognito_client_id.clone(),
+                    client_id_env: self.cognito_client_id_env.clone(),
+                    client_id_file: None,
+                    client_secret_env: self.cognito_client_secret_env.clone(),
+                    client_secret_file: self.cognito_client_secret_file.clone(),
+                    scopes: self
+                        .cognito_scopes
+                        .as_deref()
+                        .unwrap_or("")
+                        .split_whitespace()
+                        .map(str::to_string)
+                        .collect(),
+                    endpoint: self.aws_endpoint.clone(),
+                    ca_file: None,
+                    require_private: self.aws_endpoint_private,
+                    unsigned: self.cognito_unsigned,
+                    profile: None,
+                    refresh_margin: default_refresh_margin(),
+                    timeout: default_fetch_timeout(),
+                },
+            ));
+        } else {
+            let stray = [
+                (
+                    "--cognito-client-secret-env",
+                    self.cognito_client_secret_env.is_some(),
+                ),
+                (
+                    "--cognito-client-secret-file",
+                    self.cognito_client_secret_file.is_some(),
+                ),
+                ("--cognito-scopes", self.cognito_scopes.is_some()),
+                ("--cognito-unsigned", self.cognito_unsigned),
+            ];
+            if let Some((flag, _)) = stray.iter().find(|(_, given)| *given) {
+                return Err(format!(
+                    "{flag} needs --cognito-client-id or --cognito-client-id-env"
+                ));
+            }
+        }
+        let refresh_interval = self
+            .secret_refresh_interval
+            .map_or_else(default_refresh_interval, Into::into);
+        if let Some(secret_id) = &self.secrets_manager_secret_id {
+            chosen.push(CredentialConfig::SecretsManager(SecretsManagerConfig {
+                secret_id: secret_id.clone(),
+                version_stage: self.secrets_manager_version_stage.clone(),
+                json_key: self.secret_json_key.clone(),
+                region: self.aws_region.clone(),
+                endpoint: self.aws_endpoint.clone(),
+                ca_file: None,
+                require_private: self.aws_endpoint_private,
+                profile: None,
+                refresh_interval,
+                timeout: default_fetch_timeout(),
+            }));
+        } else if self.secrets_manager_version_stage.is_some() {
+            return Err("--secrets-manager-version-stage needs --secrets-manager-secret-id".into());
+        }
+        if let Some(name) = &self.ssm_parameter {
+            chosen.push(CredentialConfig::SsmParameter(SsmParameterConfig {
+                name: name.clone(),
+                json_key: self.secret_json_key.clone(),
+                region: self.aws_region.clone(),
+                endpoint: self.aws_endpoint.clone(),
+                ca_file: None,
+                require_private: self.aws_endpoint_private,
+                profile: None,
+                refresh_interval,
+                timeout: default_fetch_timeout(),
+            }));
+        }
+        let stored = self.secrets_manager_secret_id.is_some() || self.ssm_parameter.is_some();
+        if !stored {
+            let stray = [
+                ("--secret-json-key", self.secret_json_key.is_some()),
+                (
+                    "--secret-refresh-interval",
+                    self.secret_refresh_interval.is_some(),
+                ),
+            ];
+            if let Some((flag, _)) = stray.iter().find(|(_, given)| *given) {
+                return Err(format!(
+                    "{flag} needs --secrets-manager-secret-id or --ssm-parameter"
+                ));
+            }
+        }
+        if chosen.is_empty() && (self.aws_endpoint.is_some() || self.aws_endpoint_private.is_some())
+        {
+            return Err("--aws-endpoint and --aws-endpoint-private need \
+                 --cognito-client-id(-env), --secrets-manager-secret-id or --ssm-parameter"
+                .into());
+        }
+        Ok(chosen)
     }
 
     fn oauth2(&self) -> Result<Option<CredentialConfig>, String> {
@@ -190,5 +372,56 @@ mod tests {
             ..Default::default()
         };
         assert!(region.to_config().is_err());
+        let stray = CredentialArgs {
+            cognito_scopes: Some("gateway/invoke".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            stray.to_config().unwrap_err(),
+            "--cognito-scopes needs --cognito-client-id or --cognito-client-id-env"
+        );
+        let stray = CredentialArgs {
+            secret_json_key: Some("token".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            stray.to_config().unwrap_err(),
+            "--secret-json-key needs --secrets-manager-secret-id or --ssm-parameter"
+        );
+    }
+
+    #[test]
+    fn aws_api_flags_make_their_sources() {
+        let args = CredentialArgs {
+            cognito_client_id_env: Some("ID".into()),
+            cognito_client_secret_file: Some("/run/secrets/cognito".into()),
+            cognito_scopes: Some("gateway/invoke gateway/read".into()),
+            aws_region: Some("eu-west-1".into()),
+            aws_endpoint: Some("https://vpce-1.cognito-idp.eu-west-1.vpce.amazonaws.com".into()),
+            ..Default::default()
+        };
+        let Some(CredentialConfig::CognitoClientToken(c)) = args.to_config().unwrap() else {
+            panic!("not cognito_client_token")
+        };
+        assert_eq!(c.scopes, ["gateway/invoke", "gateway/read"]);
+        assert_eq!(c.region.as_deref(), Some("eu-west-1"));
+        assert!(!c.unsigned);
+        let args = CredentialArgs {
+            secrets_manager_secret_id: Some("gw-token".into()),
+            secret_json_key: Some("token".into()),
+            secret_refresh_interval: Some("90s".parse().unwrap()),
+            ..Default::default()
+        };
+        let Some(CredentialConfig::SecretsManager(c)) = args.to_config().unwrap() else {
+            panic!("not secrets_manager")
+        };
+        assert_eq!(c.refresh_interval, std::time::Duration::from_secs(90));
+        assert_eq!(c.json_key.as_deref(), Some("token"));
+        let both = CredentialArgs {
+            secrets_manager_secret_id: Some("a".into()),
+            ssm_parameter: Some("/b".into()),
+            ..Default::default()
+        };
+        assert!(both.to_config().unwrap_err().starts_with("choose one"));
     }
 }

@@ -30,7 +30,15 @@ pub enum CredentialConfig {
     Sigv4(Sigv4Config),
     /// An M2M token obtained through AgentCore Identity (stays on PrivateLink).
     AgentcoreIdentity(AgentCoreIdentityConfig),
+    /// An M2M token from Cognito's `GetClientToken` API (reachable over PrivateLink).
+    CognitoClientToken(CognitoClientTokenConfig),
+    /// A bearer token stored in AWS Secrets Manager, re-read on an interval and a 401.
+    SecretsManager(SecretsManagerConfig),
+    /// A bearer token stored in an SSM parameter, re-read on an interval and a 401.
+    SsmParameter(SsmParameterConfig),
 }
+
+pub use super::config_aws::{CognitoClientTokenConfig, SecretsManagerConfig, SsmParameterConfig};
 
 /// How the client authenticates to the token endpoint (RFC 6749 2.3.1).
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
@@ -197,6 +205,9 @@ impl CredentialConfig {
             CredentialConfig::Command(_) => "command",
             CredentialConfig::Sigv4(_) => "sigv4",
             CredentialConfig::AgentcoreIdentity(_) => "agentcore_identity",
+            CredentialConfig::CognitoClientToken(_) => "cognito_client_token",
+            CredentialConfig::SecretsManager(_) => "secrets_manager",
+            CredentialConfig::SsmParameter(_) => "ssm_parameter",
         }
     }
 
@@ -212,6 +223,9 @@ impl CredentialConfig {
                 check_label("service", &c.service)
             }
             CredentialConfig::AgentcoreIdentity(c) => c.validate(),
+            CredentialConfig::CognitoClientToken(c) => c.validate(),
+            CredentialConfig::SecretsManager(c) => c.validate(),
+            CredentialConfig::SsmParameter(c) => c.validate(),
             _ => Ok(()),
         }
     }

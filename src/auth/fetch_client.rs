@@ -5,9 +5,15 @@
 //! built): an `http://` proxy is asked to `CONNECT` to the endpoint and TLS runs through
 //! the tunnel with the endpoint's own name. Plain-http endpoints (loopback only, see
 //! `config::check_fetch_url`) are always dialed directly.
+//!
+//! A source whose endpoint must stay inside the VPC (`require_private`: an AWS API
+//! reached through its interface endpoint) gets a private client instead: the name is
+//! resolved with the proxy's own resolver (`[dns]`), only addresses inside the in-VPC
+//! ranges are dialed, and `HTTPS_PROXY` is never used, exactly as for the gateway.
 //! TLS: rustls with the ring provider, web PKI roots plus the source's extra CAs.
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -26,6 +32,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tower_service::Service;
+
+use crate::upstream::dns::Dns;
 
 /// Token responses are small; anything bigger is refused rather than buffered.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024;
@@ -49,6 +57,18 @@ pub struct FetchResponse {
 impl FetchClient {
     /// `ca_file`: extra PEM roots for the endpoint.
     pub fn new(ca_file: Option<&std::path::Path>) -> Result<Self, String> {
+        Self::build(ca_file, None)
+    }
+
+    /// A client that dials only in-VPC addresses of the names it resolves through `dns`
+    /// (the proxy's resolver and ranges), never through a proxy. Used by the AWS API
+    /// sources, which need the `aws` feature.
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
+    pub fn private(ca_file: Option<&std::path::Path>, dns: Arc<Dns>) -> Result<Self, String> {
+        Self::build(ca_file, Some(dns))
+    }
+
+    fn build(ca_file: Option<&std::path::Path>, private: Option<Arc<Dns>>) -> Result<Self, String> {
         let extra = match ca_file {
             Some(path) => crate::upstream::tls::read_ca_file(path)?,
             None => Vec::new(),
@@ -64,6 +84,7 @@ impl FetchClient {
                 tcp,
                 tls: TlsConnector::from(Arc::new(tls)),
                 proxies: Matcher::from_env(),
+                private,
             }),
         };
         let client = Client::builder(TokioExecutor::new())
@@ -129,6 +150,8 @@ struct ConnectorInner {
     tcp: HttpConnector,
     tls: TlsConnector,
     proxies: Matcher,
+    /// Set for a private client: the resolver and in-VPC ranges every address must pass.
+    private: Option<Arc<Dns>>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -152,6 +175,14 @@ impl ConnectorInner {
     async fn connect(&self, dst: Uri) -> Result<FetchStream, BoxError> {
         let host = dst.host().ok_or("URL has no host")?.to_string();
         let mut tcp = self.tcp.clone();
+        if let Some(dns) = &self.private {
+            let stream = connect_private(dns, &host, dst.port_u16(), dst.scheme_str()).await?;
+            let io = TokioIo::new(stream);
+            if dst.scheme_str() != Some("https") {
+                return Ok(FetchStream::Plain(io));
+            }
+            return self.handshake(&host, io).await;
+        }
         if dst.scheme_str() != Some("https") {
             let io = tcp.call(dst).await?;
             return Ok(FetchStream::Plain(io));
@@ -170,6 +201,10 @@ impl ConnectorInner {
             }
             None => tcp.call(dst).await?,
         };
+        self.handshake(&host, io).await
+    }
+
+    async fn handshake(&self, host: &str, io: TokioIo<TcpStream>) -> Result<FetchStream, BoxError> {
         let name = ServerName::try_from(
             host.trim_start_matches('[')
                 .trim_end_matches(']')
@@ -179,6 +214,54 @@ impl ConnectorInner {
         let tls = self.tls.connect(name, io.into_inner()).await?;
         Ok(FetchStream::Tls(TokioIo::new(Box::new(tls))))
     }
+}
+
+/// Resolves `host` with the proxy's resolver and connects to the first in-VPC address
+/// that answers. Names that resolve only outside the ranges are refused before any
+/// connection is made: the request would leave PrivateLink.
+async fn connect_private(
+    dns: &Dns,
+    host: &str,
+    port: Option<u16>,
+    scheme: Option<&str>,
+) -> Result<TcpStream, BoxError> {
+    let port = port.unwrap_or(if scheme == Some("https") { 443 } else { 80 });
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let ips: Vec<IpAddr> = match bare.parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => dns.resolve(bare).await?,
+    };
+    let inside: Vec<IpAddr> = ips.iter().copied().filter(|ip| dns.in_vpc(*ip)).collect();
+    if inside.is_empty() {
+        let list: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
+        let ranges: Vec<String> = dns.ranges().iter().map(|r| r.to_string()).collect();
+        return Err(format!(
+            "{bare} resolves to {}, outside the in-VPC ranges ({}): refused, the call must stay \
+             on PrivateLink (require_private); is private DNS on for the interface endpoint, or \
+             is `endpoint` its DNS name?",
+            list.join(", "),
+            ranges.join(", ")
+        )
+        .into());
+    }
+    let mut last = String::new();
+    for ip in inside {
+        let addr = SocketAddr::new(ip, port);
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Ok(Err(e)) => last = format!("tcp connect to {addr}: {e}"),
+            Err(_) => {
+                last = format!(
+                    "tcp connect to {addr}: no answer within {}",
+                    humantime::format_duration(CONNECT_TIMEOUT)
+                )
+            }
+        }
+    }
+    Err(last.into())
 }
 
 /// A proxy URL for logs, without its credentials.

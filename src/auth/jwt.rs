@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 
-/// The token's `exp` as a time, or `None` when it is not a JWT with a numeric `exp`.
-pub fn expiry(token: &str) -> Option<SystemTime> {
+/// The token's claims, or `None` when it is not a JWT with a JSON object payload.
+pub fn claims(token: &str) -> Option<serde_json::Value> {
     let mut parts = token.split('.');
     let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
@@ -17,6 +17,12 @@ pub fn expiry(token: &str) -> Option<SystemTime> {
         .decode(payload.trim_end_matches('='))
         .ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.is_object().then_some(claims)
+}
+
+/// The token's `exp` as a time, or `None` when it is not a JWT with a numeric `exp`.
+pub fn expiry(token: &str) -> Option<SystemTime> {
+    let claims = claims(token)?;
     let exp = claims.get("exp")?.as_f64()?;
     if !(exp.is_finite() && exp > 0.0) {
         return None;

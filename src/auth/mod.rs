@@ -13,18 +13,27 @@
 //! | `command` | `command.rs` | a token printed by a program, cached until it expires |
 //! | `sigv4` | `sigv4.rs` | an AWS SigV4 signature (AWS_IAM inbound authorizer) |
 //! | `agentcore_identity` | `agentcore_identity.rs` | an M2M token from AgentCore Identity |
+//! | `cognito_client_token` | `cognito_client_token.rs` | an M2M token from Cognito's `GetClientToken` |
+//! | `secrets_manager`, `ssm_parameter` | `secrets_manager.rs` | a token stored in AWS, re-read on an interval |
 //!
 //! The fetching sources share `cache.rs` (single flight, refresh ahead of expiry,
-//! backoff) and `fetch_client.rs` (the HTTPS client for token endpoints, proxy-aware).
+//! backoff) and `fetch_client.rs` (the HTTPS client for token endpoints, proxy-aware, or
+//! private: in-VPC addresses only); the AWS API sources share `aws_json.rs` (a signed
+//! JSON call and its error) and `config_aws.rs` (their tables, region and endpoint).
 
 #[cfg(feature = "aws")]
 mod agentcore_identity;
 #[cfg(feature = "aws")]
 mod aws_credentials;
+#[cfg(feature = "aws")]
+mod aws_json;
 mod cache;
 pub mod cli;
+#[cfg(feature = "aws")]
+mod cognito_client_token;
 mod command;
 pub mod config;
+mod config_aws;
 mod fetch_client;
 mod file_token;
 mod jwt;
@@ -33,6 +42,8 @@ mod passthrough;
 mod scrub;
 pub mod secret;
 mod secret_source;
+#[cfg(feature = "aws")]
+mod secrets_manager;
 #[cfg(feature = "aws")]
 mod sigv4;
 mod static_token;
@@ -133,15 +144,65 @@ pub trait Credential: Send + Sync {
 
     /// What `check` and logs may show: the source and a fingerprint, never the value.
     fn describe(&self) -> String;
+
+    /// The service a fetching source calls (token endpoint, AWS API), for `doctor`.
+    fn source_endpoint(&self) -> Option<&SourceEndpoint> {
+        None
+    }
+}
+
+/// The endpoint a fetching source calls, and how it is dialed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceEndpoint {
+    /// The URL called, as messages name it.
+    pub url: String,
+    /// Its host (a name or an address, without brackets) and port.
+    pub host: String,
+    pub port: u16,
+    /// Dialed only at in-VPC addresses through the proxy's resolver (`require_private`);
+    /// otherwise through the system resolver or `HTTPS_PROXY`.
+    pub private: bool,
+}
+
+impl SourceEndpoint {
+    pub fn new(url: &str, private: bool) -> SourceEndpoint {
+        let uri: Option<http::Uri> = url.parse().ok();
+        let host = uri
+            .as_ref()
+            .and_then(|u| u.host())
+            .unwrap_or("")
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri
+            .as_ref()
+            .and_then(|u| {
+                u.port_u16().or(Some(if u.scheme_str() == Some("http") {
+                    80
+                } else {
+                    443
+                }))
+            })
+            .unwrap_or(443);
+        SourceEndpoint {
+            url: url.to_string(),
+            host,
+            port,
+            private,
+        }
+    }
 }
 
 /// What a credential may need to know about its route.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Context<'a> {
     /// The route's name, for metrics and logs.
     pub route: &'a str,
     /// The gateway's host name: the SigV4 region is read from it.
     pub gateway_host: &'a str,
+    /// The route's resolver and in-VPC ranges, for sources whose endpoint must stay
+    /// inside the VPC.
+    pub dns: &'a Arc<crate::upstream::dns::Dns>,
 }
 
 /// Builds the credential a route's configuration asks for. Nothing is fetched here: the
@@ -164,8 +225,24 @@ pub fn build(
         CredentialConfig::AgentcoreIdentity(c) => {
             Arc::new(agentcore_identity::AgentCoreIdentity::build(c, context)?)
         }
+        #[cfg(feature = "aws")]
+        CredentialConfig::CognitoClientToken(c) => {
+            Arc::new(cognito_client_token::CognitoClientToken::build(c, context)?)
+        }
+        #[cfg(feature = "aws")]
+        CredentialConfig::SecretsManager(c) => {
+            Arc::new(secrets_manager::build_secrets_manager(c, context)?)
+        }
+        #[cfg(feature = "aws")]
+        CredentialConfig::SsmParameter(c) => {
+            Arc::new(secrets_manager::build_ssm_parameter(c, context)?)
+        }
         #[cfg(not(feature = "aws"))]
-        CredentialConfig::Sigv4(_) | CredentialConfig::AgentcoreIdentity(_) => {
+        CredentialConfig::Sigv4(_)
+        | CredentialConfig::AgentcoreIdentity(_)
+        | CredentialConfig::CognitoClientToken(_)
+        | CredentialConfig::SecretsManager(_)
+        | CredentialConfig::SsmParameter(_) => {
             return Err(
                 "this build has no AWS support (cargo feature `aws` is off); rebuild with it"
                     .into(),
@@ -183,6 +260,11 @@ pub fn check(config: &CredentialConfig) -> Result<(), String> {
         CredentialConfig::File { path } => FileToken::open(path).map(|_| ()),
         _ => Ok(()),
     }
+}
+
+/// A JWT's claims (unverified: for showing scopes and expiry, never for trusting them).
+pub fn jwt_claims(token: &str) -> Option<serde_json::Value> {
+    jwt::claims(token)
 }
 
 /// Turns a token into an `Authorization` value: `Bearer <token>` unless the text already

@@ -14,7 +14,7 @@ use super::cache::{CacheSettings, CachedBearer, Fetch, Fetched, TokenCache};
 use super::config::{check_fetch_url, ClientAuth, OAuth2Config};
 use super::fetch_client::{FetchClient, FetchResponse};
 use super::secret_source::SecretSource;
-use super::{bearer_value, jwt, BoxFuture, Context};
+use super::{bearer_value, jwt, BoxFuture, Context, SourceEndpoint};
 use crate::auth::secret::{fingerprint, Secret};
 
 /// A token whose issuer gave no expiry (no `expires_in`, not a JWT) is fetched again
@@ -65,7 +65,8 @@ impl OAuth2 {
             },
             endpoint,
         );
-        Ok(CachedBearer::new(cache, description))
+        Ok(CachedBearer::new(cache, description)
+            .with_endpoint(SourceEndpoint::new(&config.token_url, false)))
     }
 }
 

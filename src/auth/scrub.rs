@@ -69,6 +69,18 @@ pub fn scrub_line(line: &str) -> String {
         .collect()
 }
 
+/// Like [`scrub_line`] without the `key=value` rules: for a service's own error message,
+/// where words like `secretsmanager:GetSecretValue` name an action, not a secret. Bearer
+/// credentials, JWT-like strings and long base64/hex runs still go. (AWS API sources
+/// only, which need the `aws` feature.)
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
+pub fn scrub_values(line: &str) -> String {
+    redact_runs(&redact_schemes(line))
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// `text` cut to at most `max` bytes, at a character boundary.
 fn cut(text: &str, max: usize) -> &str {
     if text.len() <= max {

@@ -1,17 +1,16 @@
-//! What the `run` and `check` subcommands do.
+//! What the `run` subcommand does (`check` is in `check.rs`).
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::cmd::cli::{RunArgs, RuntimeArgs};
-use crate::config::Config;
+use crate::config::{Config, ConfigSource};
 use crate::listener::admin::Admin;
 use crate::listener::reload::Load;
 use crate::listener::server::{shutdown_signal, Reloader, Server};
 use crate::listener::workers::Workers;
-use crate::proxy::route::RouteTable;
-use crate::upstream::dns::Dns;
 
 /// How many threads serve agent connections: `--workers`, else the number of CPUs, at
 /// most 4 (a sidecar shares the host with the agent it serves).
@@ -116,8 +115,11 @@ impl Proxy {
 
 pub fn run(args: RunArgs) -> Result<(), String> {
     crate::ops::logging::init(&args.runtime.log_level, args.runtime.log_format)?;
-    let config =
-        Config::load(args.config.as_deref(), &args.overrides()?).map_err(|e| e.to_string())?;
+    let source = args.config_source()?;
+    let config = Config::load_from(&source, &args.overrides()?).map_err(|e| e.to_string())?;
+    for warning in config.warnings(&source.name()) {
+        tracing::warn!("{}", warning.line(&source.name()));
+    }
     let workers = match worker_count(&args.runtime) {
         1 => None,
         n => Some(Arc::new(Workers::start(n)?)),
@@ -130,10 +132,10 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             None => drop(tokio::spawn(crate::listener::workers::hold_timer_anchor())),
         }
         let reloader = proxy.reloader();
-        let load = loader(args.clone());
+        let load = loader(args.clone(), source.clone());
         tokio::spawn(crate::listener::reload::watch_config(
             args.watch_config,
-            args.config.clone(),
+            source.file().map(Path::to_path_buf),
             load.clone(),
             reloader.clone(),
         ));
@@ -148,10 +150,14 @@ pub fn run(args: RunArgs) -> Result<(), String> {
 }
 
 /// How a reload loads the configuration: the file, flags and environment as at start.
-fn loader(args: RunArgs) -> Arc<Load> {
+/// With `MCP_VPCE_PROXY_CONFIG_TOML` the text is the one the process started with (an
+/// environment does not change): a reload validates that text again, which re-reads the
+/// files it names, and so takes a rotated inbound token file; routes whose settings are
+/// unchanged are kept as they are.
+fn loader(args: RunArgs, source: ConfigSource) -> Arc<Load> {
     Arc::new(move || {
         let overrides = args.overrides()?;
-        Config::load(args.config.as_deref(), &overrides).map_err(|e| e.to_string())
+        Config::load_from(&source, &overrides).map_err(|e| e.to_string())
     })
 }
 
@@ -173,91 +179,4 @@ async fn reload_on_sighup(load: Arc<Load>, reloader: Arc<Reloader>) {
     {
         let _ = (load, reloader);
     }
-}
-
-pub fn check(args: RunArgs) -> Result<(), String> {
-    let config =
-        Config::load(args.config.as_deref(), &args.overrides()?).map_err(|e| e.to_string())?;
-    let text = runtime()?.block_on(async {
-        let dns = Arc::new(Dns::new(&config.dns)?);
-        let audit = crate::ops::audit::AuditSink::start(&config.audit)?;
-        let table = RouteTable::build(&config, &dns, &audit)?;
-        Ok::<_, String>(describe(&config, &table))
-    })?;
-    print!("{text}");
-    if let Some(warning) = crate::config::inbound::exposure_warning(&config.inbound, config.listen)
-    {
-        eprintln!("warning: {warning}");
-    }
-    Ok(())
-}
-
-/// The effective configuration as `check` prints it. Credentials appear only through
-/// `Credential::describe`, which shows a fingerprint at most.
-pub fn describe(config: &Config, table: &RouteTable) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let routes = table.routes().count();
-    let _ = writeln!(
-        out,
-        "configuration OK: {routes} route{}, listening on {}",
-        if routes == 1 { "" } else { "s" },
-        config.listen
-    );
-    match config.admin {
-        Some(admin) => {
-            let _ = writeln!(out, "admin: {admin} (/metrics, /healthz, /readyz, /routes)");
-            if !config.admin_hosts.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "admin hosts: IP addresses, localhost, {}",
-                    config.admin_hosts.join(", ")
-                );
-            }
-        }
-        None => {
-            let _ = writeln!(out, "admin: off");
-        }
-    }
-    let servers = if config.dns.servers.is_empty() {
-        "system resolver (/etc/resolv.conf)".to_string()
-    } else {
-        config.dns.servers.join(", ")
-    };
-    let ranges: Vec<String> = config
-        .dns
-        .private_ranges
-        .iter()
-        .map(|r| r.to_string())
-        .collect();
-    let _ = writeln!(out, "dns: {servers}; in-VPC ranges: {}", ranges.join(", "));
-    for route in table.routes() {
-        let c = &route.config;
-        let _ = writeln!(out, "route {}", route.name);
-        let _ = writeln!(out, "  path             {}", route.path);
-        let _ = writeln!(out, "  gateway          {}", c.gateway);
-        let _ = writeln!(out, "  dial             {}", route.dial_description());
-        let _ = writeln!(out, "  require_private  {}", c.require_private);
-        let _ = writeln!(out, "  credential       {}", route.credential.describe());
-        let _ = writeln!(out, "  tools            {}", route.layer.describe_tools());
-        if let Some(ca) = &c.ca_file {
-            let _ = writeln!(out, "  ca_file          {}", ca.display());
-        }
-        let _ = writeln!(out, "  max_body_bytes   {}", c.max_body_bytes);
-        let _ = writeln!(
-            out,
-            "  timeouts         connect {}, tls {}, response {}, idle {}",
-            humantime::format_duration(c.connect_timeout),
-            humantime::format_duration(c.tls_timeout),
-            humantime::format_duration(c.response_timeout),
-            humantime::format_duration(c.idle_timeout)
-        );
-        let _ = writeln!(
-            out,
-            "  pool             max idle {}, idle timeout {}",
-            c.pool_max_idle,
-            humantime::format_duration(c.pool_idle_timeout)
-        );
-    }
-    out
 }

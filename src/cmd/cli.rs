@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
 use crate::auth::cli::CredentialArgs;
-use crate::config::{parse_admin, Overrides};
+use crate::config::{parse_admin, parse_cidr, ConfigSource, Overrides};
 use crate::mcp::cli::PolicyArgs;
 use crate::ops::logging::LogFormat;
 
@@ -47,7 +47,9 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// TOML configuration file with any number of [[route]] tables.
+    /// TOML configuration file with any number of [[route]] tables. Without a file, the
+    /// whole TOML can be given in the variable MCP_VPCE_PROXY_CONFIG_TOML instead (not
+    /// both).
     #[arg(long, env = "MCP_VPCE_PROXY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address the agents connect to [default: 127.0.0.1:8080].
@@ -104,7 +106,8 @@ pub struct RunArgs {
         long = "private-range",
         env = "MCP_VPCE_PROXY_PRIVATE_RANGE",
         value_name = "CIDR",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = parse_cidr
     )]
     pub private_ranges: Vec<IpNet>,
     /// Allow dialing addresses outside the in-VPC ranges (PrivateLink not enforced).
@@ -162,6 +165,12 @@ pub struct RuntimeArgs {
 }
 
 impl RunArgs {
+    /// Where the configuration comes from: `--config`, or `MCP_VPCE_PROXY_CONFIG_TOML`,
+    /// or neither (refused when both are given).
+    pub fn config_source(&self) -> Result<ConfigSource, String> {
+        ConfigSource::from_environment(self.config.as_deref())
+    }
+
     pub fn overrides(&self) -> Result<Overrides, String> {
         Ok(Overrides {
             listen: self.listen,

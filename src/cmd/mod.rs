@@ -1,7 +1,8 @@
-//! The command line and each subcommand: `run` and `check` (`app`), `doctor`, `demo`,
+//! The command line and each subcommand: `run` (`app`), `check`, `doctor`, `demo`,
 //! `healthcheck`. The top layer: it may use every module below; none uses it.
 
 pub mod app;
+pub mod check;
 pub mod cli;
 pub mod demo;
 pub mod doctor;

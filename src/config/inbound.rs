@@ -9,6 +9,7 @@
 //! token_file = "/run/secrets/inbound-token"   # or token_env = "VAR": agents send
 //!                                             # Authorization: Bearer <token>
 //! allowed_origins = ["https://console.example.com"]  # browser Origins; others get 403
+//! allow_local_origins = true                  # pages on localhost/127.0.0.1/[::1] (default)
 //! allowed_hosts = ["mcp-proxy.internal"]      # Host names besides IPs and localhost
 //! ```
 
@@ -21,7 +22,7 @@ use serde::Deserialize;
 use crate::auth::secret::Secret;
 use crate::config::{CredentialConfig, RouteConfig};
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct InboundConfig {
     /// Client address ranges allowed to connect; empty allows any (loopback listeners only).
@@ -36,9 +37,31 @@ pub struct InboundConfig {
     /// Browser origins (`scheme://host[:port]`, or `null`) allowed to call the proxy.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Whether a page on this machine may call the proxy: an `Origin` of `http` or `https`
+    /// on `localhost`, `127.0.0.1` or `[::1]`, any port ([`is_local_origin`]). On by
+    /// default, as the MCP transport's DNS-rebinding guidance allows.
+    #[serde(default = "yes")]
+    pub allow_local_origins: bool,
     /// Host names of this listener besides IP literals and `localhost`.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        InboundConfig {
+            allowed_clients: Vec::new(),
+            token_env: None,
+            token_file: None,
+            allowed_origins: Vec::new(),
+            allow_local_origins: yes(),
+            allowed_hosts: Vec::new(),
+        }
+    }
 }
 
 impl InboundConfig {
@@ -98,43 +121,52 @@ impl InboundConfig {
     }
 }
 
-/// Validation of `[inbound]` against the listener and the routes; the error names the key.
+/// Every problem of `[inbound]` against the listener and the routes, as `(key, problem)`.
 /// A listener off loopback needs `allowed_clients` or a token; a token cannot be combined
 /// with a passthrough route (the agent's Authorization carries the inbound token, and a
-/// passthrough route would hand it to the gateway).
-pub fn validate(
+/// passthrough route would hand it to the gateway). `route_label` names a route in
+/// messages (`route "billing" (route[1])`).
+pub fn problems(
     config: &InboundConfig,
     listen: SocketAddr,
     routes: &[RouteConfig],
-) -> Result<(), (String, String)> {
-    let token = config.token()?;
+    route_label: impl Fn(usize) -> String,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Err(problem) = config.token() {
+        out.push(problem);
+    }
+    let token_given = config.token_env.is_some() || config.token_file.is_some();
     for (i, origin) in config.allowed_origins.iter().enumerate() {
-        parse_origin(origin).map_err(|e| (format!("inbound.allowed_origins[{i}]"), e))?;
+        if let Err(e) = parse_origin(origin) {
+            out.push((format!("inbound.allowed_origins[{i}]"), e));
+        }
     }
     for (i, host) in config.allowed_hosts.iter().enumerate() {
         if host.is_empty() || host.contains(['/', ' ', ':']) {
-            return Err((
+            out.push((
                 format!("inbound.allowed_hosts[{i}]"),
                 format!("{host:?} must be a bare host name (no scheme, port or path)"),
             ));
         }
     }
-    if token.is_some() {
+    if token_given {
         if let Some(i) = routes
             .iter()
             .position(|r| r.credential == CredentialConfig::Passthrough)
         {
-            return Err((
+            out.push((
                 config.token_key().into(),
                 format!(
-                    "an inbound token cannot be used with route[{i}], whose credential is passthrough: \
-                     the agent's Authorization header carries the inbound token and would reach the gateway"
+                    "an inbound token cannot be used with {}, whose credential is passthrough: \
+                     the agent's Authorization header carries the inbound token and would reach the gateway",
+                    route_label(i)
                 ),
             ));
         }
     }
-    if !listen.ip().is_loopback() && config.allowed_clients.is_empty() && token.is_none() {
-        return Err((
+    if !listen.ip().is_loopback() && config.allowed_clients.is_empty() && !token_given {
+        out.push((
             "inbound.allowed_clients".into(),
             format!(
                 "listening on {listen}, which is not a loopback address, needs inbound.allowed_clients \
@@ -143,7 +175,7 @@ pub fn validate(
             ),
         ));
     }
-    Ok(())
+    out
 }
 
 /// What `check` warns about: a listener anyone on the network may use.
@@ -303,6 +335,33 @@ impl std::fmt::Display for Authority {
     }
 }
 
+/// Whether an `Origin` names a page served from this machine: `http` or `https` and a
+/// host of exactly `localhost`, `127.0.0.1` or `[::1]`, with any port. Scheme and host are
+/// case-insensitive. The authority is read as strictly as a Host ([`Authority::parse`]), so
+/// `http://localhost.evil.example`, `http://127.0.0.1.nip.io`, user information
+/// (`http://localhost@evil.example`), a path or anything else after the port, and `null`
+/// (sandboxed frames and `file:` pages of any site send it) are not local.
+pub fn is_local_origin(origin: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(origin) else {
+        return false;
+    };
+    let text = text.trim().trim_end_matches('/').to_ascii_lowercase();
+    let Some(authority) = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    match Authority::parse(authority.as_bytes()) {
+        Ok(Authority { host, .. }) => match host {
+            AuthorityHost::Name(name) => name == "localhost",
+            AuthorityHost::V4(ip) => ip == Ipv4Addr::LOCALHOST,
+            AuthorityHost::V6(ip) => ip == Ipv6Addr::LOCALHOST,
+        },
+        Err(_) => false,
+    }
+}
+
 /// `https://Console.Example.com:8443/` → `https://console.example.com:8443`; `null` stays.
 pub fn parse_origin(origin: &str) -> Result<String, String> {
     let o = origin.trim().trim_end_matches('/').to_ascii_lowercase();
@@ -330,33 +389,103 @@ pub fn parse_origin(origin: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    /// The first problem's key, as the old single-error validation named it.
+    fn first_key(config: &InboundConfig, listen: SocketAddr, routes: &[RouteConfig]) -> String {
+        problems(config, listen, routes, |i| format!("route[{i}]"))
+            .into_iter()
+            .next()
+            .map(|(key, _)| key)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn local_origins_are_exactly_localhost_and_the_loopback_addresses() {
+        for local in [
+            "http://localhost",
+            "http://localhost:3000",
+            "https://localhost:8443",
+            "http://127.0.0.1:3000",
+            "http://[::1]:5173",
+            "https://[0:0:0:0:0:0:0:1]",
+            "HTTP://LocalHost:3000",
+            "http://localhost:3000/",
+        ] {
+            assert!(is_local_origin(local.as_bytes()), "{local}");
+        }
+        for foreign in [
+            "http://localhost.evil.example",
+            "http://evil.localhost.example",
+            "http://127.0.0.1.nip.io",
+            "http://localhost@evil.example",
+            "http://evil.example@localhost",
+            "http://localhost:3000/path",
+            "http://localhost:3000?x",
+            "http://127.1",
+            "http://127.0.0.2",
+            "http://[::ffff:127.0.0.1]",
+            "http://0.0.0.0",
+            "ws://localhost",
+            "file://localhost",
+            "localhost:3000",
+            "null",
+            "",
+            "http://localhost:99999",
+            "http://local%68ost",
+            "http://localhost\u{0}",
+        ] {
+            assert!(!is_local_origin(foreign.as_bytes()), "{foreign}");
+        }
+        assert!(!is_local_origin(b"http://localhost\xff"));
+        assert!(InboundConfig::default().allow_local_origins);
+        let off: InboundConfig = toml::from_str("allow_local_origins = false").unwrap();
+        assert!(!off.allow_local_origins);
+    }
+
     #[test]
     fn validation_names_the_key() {
         let listen_any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
-        let err = validate(&InboundConfig::default(), listen_any, &[]).unwrap_err();
-        assert_eq!(err.0, "inbound.allowed_clients");
+        assert_eq!(
+            first_key(&InboundConfig::default(), listen_any, &[]),
+            "inbound.allowed_clients"
+        );
         let open: InboundConfig = toml::from_str("allowed_clients = [\"0.0.0.0/0\"]").unwrap();
-        validate(&open, listen_any, &[]).unwrap();
+        assert_eq!(first_key(&open, listen_any, &[]), "");
         assert!(exposure_warning(&open, listen_any).is_some());
         assert!(exposure_warning(&open, "127.0.0.1:8080".parse().unwrap()).is_none());
         std::env::set_var("INBOUND_TEST_TOKEN_2", "0123456789abcdef-token");
         let token: InboundConfig = toml::from_str("token_env = \"INBOUND_TEST_TOKEN_2\"").unwrap();
-        validate(&token, listen_any, &[]).unwrap();
+        assert_eq!(first_key(&token, listen_any, &[]), "");
         let mut route = RouteConfig::new("https://gw.example/mcp");
         route.credential = CredentialConfig::Passthrough;
-        let err = validate(&token, listen_any, &[route]).unwrap_err();
-        assert_eq!(err.0, "inbound.token_env");
-        assert!(err.1.contains("route[0]"), "{}", err.1);
+        let all = problems(&token, listen_any, &[route], |i| {
+            format!("route \"b\" (route[{i}])")
+        });
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(all[0].0, "inbound.token_env");
+        assert!(
+            all[0].1.contains("with route \"b\" (route[0]), whose"),
+            "{}",
+            all[0].1
+        );
         std::env::set_var("INBOUND_TEST_TOKEN_3", "short");
         let short: InboundConfig = toml::from_str("token_env = \"INBOUND_TEST_TOKEN_3\"").unwrap();
+        // The token is refused on its key; the listener is not also said to lack one.
+        let all = problems(&short, listen_any, &[], |i| format!("route[{i}]"));
+        let keys: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["inbound.token_env"]);
+        let bad: InboundConfig =
+            toml::from_str("allowed_origins = [\"evil\", \"worse\"]\nallowed_hosts = [\"a:1\"]")
+                .unwrap();
+        let all = problems(&bad, listen_any, &[], |i| format!("route[{i}]"));
+        let keys: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
-            validate(&short, listen_any, &[]).unwrap_err().0,
-            "inbound.token_env"
-        );
-        let bad: InboundConfig = toml::from_str("allowed_origins = [\"evil\"]").unwrap();
-        assert_eq!(
-            validate(&bad, listen_any, &[]).unwrap_err().0,
-            "inbound.allowed_origins[0]"
+            keys,
+            [
+                "inbound.allowed_origins[0]",
+                "inbound.allowed_origins[1]",
+                "inbound.allowed_hosts[0]",
+                "inbound.allowed_clients"
+            ]
         );
     }
 

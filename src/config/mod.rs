@@ -1,13 +1,18 @@
 //! The configuration: the TOML schema, the overrides from flags/env, and validation.
 //!
 //! The serde types below are the single declaration of every setting and its default.
-//! Validation runs once at load, over every section (each section's own `validate` stays
-//! the source of truth for its rules; its errors are given their full key here), and
+//! The text comes from a file or from `MCP_VPCE_PROXY_CONFIG_TOML` ([`source`]).
+//! Validation runs once at load, over every section (each section's own `problems` stays
+//! the source of truth for its rules; its keys are given their full path here), and
 //! reports every problem found as one [`ConfigError`], a line per problem:
-//! `<source>: <key>: <problem>`, where the source is the file (or "command line") and the
-//! key is the TOML path (`route[1].gateway`, `route[0].policy.allow_tools[2]`). A
-//! configuration that loads builds its route table and audit sink without a
-//! configuration error, at start and on reload alike.
+//! `<source>: <key>: <problem>`, where the source is the file,
+//! `$MCP_VPCE_PROXY_CONFIG_TOML` or "command line", and the key is the TOML path, shown
+//! with the route's name inside a route (`route "billing" (route[1]).policy.allow_tools[0]`;
+//! in zero-file mode, the flag). Ranges that do not parse are found before the typed
+//! reading ([`cidr`]), so that they are listed with the rest; what the TOML reader itself
+//! refuses (syntax, unknown keys, wrong types) stops it. A configuration that loads
+//! builds its route table and audit sink without a configuration error, at start and on
+//! reload alike. [`Config::warnings`] lists what is valid but most likely a mistake.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -16,14 +21,18 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub mod cidr;
 pub mod inbound;
+pub mod source;
 
 pub use crate::auth::config::CredentialConfig;
 pub use crate::mcp::config::PolicyConfig;
 pub use crate::mcp::traffic::{ShapingConfig, TrafficConfig};
 pub use crate::ops::audit::AuditConfig;
 use crate::upstream::config::{parse_address, DnsConfig};
+pub use cidr::parse_cidr;
 pub use inbound::InboundConfig;
+pub use source::{ConfigSource, CONFIG_TOML_VAR};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_PATH: &str = "/mcp";
@@ -129,7 +138,7 @@ pub struct LimitsConfig {
     /// Request body bytes one agent connection may have buffered at once (POST bodies
     /// are read whole before they are forwarded; an HTTP/2 connection may carry many at
     /// a time). Counted as the bytes arrive and given back when the body has been
-    /// forwarded or dropped; a request that would go over gets 503 (JSON-RPC -32015)
+    /// forwarded or dropped; a request that would go over gets 503 (JSON-RPC -31015)
     /// with `Retry-After`. Default 24 MiB: four bodies of the default `max_body_bytes`.
     /// Must be at least every route's `max_body_bytes`.
     #[serde(default = "default_max_buffered_bytes_per_connection")]
@@ -251,6 +260,15 @@ pub struct RouteConfig {
     /// Below the 60 s idle timeout of AWS load balancers, so that we close first.
     #[serde(default = "default_pool_idle_timeout", with = "humantime_serde")]
     pub pool_idle_timeout: Duration,
+    /// HTTP/2: requests open on one gateway connection (per worker) before a second one
+    /// is opened. 100 is the least a server should allow (RFC 9113 6.5.2); set it to the
+    /// gateway's `SETTINGS_MAX_CONCURRENT_STREAMS` if that is lower.
+    #[serde(default = "default_max_streams_per_connection")]
+    pub max_streams_per_connection: usize,
+    /// HTTP/1.1 gateways: connections being opened at once per worker; further requests
+    /// wait for one of them (or for a busy one to come back).
+    #[serde(default = "default_max_connecting")]
+    pub max_connecting: usize,
 }
 
 fn default_listen() -> SocketAddr {
@@ -312,6 +330,12 @@ fn default_pool_max_idle() -> usize {
 fn default_pool_idle_timeout() -> Duration {
     Duration::from_secs(50)
 }
+fn default_max_streams_per_connection() -> usize {
+    100
+}
+fn default_max_connecting() -> usize {
+    4
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -353,6 +377,8 @@ impl RouteConfig {
             idle_timeout: default_long(),
             pool_max_idle: default_pool_max_idle(),
             pool_idle_timeout: default_pool_idle_timeout(),
+            max_streams_per_connection: default_max_streams_per_connection(),
+            max_connecting: default_max_connecting(),
         }
     }
 
@@ -416,6 +442,34 @@ pub struct ConfigError {
 pub struct Problem {
     pub key: String,
     pub problem: String,
+    /// The name of the route the key is in (`route[1]…`), shown in front of the key:
+    /// `route "billing" (route[1]).policy.allow_tools[0]`.
+    pub route: Option<String>,
+}
+
+impl Problem {
+    /// The key as messages show it: with the route's name when it is in a route.
+    pub fn label(&self) -> String {
+        match (&self.route, self.key.find(']')) {
+            (Some(name), Some(end)) if self.key.starts_with("route[") => {
+                format!(
+                    "route {name:?} ({}){}",
+                    &self.key[..=end],
+                    &self.key[end + 1..]
+                )
+            }
+            _ => self.key.clone(),
+        }
+    }
+
+    /// `<source>: <key>: <problem>` (without the key when the whole source is at fault).
+    pub fn line(&self, source: &str) -> String {
+        if self.key.is_empty() {
+            format!("{source}: {}", self.problem)
+        } else {
+            format!("{source}: {}: {}", self.label(), self.problem)
+        }
+    }
 }
 
 impl ConfigError {
@@ -426,6 +480,7 @@ impl ConfigError {
             problems: vec![Problem {
                 key: key.into(),
                 problem: problem.into(),
+                route: None,
             }],
         }
     }
@@ -448,11 +503,7 @@ impl std::fmt::Display for ConfigError {
             if i > 0 {
                 writeln!(f)?;
             }
-            if p.key.is_empty() {
-                write!(f, "{}: {}", self.source, p.problem)?;
-            } else {
-                write!(f, "{}: {}: {}", self.source, p.key, p.problem)?;
-            }
+            f.write_str(&p.line(&self.source))?;
         }
         Ok(())
     }
@@ -540,17 +591,22 @@ pub fn check_dns_name(name: &str) -> Result<(), String> {
 impl Config {
     /// Reads the file (if any), applies the overrides and validates the result.
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
-        match path {
-            Some(p) => {
-                let source = p.display().to_string();
-                let text = std::fs::read_to_string(p).map_err(|e| {
-                    ConfigError::new(&source, "", format!("cannot read the file: {e}"))
-                })?;
-                Config::parse(&text, &source, overrides)
-            }
+        let source = match path {
+            Some(p) => ConfigSource::File(p.to_path_buf()),
+            None => ConfigSource::Flags,
+        };
+        Config::load_from(&source, overrides)
+    }
+
+    /// Reads the configuration from its source (a file, the text of
+    /// `MCP_VPCE_PROXY_CONFIG_TOML`, or none), applies the overrides and validates it.
+    pub fn load_from(source: &ConfigSource, overrides: &Overrides) -> Result<Config, ConfigError> {
+        match source.text()? {
+            Some(text) => Config::parse(&text, &source.name(), overrides),
             None => {
                 let mut config = Config::default();
-                config.finish(overrides, "command line")?;
+                config.apply(overrides, &source.name())?;
+                config.validate(&source.name(), Vec::new())?;
                 Ok(config)
             }
         }
@@ -558,21 +614,49 @@ impl Config {
 
     /// Parses TOML text, applies the overrides and validates; `source` names the text.
     pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
-        let mut config = Config::from_toml(text, source)?;
-        config.finish(overrides, source)?;
+        let (mut config, early) = Config::read_toml(text, source)?;
+        config.apply(overrides, source)?;
+        config.validate(source, early)?;
         Ok(config)
     }
 
-    fn finish(&mut self, overrides: &Overrides, source: &str) -> Result<(), ConfigError> {
-        self.apply(overrides, source)?;
-        self.validate(source)
+    /// Parses TOML text without validating it; `source` names it in errors.
+    pub fn from_toml(text: &str, source: &str) -> Result<Config, ConfigError> {
+        let (config, early) = Config::read_toml(text, source)?;
+        match early.is_empty() {
+            true => Ok(config),
+            false => Err(ConfigError {
+                source: source.to_string(),
+                problems: early
+                    .into_iter()
+                    .map(|(key, problem)| Problem {
+                        key,
+                        problem,
+                        route: None,
+                    })
+                    .collect(),
+            }),
+        }
     }
 
-    /// Parses TOML text; `source` names it in errors.
-    pub fn from_toml(text: &str, source: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| {
+    /// The typed reading of the text, and the problems found before it: ranges that do
+    /// not parse are taken out and returned as problems (see [`cidr`]), so that they are
+    /// listed with the rest rather than stopping the reading. What the TOML reader itself
+    /// refuses (syntax, an unknown key, a value of the wrong type) stops it, as the one
+    /// problem reported.
+    fn read_toml(text: &str, source: &str) -> Result<(Config, Vec<(String, String)>), ConfigError> {
+        let refused = |e: toml::de::Error| {
             ConfigError::new(source, "", e.to_string().trim_end().replace('\n', "\n  "))
-        })
+        };
+        let mut table: toml::Table = toml::from_str(text).map_err(refused)?;
+        let early = cidr::take_bad_ranges(&mut table);
+        let config = if early.is_empty() {
+            // From the text itself, so that the reader's errors show the line.
+            toml::from_str(text).map_err(refused)?
+        } else {
+            toml::Value::Table(table).try_into().map_err(refused)?
+        };
+        Ok((config, early))
     }
 
     fn apply(&mut self, o: &Overrides, source: &str) -> Result<(), ConfigError> {
@@ -648,17 +732,21 @@ impl Config {
     }
 
     /// The validation pass: every section, each through its own checks, every problem
-    /// collected with its full key. A configuration that passes builds its route table
-    /// and audit sink without a configuration error.
-    fn validate(&self, source: &str) -> Result<(), ConfigError> {
-        let from_flags = path_is_command_line(source);
-        let problems: Vec<Problem> = self
+    /// collected with its full key (after `early`, the problems found while reading). A
+    /// configuration that passes builds its route table and audit sink without a
+    /// configuration error.
+    fn validate(&self, source: &str, early: Vec<(String, String)>) -> Result<(), ConfigError> {
+        // A list whose bad entries were taken out is not also reported as empty.
+        let emptied = |key: &str| early.iter().any(|(k, _)| k.starts_with(&format!("{key}[")));
+        let later: Vec<(String, String)> = self
             .problems()
             .into_iter()
-            .map(|(key, problem)| Problem {
-                key: if from_flags { flag_for_key(&key) } else { key },
-                problem,
-            })
+            .filter(|(key, _)| !emptied(key))
+            .collect();
+        let problems: Vec<Problem> = early
+            .into_iter()
+            .chain(later)
+            .map(|(key, problem)| self.problem(source, key, problem))
             .collect();
         if problems.is_empty() {
             Ok(())
@@ -668,6 +756,94 @@ impl Config {
                 problems,
             })
         }
+    }
+
+    /// A problem phrased for `source`: in zero-file mode the key is the flag the operator
+    /// typed; in a file, a key inside a route carries the route's name.
+    fn problem(&self, source: &str, key: String, problem: String) -> Problem {
+        if path_is_command_line(source) {
+            return Problem {
+                key: flag_for_key(&key),
+                problem,
+                route: None,
+            };
+        }
+        let route = route_index(&key)
+            .and_then(|i| self.routes.get(i))
+            .map(RouteConfig::display_name)
+            .filter(|name| valid_route_name(name));
+        Problem {
+            key,
+            problem,
+            route,
+        }
+    }
+
+    /// `route "billing" (route[1])`, for messages that name another route.
+    fn route_label(&self, i: usize) -> String {
+        match self.routes.get(i).map(RouteConfig::display_name) {
+            Some(name) if valid_route_name(&name) => format!("route {name:?} (route[{i}])"),
+            _ => format!("route[{i}]"),
+        }
+    }
+
+    /// What `check` warns about (and `run` logs at start): settings that are valid but
+    /// most likely not what was meant, each as a [`Problem`] with its key.
+    pub fn warnings(&self, source: &str) -> Vec<Problem> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        if let Some(admin) = self.admin {
+            if !admin.ip().is_loopback() {
+                out.push((
+                    "admin".into(),
+                    format!(
+                        "{admin} is not a loopback address: /metrics, /readyz and /routes (route \
+                         names, gateway URLs, credential state) answer anyone who can reach it, \
+                         without authentication; keep it on 127.0.0.1 unless a probe needs it, \
+                         and then allow only the prober to reach the port (security group, \
+                         NetworkPolicy)"
+                    ),
+                ));
+            }
+        }
+        if let Some(warning) = inbound::exposure_warning(&self.inbound, self.listen) {
+            out.push(("inbound.allowed_clients".into(), warning));
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            let Ok(gateway) = parse_gateway_url(&route.gateway) else {
+                continue;
+            };
+            if gateway.path == "/" {
+                out.push((
+                    format!("route[{i}].gateway"),
+                    format!(
+                        "{:?} has no path: AgentCore gateways serve MCP at /mcp, so requests \
+                         to this URL will most likely be answered 404; did you mean \
+                         \"https://{}/mcp\"?",
+                        route.gateway, gateway.authority
+                    ),
+                ));
+            }
+            let endpoint_region = route.endpoint.as_deref().and_then(agentcore_region);
+            if let (Some(endpoint), Some(at), Some(gateway_at)) = (
+                route.endpoint.as_deref(),
+                endpoint_region,
+                agentcore_region(&gateway.host),
+            ) {
+                if at != gateway_at {
+                    out.push((
+                        format!("route[{i}].endpoint"),
+                        format!(
+                            "{endpoint:?} is an endpoint in {at}, but the gateway is in \
+                             {gateway_at}: an interface endpoint reaches the gateways of its own \
+                             region only; use the DNS name of an endpoint in {gateway_at}"
+                        ),
+                    ));
+                }
+            }
+        }
+        out.into_iter()
+            .map(|(key, problem)| self.problem(source, key, problem))
+            .collect()
     }
 
     /// Every problem as `(key, problem)`, in the order of the sections.
@@ -720,13 +896,16 @@ impl Config {
             }
         }
         let l = &self.limits;
-        if l.header_read_timeout.is_zero()
-            || l.body_read_timeout.is_zero()
-            || l.idle_connection_timeout.is_zero()
-            || l.h2_keep_alive_interval.is_zero()
-            || l.h2_keep_alive_timeout.is_zero()
-        {
-            push("limits".into(), "timeouts must be greater than 0".into());
+        for (key, d) in [
+            ("limits.header_read_timeout", l.header_read_timeout),
+            ("limits.body_read_timeout", l.body_read_timeout),
+            ("limits.idle_connection_timeout", l.idle_connection_timeout),
+            ("limits.h2_keep_alive_interval", l.h2_keep_alive_interval),
+            ("limits.h2_keep_alive_timeout", l.h2_keep_alive_timeout),
+        ] {
+            if d.is_zero() {
+                push(key.into(), "must be greater than 0".into());
+            }
         }
         if l.max_header_bytes < 8192 {
             push(
@@ -734,10 +913,16 @@ impl Config {
                 "must be at least 8192".into(),
             );
         }
-        if l.max_connections == 0 || l.h2_max_concurrent_streams == 0 {
+        if l.max_connections == 0 {
             push(
-                "limits".into(),
-                "max_connections and h2_max_concurrent_streams must be greater than 0".into(),
+                "limits.max_connections".into(),
+                "must be greater than 0".into(),
+            );
+        }
+        if l.h2_max_concurrent_streams == 0 {
+            push(
+                "limits.h2_max_concurrent_streams".into(),
+                "must be greater than 0".into(),
             );
         }
         if l.max_buffered_bytes < l.max_buffered_bytes_per_connection {
@@ -749,15 +934,16 @@ impl Config {
                 ),
             );
         }
-        if let Err(e) = self.audit.validate() {
-            let (key, problem) = keyed("", "audit", e);
+        for (key, problem) in self.audit.problems() {
             push(key, problem);
         }
-        if let Err((key, problem)) = inbound::validate(&self.inbound, self.listen, &self.routes) {
+        for (key, problem) in inbound::problems(&self.inbound, self.listen, &self.routes, |i| {
+            self.route_label(i)
+        }) {
             push(key, problem);
         }
-        let mut seen_paths: Vec<&str> = Vec::new();
-        let mut seen_names: Vec<String> = Vec::new();
+        let mut seen_paths: Vec<(&str, usize)> = Vec::new();
+        let mut seen_names: Vec<(String, usize)> = Vec::new();
         for (i, r) in self.routes.iter().enumerate() {
             let key = |field: &str| format!("route[{i}].{field}");
             if !r.path.starts_with('/') || r.path.contains(['?', '#', ' ']) {
@@ -765,27 +951,38 @@ impl Config {
                     key("path"),
                     format!("must be an absolute path like \"/mcp\", got {:?}", r.path),
                 );
-            } else if seen_paths.contains(&r.path.as_str()) {
+            } else if let Some((_, holder)) = seen_paths.iter().find(|(p, _)| *p == r.path) {
                 push(
                     key("path"),
-                    format!("{:?} is used by another route", r.path),
+                    format!(
+                        "{:?} is already the path of {}; each route needs a path of its own",
+                        r.path,
+                        self.route_label(*holder)
+                    ),
                 );
             }
-            seen_paths.push(&r.path);
+            seen_paths.push((&r.path, i));
             let name = r.display_name();
-            if name.is_empty()
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
-            {
+            if !valid_route_name(&name) {
                 push(
                     key("name"),
                     format!("{name:?} must be non-empty letters, digits, '-', '_', '.', '/'"),
                 );
-            } else if seen_names.contains(&name) {
-                push(key("name"), format!("{name:?} is used by another route"));
+            } else if let Some((_, holder)) = seen_names.iter().find(|(n, _)| *n == name) {
+                push(
+                    key("name"),
+                    format!(
+                        "{name:?} is already the name of route[{holder}]{}; names tell routes \
+                         apart in logs and metrics",
+                        if r.name.is_none() {
+                            format!(" (this route's name comes from its path {:?})", r.path)
+                        } else {
+                            String::new()
+                        }
+                    ),
+                );
             }
-            seen_names.push(name);
+            seen_names.push((name, i));
             let port = match parse_gateway_url(&r.gateway) {
                 Ok(gateway) => gateway.port,
                 Err(p) => {
@@ -811,17 +1008,12 @@ impl Config {
             if let Err(p) = crate::auth::check(&r.credential) {
                 push(key("credential"), p);
             }
-            if let Err(e) = r.policy.validate() {
-                let (key, problem) = keyed(&format!("route[{i}]."), "policy", e);
-                push(key, problem);
+            for (policy_key, problem) in r.policy.problems() {
+                push(format!("route[{i}].{policy_key}"), problem);
             }
-            if let Err(e) = r.traffic.validate() {
-                let (key, problem) = keyed(&format!("route[{i}]."), "traffic", e);
-                push(key, problem);
-            }
-            if let Err(e) = r.shaping.validate() {
-                let (key, problem) = keyed(&format!("route[{i}]."), "shaping", e);
-                push(key, problem);
+            for (table_key, problem) in r.traffic.problems().into_iter().chain(r.shaping.problems())
+            {
+                push(format!("route[{i}].{table_key}"), problem);
             }
             if r.max_body_bytes == 0 {
                 push(key("max_body_bytes"), "must be greater than 0".into());
@@ -834,6 +1026,14 @@ impl Config {
                         l.max_buffered_bytes_per_connection
                     ),
                 );
+            }
+            for (field, n) in [
+                ("max_streams_per_connection", r.max_streams_per_connection),
+                ("max_connecting", r.max_connecting),
+            ] {
+                if n == 0 {
+                    push(key(field), "must be at least 1".into());
+                }
             }
             for (field, d) in [
                 ("connect_timeout", r.connect_timeout),
@@ -850,20 +1050,28 @@ impl Config {
     }
 }
 
-/// Maps a section's own error, `"<key>: <problem>"` with the key under `section`
-/// (`policy.allow_tools[0]: …`), to the full key (`prefix` + that key) and the problem.
-/// An error without such a key is put on `section` itself.
-fn keyed(prefix: &str, section: &str, error: String) -> (String, String) {
-    if let Some((key, problem)) = error.split_once(": ") {
-        let under_section = key == section
-            || key
-                .strip_prefix(section)
-                .is_some_and(|rest| rest.starts_with(['.', '[']));
-        if under_section && !key.contains(' ') {
-            return (format!("{prefix}{key}"), problem.to_string());
-        }
-    }
-    (format!("{prefix}{section}"), error)
+/// The index of the route a key is in: `route[3].policy.burst` → 3.
+fn route_index(key: &str) -> Option<usize> {
+    key.strip_prefix("route[")?.split(']').next()?.parse().ok()
+}
+
+/// A route name: non-empty letters, digits, `-`, `_`, `.`, `/`.
+fn valid_route_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+}
+
+/// The region in an AgentCore host name, gateway or endpoint alike: the label after
+/// `bedrock-agentcore` (`<id>.gateway.bedrock-agentcore.us-east-1.amazonaws.com`,
+/// `vpce-….gateway.bedrock-agentcore.us-east-1.vpce.amazonaws.com`).
+fn agentcore_region(host: &str) -> Option<&str> {
+    let mut labels = host.split('.');
+    labels.find(|l| l.eq_ignore_ascii_case("bedrock-agentcore"))?;
+    labels
+        .next()
+        .filter(|r| crate::auth::config::check_region(r).is_ok())
 }
 
 fn path_is_command_line(source: &str) -> bool {
@@ -886,6 +1094,8 @@ fn flag_for_key(key: &str) -> String {
         k if k.starts_with("route[0].policy.deny_tools") => "deny-tool",
         k if k.starts_with("dns.servers") => "dns-server",
         k if k.starts_with("admin_hosts") => "admin-host",
+        "admin" => "admin",
+        "listen" => "listen",
         "dns.private_ranges" => "private-range",
         _ => return key.to_string(),
     };
@@ -990,7 +1200,7 @@ mod tests {
         assert_eq!(e.keys(), ["route[1].policy.allow_tools[1]"], "{e}");
         assert_eq!(
             e.to_string(),
-            "/etc/proxy.toml: route[1].policy.allow_tools[1]: an empty pattern matches nothing; remove it"
+            "/etc/proxy.toml: route \"two\" (route[1]).policy.allow_tools[1]: an empty pattern matches nothing; remove it"
         );
         let e = Config::parse(
             &format!("{ROUTE}[route.policy]\nburst = 3\n"),
@@ -1035,16 +1245,22 @@ mod tests {
 
     #[test]
     fn a_bad_inbound_cidr_names_the_file_and_the_key() {
-        // A CIDR that does not parse is refused by the schema, with the key's line.
+        // A CIDR that does not parse is reported on its key, with the other problems.
         let e = Config::parse(
-            &format!("[inbound]\nallowed_clients = [\"10.0.0.0/33\"]\n{ROUTE}"),
+            &format!(
+                "listen = \"0.0.0.0:8080\"\n[inbound]\nallowed_clients = [\"10.0.0.0/33\"]\n\
+                 [dns]\nprivate_ranges = [\"10.0.0.0/8\", \"fd00::/200\"]\n{ROUTE}max_body_bytes = 0\n"
+            ),
             "/etc/proxy.toml",
             &Overrides::default(),
         )
         .unwrap_err();
-        let text = e.to_string();
-        assert!(text.starts_with("/etc/proxy.toml: "), "{text}");
-        assert!(text.contains("allowed_clients"), "{text}");
+        assert_eq!(
+            e.to_string(),
+            "/etc/proxy.toml: inbound.allowed_clients[0]: \"10.0.0.0/33\": the prefix length 33 is more than 32, the longest an IPv4 prefix can be\n\
+             /etc/proxy.toml: dns.private_ranges[1]: \"fd00::/200\": the prefix length 200 is more than 128, the longest an IPv6 prefix can be\n\
+             /etc/proxy.toml: route \"mcp\" (route[0]).max_body_bytes: must be greater than 0"
+        );
         // A listener off loopback with no client ranges (nor token) is refused by
         // the validation pass, on the key to set.
         let e = Config::parse(
@@ -1070,30 +1286,61 @@ mod tests {
                 "limits.max_header_bytes",
                 "audit.queue",
                 "route[0].policy.allow_methods[0]",
+                "route[0].policy.max_batch",
                 "route[0].connect_timeout",
             ],
             "{e}"
         );
         let lines: Vec<String> = e.to_string().lines().map(String::from).collect();
-        assert_eq!(lines.len(), 4, "{e}");
+        assert_eq!(lines.len(), 5, "{e}");
         assert!(lines.iter().all(|l| l.starts_with("f.toml: ")), "{e}");
     }
 
     #[test]
-    fn section_errors_get_their_full_key() {
+    fn connection_counts_must_be_at_least_one() {
+        let e = Config::parse(
+            &format!("{ROUTE}max_streams_per_connection = 0\nmax_connecting = 0\n"),
+            "f.toml",
+            &Overrides::default(),
+        )
+        .unwrap_err();
         assert_eq!(
-            keyed("route[3].", "policy", "policy.deny_tools[0]: bad".into()),
-            ("route[3].policy.deny_tools[0]".into(), "bad".into())
+            e.to_string(),
+            "f.toml: route \"mcp\" (route[0]).max_streams_per_connection: must be at least 1\n\
+             f.toml: route \"mcp\" (route[0]).max_connecting: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn keys_in_a_route_are_shown_with_its_name() {
+        assert_eq!(route_index("route[3].policy.burst"), Some(3));
+        assert_eq!(route_index("routes"), None);
+        let p = Problem {
+            key: "route[1].policy.allow_tools[0]".into(),
+            problem: "bad".into(),
+            route: Some("billing".into()),
+        };
+        assert_eq!(
+            p.label(),
+            "route \"billing\" (route[1]).policy.allow_tools[0]"
         );
         assert_eq!(
-            keyed("", "audit", "audit.path: cannot write /x: denied".into()),
-            ("audit.path".into(), "cannot write /x: denied".into())
+            p.line("f.toml"),
+            "f.toml: route \"billing\" (route[1]).policy.allow_tools[0]: bad"
         );
-        // Not under the section: the whole message is the problem, on the section.
+    }
+
+    #[test]
+    fn regions_are_read_from_gateway_and_endpoint_names() {
         assert_eq!(
-            keyed("route[0].", "policy", "something odd: here".into()),
-            ("route[0].policy".into(), "something odd: here".into())
+            agentcore_region("gw-1.gateway.bedrock-agentcore.us-east-1.amazonaws.com"),
+            Some("us-east-1")
         );
+        assert_eq!(
+            agentcore_region("vpce-0a-b.gateway.bedrock-agentcore.eu-west-1.vpce.amazonaws.com"),
+            Some("eu-west-1")
+        );
+        assert_eq!(agentcore_region("gw.example.com"), None);
     }
 
     #[test]

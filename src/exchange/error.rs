@@ -6,21 +6,21 @@
 //! | `AbsoluteForm` | 400 | text |
 //! | `ConnectMethod`, `MethodNotAllowed` | 405 + `Allow` | text |
 //! | `UnknownRoute` | 404 | text |
-//! | `BodyTooLarge` | 413 | -32006 |
-//! | `BodyIncomplete` | 400 | -32008 |
-//! | `Dns` | 503 | -32003 |
-//! | `NotPrivate` | 502 | -32002 |
-//! | `Unreachable` | 502 | -32000 |
-//! | `Tls` | 502 | -32004 |
-//! | `Credential` | 503 | -32005 |
-//! | `ResponseTimeout` | 504 | -32001 |
-//! | `Upstream` | 502 | -32007 |
-//! | `ToolRefused` | 200 | -32010 |
-//! | `MethodRefused` | 200 | -32011 |
-//! | `RateLimited` | 429 + `Retry-After` | -32012 |
-//! | `ConcurrencyLimited` | 429 + `Retry-After` | -32013 |
-//! | `FilterFailed` | (inside a 200 answer) | -32014 |
-//! | `BufferBudgetExceeded` | 503 + `Retry-After` | -32015 |
+//! | `BodyTooLarge` | 413 | -31006 |
+//! | `BodyIncomplete` | 400 | -31008 |
+//! | `Dns` | 503 | -31003 |
+//! | `NotPrivate` | 502 | -31002 |
+//! | `Unreachable` | 502 | -31000 |
+//! | `Tls` | 502 | -31004 |
+//! | `Credential` | 503 | -31005 |
+//! | `ResponseTimeout` | 504 | -31001 |
+//! | `Upstream` | 502 | -31007 |
+//! | `ToolRefused` | 200 | -31010 |
+//! | `MethodRefused` | 200 | -31011 |
+//! | `RateLimited` | 429 + `Retry-After` | -31012 |
+//! | `ConcurrencyLimited` | 429 + `Retry-After` | -31013 |
+//! | `FilterFailed` | (inside a 200 answer) | -31014 |
+//! | `BufferBudgetExceeded` | 503 + `Retry-After` | -31015 |
 //! | `UnsupportedMediaType` | 415 | -32600 |
 //! | `ParseError` | 400 | -32700 |
 //! | `InvalidRequest` | 400 | -32600 |
@@ -31,6 +31,15 @@
 //! | `HostInvalid` | 400 | text |
 //! | `ClientRefused`, `OriginRefused`, `HostRefused` | 403 | text |
 //! | `Unauthenticated` | 401 + `WWW-Authenticate` | text |
+//!
+//! Codes the proxy makes up itself are `-310NN` (`NN` as in the `-320NN` they replaced),
+//! outside JSON-RPC's reserved `-32768..=-32000`, as MCP 2026-07-28 asks of codes an
+//! implementation defines for itself. That range is where the gateway's own errors live
+//! (`-32003` is AgentCore's "Rate limit exceeded") and where MCP allocates its codes
+//! (`-32020..=-32099`), so an agent never mistakes the sidecar's failure for the gateway's.
+//! Only codes whose meaning a standard fixes are shared: JSON-RPC's `-32700`, `-32600`,
+//! `-32602` and MCP's `-32020`. Every error object made here also says
+//! `"data": {"source": "proxy", ...}`; docs/forwarding.md has the table and the reasoning.
 //!
 //! `GatewayThrottled` and `Shaped` deliberately take the gateway's own throttle shape
 //! (`-32003` "Rate limit exceeded", `data.retryAfter` in seconds, `data.limitKey`): the
@@ -210,24 +219,27 @@ impl ProxyError {
         }
     }
 
-    /// The JSON-RPC error code, in the implementation-defined server range.
+    /// The JSON-RPC error code: the proxy's own `-310NN` block (outside JSON-RPC's reserved
+    /// range, so never one the gateway or MCP uses), or the standard code where a standard
+    /// defines the meaning.
     pub fn rpc_code(&self) -> i64 {
         match self {
-            ProxyError::Connect(ConnectError::Unreachable { .. }) => -32000,
-            ProxyError::ResponseTimeout { .. } => -32001,
-            ProxyError::Connect(ConnectError::NotPrivate { .. }) => -32002,
-            ProxyError::Connect(ConnectError::Dns(_)) => -32003,
-            ProxyError::Connect(ConnectError::Tls { .. }) => -32004,
-            ProxyError::Credential(_) => -32005,
-            ProxyError::BodyTooLarge { .. } => -32006,
-            ProxyError::Upstream(_) => -32007,
-            ProxyError::BodyIncomplete(_) => -32008,
-            ProxyError::ToolRefused { .. } => -32010,
-            ProxyError::MethodRefused { .. } => -32011,
-            ProxyError::RateLimited { .. } => -32012,
-            ProxyError::ConcurrencyLimited { .. } => -32013,
-            ProxyError::FilterFailed(_) => -32014,
-            ProxyError::BufferBudgetExceeded { .. } => -32015,
+            ProxyError::Connect(ConnectError::Unreachable { .. }) => -31000,
+            ProxyError::ResponseTimeout { .. } => -31001,
+            ProxyError::Connect(ConnectError::NotPrivate { .. }) => -31002,
+            ProxyError::Connect(ConnectError::Dns(_)) => -31003,
+            ProxyError::Connect(ConnectError::Tls { .. }) => -31004,
+            ProxyError::Credential(_) => -31005,
+            ProxyError::BodyTooLarge { .. } => -31006,
+            ProxyError::Upstream(_) => -31007,
+            ProxyError::BodyIncomplete(_) => -31008,
+            ProxyError::ToolRefused { .. } => -31010,
+            ProxyError::MethodRefused { .. } => -31011,
+            ProxyError::RateLimited { .. } => -31012,
+            ProxyError::ConcurrencyLimited { .. } => -31013,
+            ProxyError::FilterFailed(_) => -31014,
+            ProxyError::BufferBudgetExceeded { .. } => -31015,
+            // Standard codes, meaning what their standard says.
             ProxyError::ParseError(_) => -32700,
             ProxyError::InvalidParams(_) => -32602,
             ProxyError::HeaderMismatch(_) => -32020,
@@ -455,39 +467,33 @@ pub fn error_object(id: &Value, err: &ProxyError, route: Option<&str>) -> Value 
     })
 }
 
-/// The `data` of an error object the proxy makes. A throttle answered in the gateway's
-/// shape carries the gateway's fields (`retryAfter` in whole seconds, `limitKey`) and
-/// says the proxy answered it.
+/// The `data` of every error object the proxy makes: `source` tells it apart from an error
+/// the gateway sent (which the proxy passes on untouched), `reason` is `kind()`. A
+/// throttle answered in the gateway's shape also carries the gateway's fields
+/// (`retryAfter` in whole seconds, `limitKey`).
 fn error_data(err: &ProxyError, route: Option<&str>) -> Value {
+    let mut data = json!({ "source": "proxy", "reason": err.kind(), "route": route });
     match err {
         ProxyError::GatewayThrottled {
             retry_after,
             limit_key,
             ..
         } => {
-            let mut data = json!({
-                "retryAfter": whole_seconds(*retry_after),
-                "source": "proxy",
-                "reason": err.kind(),
-                "route": route,
-            });
+            data["retryAfter"] = json!(whole_seconds(*retry_after));
             if let Some(key) = limit_key {
                 data["limitKey"] = json!(key);
             }
-            data
         }
         ProxyError::Shaped {
             retry_after,
             budget,
-        } => json!({
-            "retryAfter": whole_seconds(*retry_after),
-            "limitKey": shaping_key(budget),
-            "source": "proxy",
-            "reason": err.kind(),
-            "route": route,
-        }),
-        _ => json!({ "reason": err.kind(), "route": route }),
+        } => {
+            data["retryAfter"] = json!(whole_seconds(*retry_after));
+            data["limitKey"] = json!(shaping_key(budget));
+        }
+        _ => {}
     }
+    data
 }
 
 /// The configuration key of a shaping budget: `route` or a tool glob.
@@ -565,7 +571,8 @@ mod tests {
         assert_eq!(r.status(), 504);
         let v = body_json(r).await;
         assert_eq!(v["id"], "abc");
-        assert_eq!(v["error"]["code"], -32001);
+        assert_eq!(v["error"]["code"], -31001);
+        assert_eq!(v["error"]["data"]["source"], "proxy");
         assert_eq!(
             v["error"]["message"],
             "mcp-vpce-proxy: route mcp: gateway did not answer within 15m"
@@ -583,6 +590,93 @@ mod tests {
         let v = body_json(r).await;
         let ids: Vec<&Value> = v.as_array().unwrap().iter().map(|e| &e["id"]).collect();
         assert_eq!(ids, [&json!(1), &json!(2)]);
+    }
+
+    /// One of each variant an MCP POST can be answered with.
+    fn every_rpc_error() -> Vec<ProxyError> {
+        use crate::upstream::dns::DnsError;
+        let name = || "gw.example".to_string();
+        vec![
+            ProxyError::BodyTooLarge { limit: 1 },
+            ProxyError::BodyIncomplete("x".into()),
+            ProxyError::BufferBudgetExceeded {
+                scope: BudgetScope::Process,
+                limit: 1,
+            },
+            ProxyError::Connect(ConnectError::Dns(DnsError::NotFound { name: name() })),
+            ProxyError::Connect(ConnectError::NotPrivate {
+                name: name(),
+                addrs: vec![],
+                ranges: String::new(),
+            }),
+            ProxyError::Connect(ConnectError::Unreachable {
+                name: name(),
+                attempts: vec![],
+            }),
+            ProxyError::Connect(ConnectError::Tls {
+                name: name(),
+                addr: "127.0.0.1:443".parse().unwrap(),
+                server_name: name(),
+                cause: String::new(),
+            }),
+            ProxyError::Credential(CredentialError("x".into())),
+            ProxyError::ResponseTimeout {
+                after: Duration::from_secs(1),
+            },
+            ProxyError::Upstream("x".into()),
+            ProxyError::ToolRefused { tool: "t".into() },
+            ProxyError::MethodRefused { method: "m".into() },
+            ProxyError::RateLimited {
+                retry_after: Duration::from_secs(1),
+            },
+            ProxyError::ConcurrencyLimited { limit: 1 },
+            ProxyError::FilterFailed("x".into()),
+            ProxyError::UnsupportedMediaType {
+                content_type: "text/plain".into(),
+            },
+            ProxyError::ParseError("x".into()),
+            ProxyError::InvalidRequest("x".into()),
+            ProxyError::InvalidParams("x".into()),
+            ProxyError::HeaderMismatch("x".into()),
+        ]
+    }
+
+    #[test]
+    fn the_proxys_own_codes_are_outside_the_range_the_gateway_and_mcp_use() {
+        // Standard codes keep their standard meaning; everything else is the proxy's
+        // own -310NN block, outside JSON-RPC's reserved -32768..=-32000.
+        let standard = [-32700, -32600, -32602, -32020];
+        let mut own = Vec::new();
+        for err in every_rpc_error() {
+            let code = err.rpc_code();
+            if standard.contains(&code) {
+                continue;
+            }
+            assert!((-31099..=-31000).contains(&code), "{err:?}: {code}");
+            own.push(code);
+        }
+        // -32003 is AgentCore Gateway's "Rate limit exceeded": never the proxy's.
+        assert!(every_rpc_error().iter().all(|e| e.rpc_code() != -32003));
+        let mut distinct = own.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), own.len(), "one code per failure: {own:?}");
+    }
+
+    #[tokio::test]
+    async fn every_error_object_says_the_proxy_made_it() {
+        let p = peek(br#"{"jsonrpc":"2.0","id":5,"method":"tools/call"}"#);
+        for err in every_rpc_error() {
+            let v = body_json(respond(&err, Some("mcp"), Answer::JsonRpc(&p))).await;
+            assert_eq!(
+                v["error"]["data"],
+                json!({"source": "proxy", "reason": err.kind(), "route": "mcp"}),
+                "{err:?}"
+            );
+            let made = error_object(&json!(5), &err, None);
+            assert_eq!(made["error"]["data"]["source"], "proxy", "{err:?}");
+            assert_eq!(made["error"]["code"], err.rpc_code());
+        }
     }
 
     #[test]

@@ -33,7 +33,10 @@ pub async fn watch_config(
         return;
     }
     let Some(path) = file else {
-        tracing::warn!("--watch-config needs --config FILE; nothing to watch");
+        tracing::warn!(
+            "--watch-config needs --config FILE (the text of MCP_VPCE_PROXY_CONFIG_TOML cannot \
+             change while the process runs); nothing to watch"
+        );
         return;
     };
     tracing::info!(file = %path.display(), "watching the configuration file for changes");

@@ -108,11 +108,6 @@ impl Server {
         let table = RouteTable::build(config, &dns, &audit)?;
         let listener = bind_tcp(config.listen)
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-        if let Some(warning) =
-            crate::config::inbound::exposure_warning(&config.inbound, config.listen)
-        {
-            tracing::warn!("{warning}");
-        }
         let unix = match &config.unix_socket {
             Some(u) => Some(bind_unix(u)?),
             None => None,

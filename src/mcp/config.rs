@@ -95,33 +95,63 @@ impl PolicyConfig {
         !self.allow_tools.is_empty() || !self.deny_tools.is_empty()
     }
 
-    /// Checks the values; errors start with the key under `[route.policy]`.
+    /// The burst in force: `burst`, or one second's worth of the rate (at least 1).
+    pub fn burst_or_default(&self) -> u32 {
+        self.burst
+            .unwrap_or_else(|| self.requests_per_second.ceil().max(1.0) as u32)
+    }
+
+    /// Checks the values; the error is the first problem, `"<key>: <problem>"` with the key
+    /// under `[route.policy]`.
     pub fn validate(&self) -> Result<(), String> {
-        use super::glob::GlobSet;
-        GlobSet::new(&self.allow_tools, "policy.allow_tools")?;
-        GlobSet::new(&self.deny_tools, "policy.deny_tools")?;
-        GlobSet::new(&self.allow_methods, "policy.allow_methods")?;
+        match self.problems().into_iter().next() {
+            Some((key, problem)) => Err(format!("{key}: {problem}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Every problem of the table, in the order of its keys, as `(key, problem)` with the
+    /// key under `[route.policy]` (`policy.allow_tools[1]`).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        use super::glob::Glob;
+        let mut out = Vec::new();
+        for (key, patterns) in [
+            ("policy.allow_tools", &self.allow_tools),
+            ("policy.deny_tools", &self.deny_tools),
+            ("policy.allow_methods", &self.allow_methods),
+        ] {
+            for (i, pattern) in patterns.iter().enumerate() {
+                if let Err(problem) = Glob::new(pattern) {
+                    out.push((format!("{key}[{i}]"), problem));
+                }
+            }
+        }
         if !self.requests_per_second.is_finite() || self.requests_per_second < 0.0 {
-            return Err(format!(
-                "policy.requests_per_second: must be a number >= 0, got {}",
-                self.requests_per_second
+            out.push((
+                "policy.requests_per_second".into(),
+                format!("must be a number >= 0, got {}", self.requests_per_second),
             ));
         }
         if let Some(burst) = self.burst {
             if self.requests_per_second == 0.0 {
-                return Err("policy.burst: needs policy.requests_per_second".into());
-            }
-            if burst == 0 {
-                return Err("policy.burst: must be at least 1".into());
+                out.push((
+                    "policy.burst".into(),
+                    "needs policy.requests_per_second".into(),
+                ));
+            } else if burst == 0 {
+                out.push(("policy.burst".into(), "must be at least 1".into()));
             }
         }
         if self.max_filter_bytes == 0 {
-            return Err("policy.max_filter_bytes: must be greater than 0".into());
+            out.push((
+                "policy.max_filter_bytes".into(),
+                "must be greater than 0".into(),
+            ));
         }
         if self.max_batch == 0 {
-            return Err("policy.max_batch: must be at least 1".into());
+            out.push(("policy.max_batch".into(), "must be at least 1".into()));
         }
-        Ok(())
+        out
     }
 }
 
@@ -153,5 +183,23 @@ mod tests {
             .unwrap_err()
             .starts_with("policy.requests_per_second: "));
         assert!(toml::from_str::<PolicyConfig>("allow_tool = []").is_err());
+    }
+
+    #[test]
+    fn every_problem_is_listed() {
+        let p: PolicyConfig = toml::from_str(
+            "allow_tools = [\"\", \"ok\"]\ndeny_tools = [\"\"]\nrequests_per_second = -1.0\nmax_batch = 0",
+        )
+        .unwrap();
+        let keys: Vec<String> = p.problems().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "policy.allow_tools[0]",
+                "policy.deny_tools[0]",
+                "policy.requests_per_second",
+                "policy.max_batch"
+            ]
+        );
     }
 }

@@ -283,7 +283,7 @@ impl McpBody {
         let status = self.status;
         self.watch.end_all(|| Ending {
             outcome: Outcome::UpstreamFailure,
-            error_code: Some(-32014),
+            error_code: Some(ProxyError::FilterFailed(String::new()).rpc_code()),
             reason: Some("filter_failed".into()),
             status,
             response_bytes: received,
@@ -729,7 +729,7 @@ mod tests {
         let event = text[NOTE.len()..].strip_prefix("data: ").unwrap();
         let error: Value = serde_json::from_str(event.trim_end()).unwrap();
         assert_eq!(error["id"], 1);
-        assert_eq!(error["error"]["code"], -32014);
+        assert_eq!(error["error"]["code"], -31014);
         assert!(!text.contains("Other___delete"));
     }
 
@@ -770,7 +770,7 @@ mod tests {
             let out: Value =
                 serde_json::from_slice(&body.collect().await.unwrap().to_bytes()).unwrap();
             if expect_error {
-                assert_eq!(out["error"]["code"], -32014);
+                assert_eq!(out["error"]["code"], -31014);
                 assert_eq!(out["id"], 1);
             } else {
                 assert_eq!(out["result"]["tools"], json!([{"name":"Demo___echo"}]));
@@ -855,7 +855,7 @@ mod tests {
         )
         .await;
         let value: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(value["error"]["code"], -32014, "{out}");
+        assert_eq!(value["error"]["code"], -31014, "{out}");
         assert_eq!(value["id"], 1);
         assert!(!out.contains("Other___delete"));
         // Compressed bytes cannot be read: withheld, whatever they hold.
@@ -866,7 +866,7 @@ mod tests {
         )
         .await;
         let value: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(value["error"]["code"], -32014, "{out}");
+        assert_eq!(value["error"]["code"], -31014, "{out}");
         assert!(value["error"]["message"]
             .as_str()
             .unwrap()
@@ -882,7 +882,7 @@ mod tests {
         )
         .await;
         assert!(!out.contains("Other___delete"), "{out}");
-        assert!(out.contains("-32014"), "{out}");
+        assert!(out.contains("-31014"), "{out}");
     }
 
     #[tokio::test]

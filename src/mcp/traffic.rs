@@ -126,35 +126,57 @@ impl Default for TrafficConfig {
 pub const MAX_HOLD: Duration = Duration::from_secs(60);
 
 impl TrafficConfig {
-    /// Checks the values; errors start with the key under `[route]`.
+    /// The first problem, as `"<key>: <problem>"` with the key under `[route]`.
     pub fn validate(&self) -> Result<(), String> {
+        first(self.problems())
+    }
+
+    /// Every problem of the table, as `(key, problem)` with the key under `[route]`
+    /// (`traffic.throttle_hold_max`).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut push = |key: &str, problem: String| out.push((format!("traffic.{key}"), problem));
         if self.throttle_hold_max > MAX_HOLD {
-            return Err(format!(
-                "traffic.throttle_hold_max: at most {}, got {}",
-                humantime::format_duration(MAX_HOLD),
-                humantime::format_duration(self.throttle_hold_max)
-            ));
-        }
-        if self.throttle == ThrottleMode::Hold && self.throttle_hold_max.is_zero() {
-            return Err(
-                "traffic.throttle_hold_max: must be greater than 0 with throttle = \"hold\"".into(),
+            push(
+                "throttle_hold_max",
+                format!(
+                    "at most {}, got {}",
+                    humantime::format_duration(MAX_HOLD),
+                    humantime::format_duration(self.throttle_hold_max)
+                ),
+            );
+        } else if self.throttle == ThrottleMode::Hold && self.throttle_hold_max.is_zero() {
+            push(
+                "throttle_hold_max",
+                "must be greater than 0 with throttle = \"hold\"".into(),
             );
         }
         if self.throttle_max_windows == 0 {
-            return Err("traffic.throttle_max_windows: must be at least 1".into());
+            push("throttle_max_windows", "must be at least 1".into());
         }
         if self.cache && self.cache_max_entries == 0 {
-            return Err("traffic.cache_max_entries: must be at least 1 (or cache = false)".into());
+            push(
+                "cache_max_entries",
+                "must be at least 1 (or cache = false)".into(),
+            );
         }
         if self.cache && self.cache_max_bytes == 0 {
-            return Err(
-                "traffic.cache_max_bytes: must be greater than 0 (or cache = false)".into(),
+            push(
+                "cache_max_bytes",
+                "must be greater than 0 (or cache = false)".into(),
             );
         }
         if self.share_max_bytes == 0 {
-            return Err("traffic.share_max_bytes: must be greater than 0".into());
+            push("share_max_bytes", "must be greater than 0".into());
         }
-        Ok(())
+        out
+    }
+}
+
+fn first(problems: Vec<(String, String)>) -> Result<(), String> {
+    match problems.into_iter().next() {
+        Some((key, problem)) => Err(format!("{key}: {problem}")),
+        None => Ok(()),
     }
 }
 
@@ -197,27 +219,41 @@ impl ShapingConfig {
         self.requests_per_second > 0.0 || !self.tools.is_empty()
     }
 
-    /// Checks the values; errors start with the key under `[route]`.
+    /// The first problem, as `"<key>: <problem>"` with the key under `[route]`.
     pub fn validate(&self) -> Result<(), String> {
+        first(self.problems())
+    }
+
+    /// Every problem of the table, as `(key, problem)` with the key under `[route]`
+    /// (`shaping.tools."search*"`).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
         if !self.requests_per_second.is_finite() || self.requests_per_second < 0.0 {
-            return Err(format!(
-                "shaping.requests_per_second: must be a number >= 0, got {}",
-                self.requests_per_second
+            out.push((
+                "shaping.requests_per_second".into(),
+                format!("must be a number >= 0, got {}", self.requests_per_second),
             ));
         }
         if let Some(burst) = self.burst {
             if self.requests_per_second == 0.0 {
-                return Err("shaping.burst: needs shaping.requests_per_second".into());
-            }
-            if burst == 0 {
-                return Err("shaping.burst: must be at least 1".into());
+                out.push((
+                    "shaping.burst".into(),
+                    "needs shaping.requests_per_second".into(),
+                ));
+            } else if burst == 0 {
+                out.push(("shaping.burst".into(), "must be at least 1".into()));
             }
         }
         for (glob, rate) in &self.tools {
-            super::glob::Glob::new(glob).map_err(|e| format!("shaping.tools.{glob:?}: {e}"))?;
-            ToolRate::parse(rate).map_err(|e| format!("shaping.tools.{glob:?}: {e}"))?;
+            let key = format!("shaping.tools.{glob:?}");
+            if let Err(problem) = super::glob::Glob::new(glob) {
+                out.push((key.clone(), problem));
+            }
+            if let Err(problem) = ToolRate::parse(rate) {
+                out.push((key, problem));
+            }
         }
-        Ok(())
+        out
     }
 }
 

@@ -84,28 +84,48 @@ impl Default for AuditConfig {
 }
 
 impl AuditConfig {
-    /// Checks the table; errors start with the key (`audit.path: …`).
+    /// Checks the table; the error is the first problem, starting with its key
+    /// (`audit.path: …`).
     pub fn validate(&self) -> Result<(), String> {
+        match self.problems().into_iter().next() {
+            Some((key, problem)) => Err(format!("{key}: {problem}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Every problem of the table as `(key, problem)` (`audit.queue`, `audit.path`).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
         if self.queue == 0 {
-            return Err("audit.queue: must be at least 1".into());
+            out.push(("audit.queue".into(), "must be at least 1".into()));
         }
         if self.queue_bytes < 64 * 1024 {
-            return Err("audit.queue_bytes: must be at least 65536".into());
+            out.push(("audit.queue_bytes".into(), "must be at least 65536".into()));
         }
         if self.to != AuditTo::File {
             if self.path.is_some() {
-                return Err("audit.path: is only used with to = \"file\"".into());
+                out.push((
+                    "audit.path".into(),
+                    "is only used with to = \"file\"".into(),
+                ));
             }
-            return Ok(());
+            return out;
         }
-        let path = self
-            .path
-            .as_deref()
-            .ok_or("audit.path: is required with to = \"file\"")?;
         if self.max_file_bytes == 0 {
-            return Err("audit.max_file_bytes: must be greater than 0".into());
+            out.push((
+                "audit.max_file_bytes".into(),
+                "must be greater than 0".into(),
+            ));
         }
-        check_writable(path).map_err(|e| format!("audit.path: {e}"))
+        match self.path.as_deref() {
+            None => out.push(("audit.path".into(), "is required with to = \"file\"".into())),
+            Some(path) => {
+                if let Err(e) = check_writable(path) {
+                    out.push(("audit.path".into(), e));
+                }
+            }
+        }
+        out
     }
 }
 

@@ -23,6 +23,7 @@ use crate::proxy::discovery;
 use crate::proxy::route::{Route, RouteTable};
 use crate::proxy::send::attempt;
 use crate::proxy::share::{Landing, Shareable, LIST_METHODS};
+use crate::upstream::gateway_conns::UpstreamBody;
 
 /// Requests that change nothing on the gateway: sent once more when their connection
 /// failed before any byte of the answer (`tools/call` and everything else, never).
@@ -335,15 +336,16 @@ async fn forward(
 
 /// Sends the request to the gateway. A credential that can be refreshed gets one more
 /// try when the gateway answers 401 (a token revoked or rotated early); a read-only
-/// request whose connection failed before any byte of the answer is sent once more, on a
-/// new connection. Either replays the buffered body.
+/// request whose connection failed before any byte of the answer is sent once more, over
+/// another connection (the failed one is never lent again). Either replays the buffered
+/// body.
 async fn exchange(
     route: &Route,
     outgoing: Outgoing,
     payload: &Bytes,
     timings: &mut Timings,
     read_only: bool,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<UpstreamBody>, ProxyError> {
     let retry_read = read_only && route.config.traffic.retry_reads;
     let refreshable = route.credential.refreshable();
     let (first, spare) = if refreshable || retry_read {
@@ -352,12 +354,12 @@ async fn exchange(
         (outgoing.into_parts(), None)
     };
     let timeout = route.response_timeout;
-    let mut result = attempt(route, first, payload, timeout, timings, false).await;
+    let mut result = attempt(route, first, payload, timeout, timings).await;
     if let (Err(failure), Some(spare), true) = (&result, &spare, retry_read) {
         if failure.retryable {
-            tracing::info!(route = %route.name, cause = %failure.err, "a read's connection failed before any answer; sending it once more on a new connection");
+            tracing::info!(route = %route.name, cause = %failure.err, "a read's connection failed before any answer; sending it once more over another connection");
             route.metrics.upstream_retries.inc();
-            result = attempt(route, spare.to_parts(), payload, timeout, timings, true).await;
+            result = attempt(route, spare.to_parts(), payload, timeout, timings).await;
         }
     }
     let mut result = result.map_err(|f| f.err);
@@ -365,7 +367,7 @@ async fn exchange(
         if matches!(&result, Ok(r) if r.status() == StatusCode::UNAUTHORIZED) {
             tracing::info!(route = %route.name, "gateway answered 401; refreshing the credential and retrying once");
             route.credential.invalidate();
-            result = attempt(route, spare.into_parts(), payload, timeout, timings, false)
+            result = attempt(route, spare.into_parts(), payload, timeout, timings)
                 .await
                 .map_err(|f| f.err);
         }

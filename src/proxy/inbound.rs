@@ -5,8 +5,10 @@
 //! The MCP transport asks local servers to guard against DNS rebinding: a page on
 //! `http://evil.example` whose name is re-pointed at 127.0.0.1 makes the browser send
 //! `Host: evil.example` and `Origin: http://evil.example`. Both are refused here: an Origin
-//! must be on the allow-list (none is, by default) and a Host must be an IP literal,
-//! `localhost`, or a name on `allowed_hosts`.
+//! must be a page on this machine (`http(s)://localhost`, `127.0.0.1` or `[::1]`, any
+//! port, unless `allow_local_origins = false`) or on the allow-list (empty by default), and
+//! a Host must be an IP literal, `localhost`, or a name on `allowed_hosts`. A rebinding page
+//! keeps its own name in its Origin, so a local Origin is one a page on the machine sent.
 //!
 //! Before that, the Host is parsed strictly as an authority, `host[:port]` (see
 //! [`Authority`]): the proxy builds its own URL from it for passthrough routes (OAuth
@@ -22,16 +24,19 @@ use http::{HeaderMap, Method, Version};
 use hyper::body::Incoming;
 use ipnet::IpNet;
 
-use crate::config::inbound::{parse_origin, Authority, AuthorityHost, InboundConfig};
+use crate::config::inbound::{
+    is_local_origin, parse_origin, Authority, AuthorityHost, InboundConfig,
+};
 use crate::exchange::error::ProxyError;
 
 /// The inbound rules in force, built once from config.
-#[derive(Default)]
 pub struct InboundGuard {
     clients: Vec<IpNet>,
     /// SHA-256 of the expected `Authorization` value, compared digest to digest.
     token: Option<[u8; 32]>,
     origins: Vec<String>,
+    /// `inbound.allow_local_origins`.
+    local_origins: bool,
     hosts: Vec<String>,
 }
 
@@ -51,6 +56,7 @@ impl InboundGuard {
             clients: config.allowed_clients.clone(),
             token: token.map(|t| digest(format!("Bearer {}", t.expose()).as_bytes())),
             origins,
+            local_origins: config.allow_local_origins,
             hosts: config
                 .allowed_hosts
                 .iter()
@@ -95,10 +101,11 @@ impl InboundGuard {
                 }
             }
         }
-        if let Some(origin) = headers.get(ORIGIN) {
-            let origin = String::from_utf8_lossy(origin.as_bytes()).to_string();
+        if let Some(value) = headers.get(ORIGIN) {
+            let local = self.local_origins && is_local_origin(value.as_bytes());
+            let origin = String::from_utf8_lossy(value.as_bytes()).to_string();
             let normalized = origin.trim().trim_end_matches('/').to_ascii_lowercase();
-            if !self.origins.contains(&normalized) {
+            if !local && !self.origins.contains(&normalized) {
                 return Err(ProxyError::OriginRefused { origin });
             }
         }
@@ -505,8 +512,60 @@ mod tests {
         ));
         assert!(check(&guard(""), "127.0.0.1:1", &[("origin", "null")]).is_err());
         assert_eq!(check(&guard(""), "127.0.0.1:1", &[]), Ok(()));
+        // A page on this machine is served, by default, whatever the list says.
+        assert_eq!(
+            check(&g, "127.0.0.1:1", &[("origin", "http://localhost:3000")]),
+            Ok(())
+        );
         assert!(parse_origin("https://a.example/path").is_err());
         assert!(parse_origin("a.example").is_err());
+    }
+
+    #[test]
+    fn local_origins_are_served_unless_turned_off() {
+        let g = guard("");
+        for local in [
+            "http://localhost",
+            "https://localhost:8443",
+            "http://127.0.0.1:3000",
+            "http://[::1]:5173",
+            "HTTP://LOCALHOST:3000",
+        ] {
+            assert_eq!(
+                check(&g, "127.0.0.1:1", &[("origin", local)]),
+                Ok(()),
+                "{local}"
+            );
+        }
+        for foreign in [
+            "http://localhost.evil.example",
+            "http://127.0.0.1.nip.io",
+            "http://localhost@evil.example",
+            "null",
+        ] {
+            assert_eq!(
+                check(&g, "127.0.0.1:1", &[("origin", foreign)]),
+                Err(ProxyError::OriginRefused {
+                    origin: foreign.into()
+                }),
+                "{foreign}"
+            );
+        }
+        let off = guard("allow_local_origins = false");
+        assert!(matches!(
+            check(&off, "127.0.0.1:1", &[("origin", "http://localhost:3000")]),
+            Err(ProxyError::OriginRefused { .. })
+        ));
+        let listed =
+            guard("allow_local_origins = false\nallowed_origins = [\"http://localhost:3000\"]");
+        assert_eq!(
+            check(
+                &listed,
+                "127.0.0.1:1",
+                &[("origin", "http://localhost:3000")]
+            ),
+            Ok(())
+        );
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! config) and the route table that the server swaps whole on reload.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,25 +15,12 @@ use crate::ops::metrics::RouteMetrics;
 use crate::proxy::discovery::UrlMap;
 use crate::proxy::inbound::InboundGuard;
 use crate::proxy::share::Sharing;
-use crate::upstream::client::{self, UpstreamClient};
 use crate::upstream::config::parse_address;
 use crate::upstream::connector::{ConnectionUse, Connector, ConnectorSettings, DialTarget};
 use crate::upstream::dns::Dns;
+use crate::upstream::gateway_conns::{ConnSettings, WorkerConns};
 use crate::upstream::per_worker::PerWorker;
 use crate::upstream::tls;
-
-/// One worker's upstream pool.
-pub struct WorkerPool {
-    pub client: UpstreamClient,
-    /// The same connector without a pool: every request opens a connection of its own
-    /// (the one retry of a read whose pooled connection failed).
-    pub fresh: UpstreamClient,
-    /// Set when a response came over a connection to an address DNS no longer
-    /// answers: the following requests capture their connection so that the stale one
-    /// can be poisoned (retired) when it serves one. Capturing costs several
-    /// allocations per request, so it is done only while this is set.
-    pub retiring: AtomicBool,
-}
 
 pub struct Route {
     pub name: Arc<str>,
@@ -52,7 +38,7 @@ pub struct Route {
     /// One pool per worker thread (see `workers`): a request is forwarded over a
     /// connection driven by its own thread. Shared with the route this one replaced on
     /// reload when the connection settings did not change.
-    pools: Arc<PerWorker<WorkerPool>>,
+    pools: Arc<PerWorker<Arc<WorkerConns>>>,
     pub max_body_bytes: u64,
     pub response_timeout: Duration,
     pub idle_timeout: Duration,
@@ -94,6 +80,9 @@ impl Route {
                 old.config.credential == config.credential
                     && *old.name == *name
                     && old.gateway.host == gateway.host
+                    // A source that dials through the route's resolver keeps it.
+                    && (Arc::ptr_eq(&old.dns, dns)
+                        || !old.credential.source_endpoint().is_some_and(|e| e.private))
             })
             .map(|old| old.credential.clone());
         let kept_pools = previous
@@ -106,6 +95,7 @@ impl Route {
                 &auth::Context {
                     route: &name,
                     gateway_host: &gateway.host,
+                    dns,
                 },
             )?,
         };
@@ -161,14 +151,9 @@ impl Route {
         })
     }
 
-    /// The pool of the worker running this request.
-    pub fn pool(&self) -> &WorkerPool {
+    /// The gateway connections of the worker running this request.
+    pub fn pool(&self) -> &Arc<WorkerConns> {
         self.pools.get()
-    }
-
-    /// The pooled client of the worker running this request.
-    pub fn client(&self) -> &UpstreamClient {
-        &self.pool().client
     }
 
     /// The gateway URI for a request that carried `query`.
@@ -257,7 +242,7 @@ fn pools(
     target: &DialTarget,
     metrics: &Arc<RouteMetrics>,
     dns: &Arc<Dns>,
-) -> Result<Arc<PerWorker<WorkerPool>>, String> {
+) -> Result<Arc<PerWorker<Arc<WorkerConns>>>, String> {
     let extra_roots = match &config.ca_file {
         Some(path) => tls::read_ca_file(path)?,
         None => Vec::new(),
@@ -273,14 +258,14 @@ fn pools(
         tls_timeout: config.tls_timeout,
         preferred: config.preferred_ranges.clone(),
     })?;
-    Ok(Arc::new(PerWorker::new(|| WorkerPool {
-        client: client::build(
-            connector.clone(),
-            config.pool_max_idle,
-            config.pool_idle_timeout,
-        ),
-        fresh: client::build(connector.clone(), 0, config.pool_idle_timeout),
-        retiring: AtomicBool::new(false),
+    let settings = ConnSettings {
+        idle_timeout: config.pool_idle_timeout,
+        max_idle: config.pool_max_idle,
+        max_streams: config.max_streams_per_connection.max(1),
+        max_connecting: config.max_connecting.max(1),
+    };
+    Ok(Arc::new(PerWorker::new(|| {
+        Arc::new(WorkerConns::new(connector.clone(), settings))
     })))
 }
 
@@ -303,6 +288,8 @@ fn same_connections(a: &RouteConfig, b: &RouteConfig) -> bool {
         tls_timeout,
         pool_max_idle,
         pool_idle_timeout,
+        max_streams_per_connection,
+        max_connecting,
         // Used per request, not by the connections.
         credential: _,
         policy: _,
@@ -323,6 +310,8 @@ fn same_connections(a: &RouteConfig, b: &RouteConfig) -> bool {
         && *tls_timeout == b.tls_timeout
         && *pool_max_idle == b.pool_max_idle
         && *pool_idle_timeout == b.pool_idle_timeout
+        && *max_streams_per_connection == b.max_streams_per_connection
+        && *max_connecting == b.max_connecting
 }
 
 /// Everything a reload swaps at once: the routes by local path and the inbound rules.

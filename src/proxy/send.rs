@@ -1,20 +1,18 @@
 //! One attempt at the gateway, shared by the forwarding and by `doctor`: attach the
-//! route's credential, send through the worker's pooled client within a timeout, and map
-//! a client error to what the agent (or the operator) is told.
+//! route's credential, send over the worker's gateway connection within a timeout, and
+//! map a failure to what the agent (or the operator) is told.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::capture_connection;
 
 use crate::exchange::body;
 use crate::exchange::context::Timings;
 use crate::exchange::error::ProxyError;
 use crate::proxy::route::Route;
 use crate::upstream::connector::{ConnectError, ConnectionUse};
+use crate::upstream::gateway_conns::{SendError, UpstreamBody};
 
 /// One attempt: attach the credential, send, wait at most `timeout` for the response
 /// head. A connection to an address the endpoint name no longer resolves to is retired
@@ -29,30 +27,30 @@ pub async fn send(
     payload: &Bytes,
     timeout: Duration,
     timings: &mut Timings,
-) -> Result<Response<Incoming>, ProxyError> {
-    attempt(route, parts, payload, timeout, timings, false)
+) -> Result<Response<UpstreamBody>, ProxyError> {
+    attempt(route, parts, payload, timeout, timings)
         .await
         .map_err(|f| f.err)
 }
 
-/// Why an attempt failed, and whether it failed before the gateway can have seen the
-/// request's end or sent a byte of its answer (so a read-only request may be sent again).
+/// Why an attempt failed, and whether it failed before the gateway can have sent a byte
+/// of its answer, in a way another connection may not (so a read may be sent again).
 #[derive(Debug)]
 pub struct Failure {
     pub err: ProxyError,
     pub retryable: bool,
 }
 
-/// One attempt, as [`send`]; `fresh` sends it on a new connection (the route's unpooled
-/// client), for the one retry of a read whose connection failed.
+/// One attempt, as [`send`], telling a failure a read may be sent again after. The
+/// connection that failed is never lent again (a closed h2 connection is left, a failed
+/// HTTP/1.1 one dropped), so a second attempt goes over another one.
 pub async fn attempt(
     route: &Route,
     mut parts: http::request::Parts,
     payload: &Bytes,
     timeout: Duration,
     timings: &mut Timings,
-    fresh: bool,
-) -> Result<Response<Incoming>, Failure> {
+) -> Result<Response<UpstreamBody>, Failure> {
     let fail = |err| Failure {
         err,
         retryable: false,
@@ -66,14 +64,9 @@ pub async fn attempt(
     } else {
         body::full(payload.clone())
     };
-    let mut request = Request::from_parts(parts, body);
-    let pool = route.pool();
-    let connection = pool
-        .retiring
-        .load(Ordering::Relaxed)
-        .then(|| capture_connection(&mut request));
-    let client = if fresh { &pool.fresh } else { &pool.client };
-    let response = match tokio::time::timeout(timeout, client.request(request)).await {
+    let request = Request::from_parts(parts, body);
+    let conns = route.pool();
+    let response = match tokio::time::timeout(timeout, conns.send(request)).await {
         Err(_) => return Err(fail(ProxyError::ResponseTimeout { after: timeout })),
         Ok(Err(e)) => {
             return Err(Failure {
@@ -93,36 +86,30 @@ pub async fn attempt(
             timings.tls = Some(used.opened.tls);
         }
         if route.is_stale(used) {
-            let poisoned = connection.as_ref().is_some_and(|c| {
-                c.connection_metadata()
-                    .as_ref()
-                    .map(|connected| connected.poison())
-                    .is_some()
-            });
-            if poisoned {
-                tracing::info!(route = %route.name, addr = %used.addr, "endpoint address no longer in DNS; retiring its connection");
-            } else {
-                // Not captured: caught on its next request.
-                pool.retiring.store(true, Ordering::Relaxed);
-            }
-        } else if connection.is_some() {
-            pool.retiring.store(false, Ordering::Relaxed);
+            tracing::info!(route = %route.name, addr = %used.addr, "endpoint address no longer in DNS; retiring its connection");
+            conns.retire(used);
         }
     }
     Ok(response)
 }
 
-/// Whether the connection failed before any byte of the answer arrived, in a way a new
+/// Whether the connection failed before any byte of the answer arrived, in a way another
 /// connection may not: refused or reset while connecting, or a connection (a reused one,
 /// most often: the gateway closed it as it went idle) closed or reset before the answer's
-/// head. A failed name lookup, an address outside the VPC or a TLS failure would fail
-/// the same way again; a timeout may mean the gateway is still working on it.
-pub fn failed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+/// head. A failed name lookup, an address outside the VPC, a TLS or HTTP handshake
+/// failure would fail the same way again; a timeout may mean the gateway is still
+/// working on it.
+pub fn failed_before_answer(e: &SendError) -> bool {
+    let http = match e {
+        SendError::Connect(connect) => return matches!(connect, ConnectError::Unreachable { .. }),
+        SendError::Handshake(_) => return false,
+        SendError::Http(http) => http,
+    };
+    if http.is_incomplete_message() || http.is_canceled() || http.is_closed() {
+        return true;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(http);
     while let Some(s) = source {
-        if let Some(connect) = s.downcast_ref::<ConnectError>() {
-            return matches!(connect, ConnectError::Unreachable { .. });
-        }
         if let Some(h) = s.downcast_ref::<hyper::Error>() {
             if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
                 return true;
@@ -142,20 +129,21 @@ pub fn failed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
     false
 }
 
-/// Maps a client error to what the agent is told: the connector's own error when the
+/// Maps a failed send to what the agent is told: the connector's own error when the
 /// connection could not be made, the cause chain otherwise.
-pub fn classify(e: &hyper_util::client::legacy::Error) -> ProxyError {
+pub fn classify(e: &SendError) -> ProxyError {
+    if let SendError::Connect(connect) = e {
+        return ProxyError::Connect(connect.clone());
+    }
+    let mut causes = vec![e.to_string()];
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    let mut causes = Vec::new();
+    // hyper's own message first, then what it names as the cause.
+    if let SendError::Http(http) = e {
+        source = std::error::Error::source(http);
+    }
     while let Some(s) = source {
-        if let Some(connect) = s.downcast_ref::<ConnectError>() {
-            return ProxyError::Connect(connect.clone());
-        }
         causes.push(s.to_string());
         source = s.source();
-    }
-    if causes.is_empty() {
-        causes.push(e.to_string());
     }
     ProxyError::Upstream(causes.join(": "))
 }

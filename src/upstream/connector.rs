@@ -125,6 +125,11 @@ impl std::fmt::Display for ConnectError {
 impl std::error::Error for ConnectError {}
 
 impl Connector {
+    /// Dials a new connection to the gateway: resolve, in-VPC check, TCP, TLS.
+    pub async fn connect(&self) -> Result<UpstreamStream, ConnectError> {
+        self.inner.connect().await
+    }
+
     pub fn new(settings: ConnectorSettings) -> Result<Self, String> {
         let server_name = ServerName::try_from(settings.gateway_host.clone()).map_err(|e| {
             format!(
@@ -284,6 +289,7 @@ impl Inner {
                 h2,
                 used: ConnectionUse {
                     used: Arc::default(),
+                    retired: Arc::default(),
                     current_at: Arc::new(AtomicU64::new(dns_generation)),
                     addr,
                     opened: OpeningTimes {
@@ -337,11 +343,25 @@ pub struct UpstreamStream {
     _open: OpenConnection,
 }
 
+impl UpstreamStream {
+    /// Whether the gateway chose HTTP/2 by ALPN.
+    pub fn is_h2(&self) -> bool {
+        self.h2
+    }
+
+    /// What every response over this connection carries about it.
+    pub fn connection_use(&self) -> ConnectionUse {
+        self.used.clone()
+    }
+}
+
 /// Attached to every response (hyper-util copies it from `Connected::extra`), so the
 /// proxy can tell a reused connection from a fresh one.
 #[derive(Clone)]
 pub struct ConnectionUse {
     used: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when no new request may go over it (its address left the DNS answer).
+    retired: Arc<std::sync::atomic::AtomicBool>,
     /// The DNS generation at which `addr` was last known to be in the answer.
     current_at: Arc<AtomicU64>,
     /// The address the connection went to.
@@ -360,6 +380,21 @@ pub struct OpeningTimes {
 }
 
 impl ConnectionUse {
+    /// No new request goes over this connection; those open finish.
+    pub fn retire(&self) {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether both describe the same connection.
+    pub fn same_connection(&self, other: &ConnectionUse) -> bool {
+        Arc::ptr_eq(&self.used, &other.used)
+    }
+
     /// Marks the connection used; true when it had been used before.
     pub fn mark_used(&self) -> bool {
         self.used.swap(true, std::sync::atomic::Ordering::Relaxed)

@@ -5,5 +5,6 @@ pub mod client;
 pub mod config;
 pub mod connector;
 pub mod dns;
+pub mod gateway_conns;
 pub mod per_worker;
 pub mod tls;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# End-to-end: real Python MCP clients (the mcp SDK and strands-agents' MCPClient) through
-# the proxy's `demo` command (an in-process AgentCore-like gateway behind the proxy).
+# End-to-end: real Python MCP clients (the mcp SDK and strands-agents' MCPClient) and the
+# MCP TypeScript SDK v2 client (MCP 2026-07-28) through the proxy's `demo` command (an
+# in-process AgentCore-like gateway behind the proxy).
 #
 #   bash tests/e2e/run.sh                        # against "$PROXY_BIN" demo (the default)
 #   E2E_TARGET=standin bash tests/e2e/run.sh     # against standin_server.py, no proxy
@@ -12,8 +13,15 @@
 #   E2E_ADMIN_PORT   the proxy's admin port [19901, or a free one if that is taken]
 #   E2E_MCP_LINES    which client sets to run: "1" (requirements.txt, .venv, mcp 1.x),
 #                    "2" (requirements-mcp2.txt, .venv-mcp2, mcp 2.x) ["1 2"]
+#   E2E_SNIPPETS     1: also run every agent-side code block of README.md and docs/
+#                    (snippets.py), each in the venv of the `pip install` it is marked
+#                    with: requirements-snippets.txt (.venv-snippets) for `pip install
+#                    mcp`, requirements-mcp2.txt for `pip install strands-agents` [1]
 #   PYTHON           interpreter for the venvs [python3]
-# Only 127.0.0.1 is dialed; pip uses whatever index the environment configures.
+#   E2E_TYPESCRIPT   1: also run node/client.mjs (the TypeScript SDK v2, installed with
+#                    `npm ci` from node/package-lock.json) against the proxy; 0: skip [1]
+#   NODE, NPM        [node, npm] (Node >= 20)
+# Only 127.0.0.1 is dialed; pip and npm use whatever registry the environment configures.
 # Ends with "e2e: N passed, M failed"; exits 1 if anything failed.
 set -euo pipefail
 
@@ -24,10 +32,16 @@ cd "$ROOT"
 PROXY_BIN="${PROXY_BIN:-target/release/mcp-vpce-proxy}"
 E2E_TARGET="${E2E_TARGET:-proxy}"
 E2E_MCP_LINES="${E2E_MCP_LINES:-1 2}"
+E2E_SNIPPETS="${E2E_SNIPPETS:-1}"
 PYTHON="${PYTHON:-python3}"
+E2E_TYPESCRIPT="${E2E_TYPESCRIPT:-1}"
+NODE="${NODE:-node}"
+NPM="${NPM:-npm}"
+NODE_DIR="$HERE/node"
 READY_TIMEOUT=30   # seconds for the server to accept TCP connections
 CLIENT_TIMEOUT=120 # seconds for one clients.py run
 PIP_TIMEOUT=900    # seconds for one venv install
+NPM_TIMEOUT=600    # seconds for npm ci
 
 PASSED=0
 FAILED=0
@@ -103,9 +117,23 @@ print_server_log() {
     echo "---- end of server log ----"
 }
 
-# venv_dir and requirements file of client set $1.
-venv_dir() { if [[ "$1" == 1 ]]; then echo "$HERE/.venv"; else echo "$HERE/.venv-mcp$1"; fi; }
-requirements() { if [[ "$1" == 1 ]]; then echo "$HERE/requirements.txt"; else echo "$HERE/requirements-mcp$1.txt"; fi; }
+# venv_dir and requirements file of client set $1 ("snippets": the `pip install mcp` venv).
+venv_dir() {
+    case "$1" in
+    1) echo "$HERE/.venv" ;;
+    snippets) echo "$HERE/.venv-snippets" ;;
+    *) echo "$HERE/.venv-mcp$1" ;;
+    esac
+}
+requirements() {
+    case "$1" in
+    1) echo "$HERE/requirements.txt" ;;
+    snippets) echo "$HERE/requirements-snippets.txt" ;;
+    *) echo "$HERE/requirements-mcp$1.txt" ;;
+    esac
+}
+# What a venv of set $1 must import to count as intact.
+venv_imports() { if [[ "$1" == snippets ]]; then echo 'import mcp'; else echo 'import mcp, strands, uvicorn'; fi; }
 
 # Creates (or reuses) the venv of client set $1; true when it is ready. (Called in an `if`,
 # where set -e does not apply: every command that matters has its own `|| return 1`.)
@@ -120,7 +148,7 @@ ensure_venv() {
     # Reused only if built from the same requirements by the same interpreter and intact.
     stamp="$(sha256sum "$req" | cut -d' ' -f1) $("$PYTHON" -c 'import sys; print(sys.version)' | head -n1)"
     if [[ -x "$venv/bin/python" && "$(cat "$venv/.e2e-stamp" 2>/dev/null)" == "$stamp" ]] &&
-        "$venv/bin/python" -c 'import mcp, strands, uvicorn' 2>/dev/null; then
+        "$venv/bin/python" -c "$(venv_imports "$line")" 2>/dev/null; then
         echo "reusing $venv"
         return 0
     fi
@@ -134,8 +162,32 @@ ensure_venv() {
         rm -rf "$venv"
         return 1
     fi
-    "$venv/bin/python" -c 'import mcp, strands, uvicorn' || return 1
+    "$venv/bin/python" -c "$(venv_imports "$line")" || return 1
     echo "$stamp" >"$venv/.e2e-stamp" || return 1
+    echo "installed in $((SECONDS - started)) s"
+}
+
+# Installs (or reuses) node/node_modules from package-lock.json; true when it is ready.
+ensure_node_modules() {
+    local lock="$NODE_DIR/package-lock.json" stamp started
+    if ! command -v "$NODE" >/dev/null || ! command -v "$NPM" >/dev/null; then
+        echo "$NODE or $NPM not found (Node >= 20 is needed)" >&2
+        return 1
+    fi
+    stamp="$(sha256sum "$lock" | cut -d' ' -f1) $("$NODE" --version)"
+    if [[ "$(cat "$NODE_DIR/node_modules/.e2e-stamp" 2>/dev/null)" == "$stamp" &&
+        -f "$NODE_DIR/node_modules/@modelcontextprotocol/client/package.json" ]]; then
+        echo "reusing $NODE_DIR/node_modules"
+        return 0
+    fi
+    started=$SECONDS
+    echo "npm ci in $NODE_DIR"
+    if ! (cd "$NODE_DIR" && timeout "$NPM_TIMEOUT" "$NPM" ci --no-audit --no-fund \
+        --loglevel=error </dev/null); then
+        echo "npm ci failed or timed out" >&2
+        return 1
+    fi
+    echo "$stamp" >"$NODE_DIR/node_modules/.e2e-stamp" || return 1
     echo "installed in $((SECONDS - started)) s"
 }
 
@@ -236,6 +288,74 @@ for line in "${LINES[@]}"; do
         echo "clients.py (set $line) exited with status $rc: the FAIL lines above say which steps"
     fi
 done
+
+# The README's and docs' agent-side code blocks, as a user copies them, each in the venv of
+# the `pip install` it is marked with.
+run_snippets() {
+    local listing index install where line rc out
+    section "agent-side code blocks of README.md and docs/ (snippets.py)"
+    if ! listing="$("$PYTHON" "$HERE/snippets.py" list)"; then
+        fail "snippets.py list: a python block in README.md or docs/ is not marked"
+        return
+    fi
+    if [[ -z "$listing" ]]; then
+        fail "snippets.py list found no agent-side code block"
+        return
+    fi
+    while IFS=$'\t' read -r index install where; do
+        case "$install" in
+        "pip install mcp") line=snippets ;;
+        "pip install strands-agents") line=2 ;;
+        *)
+            fail "$where: no venv for '$install'"
+            continue
+            ;;
+        esac
+        if ! ensure_venv "$line"; then
+            fail "$where: venv for '$install' ($(requirements "$line")) could not be installed"
+            continue
+        fi
+        rc=0
+        out="$(timeout --kill-after=5 "$CLIENT_TIMEOUT" "$(venv_dir "$line")/bin/python" \
+            "$HERE/snippets.py" run "$index" "$URL" </dev/null 2>&1)" || rc=$?
+        printf '%s\n' "$out"
+        if ((rc == 0)) && grep -q '^PASS ' <<<"$out"; then
+            pass "snippet $where ($install)"
+        else
+            fail "snippet $where ($install) exited with status $rc"
+        fi
+    done <<<"$listing"
+}
+if [[ "$E2E_SNIPPETS" == 1 && "$E2E_TARGET" == proxy ]]; then
+    run_snippets
+fi
+
+# The TypeScript SDK v2 client speaks MCP 2026-07-28, which the demo gateway does and the
+# stand-in does not.
+if [[ "$E2E_TYPESCRIPT" == 1 && "$E2E_TARGET" == proxy ]]; then
+    section "TypeScript SDK v2 client (MCP 2026-07-28): node $NODE_DIR/client.mjs $URL"
+    if ensure_node_modules; then
+        pass "node_modules ($NODE_DIR, npm ci)"
+        results="$WORK/results-typescript.txt"
+        rc=0
+        (cd "$NODE_DIR" && timeout --kill-after=5 "$CLIENT_TIMEOUT" "$NODE" client.mjs "$URL" \
+            --deadline $((CLIENT_TIMEOUT - 10)) </dev/null) >"$results" 2>&1 || rc=$?
+        cat "$results"
+        while IFS= read -r result; do
+            case "$result" in
+            PASS\ *) PASSED=$((PASSED + 1)) ;;
+            FAIL\ *) FAILED=$((FAILED + 1)) ;;
+            esac
+        done <"$results"
+        if ((rc == 124 || rc == 137)); then
+            fail "client.mjs killed by timeout after ${CLIENT_TIMEOUT} s (exit $rc)"
+        elif ((rc != 0)) && ! grep -q '^FAIL ' "$results"; then
+            fail "client.mjs exited with status $rc"
+        fi
+    else
+        fail "node_modules ($NODE_DIR): install failed"
+    fi
+fi
 
 section "server still up after the clients"
 if kill -0 "$SERVER_PID" 2>/dev/null && port_open "$PORT"; then

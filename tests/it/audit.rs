@@ -117,7 +117,7 @@ async fn every_tool_call_outcome_is_recorded_field_by_field() {
     let refused = by_tool("OtherTarget___delete_everything");
     assert_eq!(refused["outcome"], "refused");
     assert_eq!(refused["reason"], "tool_refused");
-    assert_eq!(refused["error_code"], -32010);
+    assert_eq!(refused["error_code"], -31010);
     assert_eq!(refused["status"], 200);
     assert_eq!(refused["response_bytes"], 0);
 
@@ -185,7 +185,7 @@ async fn refusals_and_upstream_failures_are_recorded() {
     assert_eq!(failure["session"], Value::Null);
     assert_eq!(failure["outcome"], "upstream_failure");
     assert_eq!(failure["reason"], "unreachable");
-    assert_eq!(failure["error_code"], -32000);
+    assert_eq!(failure["error_code"], -31000);
     assert_eq!(failure["status"], 502);
     assert_eq!(failure["request_bytes"], call.len());
     assert_eq!(failure["response_bytes"], 0);
@@ -207,7 +207,7 @@ async fn refusals_and_upstream_failures_are_recorded() {
     assert_eq!(over["method"], "POST");
     assert_eq!(over["outcome"], "refused");
     assert_eq!(over["reason"], "body_too_large");
-    assert_eq!(over["error_code"], -32006);
+    assert_eq!(over["error_code"], -31006);
     assert_eq!(over["status"], 413);
 }
 

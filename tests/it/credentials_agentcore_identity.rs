@@ -107,6 +107,6 @@ async fn a_refused_signature_is_a_503_that_names_the_call() {
         )),
         "{message}"
     );
-    assert_rpc_error(&answer, 503, -32005, json!("init-1"), &message);
+    assert_rpc_error(&answer, 503, -31005, json!("init-1"), &message);
     assert!(upstream.requests().is_empty());
 }

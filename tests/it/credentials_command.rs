@@ -137,7 +137,7 @@ async fn a_failing_program_gives_a_503_that_shows_none_of_its_stderr() {
     assert_rpc_error(
         &answer,
         503,
-        -32005,
+        -31005,
         json!(3),
         &format!(
             "mcp-vpce-proxy: route cmd-failing: no gateway credential: token command {} failed \
@@ -156,7 +156,7 @@ async fn a_program_that_overruns_its_timeout_is_killed_and_reported() {
     assert_rpc_error(
         &answer,
         503,
-        -32005,
+        -31005,
         json!(3),
         &format!(
             "mcp-vpce-proxy: route cmd-slow: no gateway credential: token command {} did not answer within 500ms",

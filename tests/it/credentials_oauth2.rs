@@ -256,7 +256,7 @@ async fn a_failing_endpoint_after_expiry_gives_the_agent_a_503_naming_the_cause(
     assert_rpc_error(
         &refused,
         503,
-        -32005,
+        -31005,
         json!(7),
         &format!(
             "mcp-vpce-proxy: route failing-expired: no gateway credential: token endpoint {} \
@@ -280,9 +280,9 @@ async fn a_cold_start_against_a_failing_endpoint_is_answered_at_once() {
         "mcp-vpce-proxy: route cold-failing: no gateway credential: token endpoint {} answered 401 invalid_client",
         tokens.url()
     );
-    assert_rpc_error(&rig.initialize().await, 503, -32005, json!(7), &expected);
+    assert_rpc_error(&rig.initialize().await, 503, -31005, json!(7), &expected);
     // Backing off: the same answer, without another token request.
-    assert_rpc_error(&rig.initialize().await, 503, -32005, json!(7), &expected);
+    assert_rpc_error(&rig.initialize().await, 503, -31005, json!(7), &expected);
     assert_eq!(tokens.requests().len(), 1);
     assert!(rig.upstream.requests().is_empty());
 }
@@ -362,7 +362,7 @@ client_secret_env = "PATH"
     let error = Proxy::try_start(&toml).await.err().unwrap();
     assert_eq!(
         error,
-        "test.toml: route[0].credential: token_url \"http://auth.example.com/oauth2/token\" \
+        "test.toml: route \"mcp\" (route[0]).credential: token_url \"http://auth.example.com/oauth2/token\" \
          must be https (plain http only on a loopback address)"
     );
 }

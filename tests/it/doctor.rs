@@ -454,8 +454,66 @@ async fn an_unusable_configuration_is_one_failed_check() {
     let report: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(report["ok"], false);
     assert_eq!(report["global"][0]["step"], "config");
-    assert!(report["global"][0]["summary"]
-        .as_str()
-        .unwrap()
-        .ends_with("route[0].gateway: must be an https:// URL, got scheme \"http\""));
+    assert!(report["global"][0]["summary"].as_str().unwrap().ends_with(
+        "route \"mcp\" (route[0]).gateway: must be an https:// URL, got scheme \"http\""
+    ));
+}
+
+/// Issue 17: an OAuth 2.0 token URL that does not resolve or connect (what a Cognito
+/// user-pool domain always is inside a VPC without egress) gets the PrivateLink cause and
+/// the three ways out. The token URL here is a closed loopback port (no DNS involved).
+#[tokio::test]
+async fn an_unreachable_token_url_names_the_cognito_privatelink_limit_and_the_ways_out() {
+    let upstream = Upstream::start().await;
+    let dns = standard_dns().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let token_url = format!("https://{}/oauth2/token", closed.local_addr().unwrap());
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("client-secret");
+    std::fs::write(&secret, "doctor-client-secret").unwrap();
+    let credential = format!(
+        "{{ type = \"oauth2\", token_url = \"{token_url}\", client_id = \"proxy\", \
+         client_secret_file = \"{}\" }}",
+        secret.display()
+    );
+    let run = doctor(&endpoint_route(&dns, &upstream, &credential, "/mcp"), &[]).await;
+    assert!(!run.ok);
+    let host = "127.0.0.1";
+    let failed = run.line("✗ credential");
+    assert!(
+        failed.contains(&format!(
+            ": token endpoint {token_url}: client error (Connect): "
+        )) && failed.contains("Connection refused"),
+        "{failed}"
+    );
+    let (cause, fix) = run.cause_and_fix("✗ credential");
+    assert_eq!(
+        cause,
+        format!(
+            "the token endpoint {host} does not resolve or accept connections from here. Cognito \
+             user-pool domains / the token endpoint are not reachable over PrivateLink: AWS does \
+             not serve the OAuth 2.0 client-credentials flow (nor any user-pool domain) through \
+             the cognito-idp interface endpoint, so inside a VPC without internet egress this \
+             URL stays out of reach"
+        )
+    );
+    assert_eq!(
+        fix,
+        "three ways out: (1) give the token request a route out: a NAT gateway, or an HTTP proxy \
+         in HTTPS_PROXY (with the VPC endpoints' names in NO_PROXY); (2) type = \
+         \"agentcore_identity\": AgentCore Identity fetches the Cognito token for you and is \
+         reached through the com.amazonaws.us-east-1.bedrock-agentcore interface endpoint; (3) \
+         type = \"cognito_client_token\": Cognito's GetClientToken API through the \
+         com.amazonaws.us-east-1.cognito-idp interface endpoint (an app client with a secret and \
+         ALLOW_CLIENT_TOKEN_AUTH, a user pool without a domain)"
+    );
+    // The endpoint line before it says where the token URL points.
+    assert_eq!(
+        run.line("· credential endpoint"),
+        format!(
+            "  · credential endpoint {token_url}: {host} -> 127.0.0.1 (in-VPC): inside the VPC"
+        )
+    );
+    assert!(!run.stdout.contains("doctor-client-secret"));
 }

@@ -114,7 +114,7 @@ timeout = "500ms"
         assert_rpc_error(
             answer,
             503,
-            -32005,
+            -31005,
             json!(7),
             &format!(
                 "mcp-vpce-proxy: route mcp: no gateway credential: {}",

@@ -121,7 +121,7 @@ async fn name_servers_fail(mode: DnsMode) {
     );
     assert_eq!(refused.status, 503, "{}", refused.body);
     let error = &refused.json()["error"];
-    assert_eq!(error["code"], -32003);
+    assert_eq!(error["code"], -31003);
     assert_eq!(error["data"]["reason"], "dns");
     let message = error["message"].as_str().unwrap();
     assert!(

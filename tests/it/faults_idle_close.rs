@@ -91,7 +91,7 @@ async fn a_request_crossing_the_gateways_close_is_a_502_and_never_replayed() {
     crate::common::http::assert_rpc_error(
         &refused,
         502,
-        -32007,
+        -31007,
         json!(2),
         "mcp-vpce-proxy: route mcp: gateway connection failed: connection closed before message completed",
     );

@@ -34,7 +34,7 @@ async fn a_gateway_that_never_answers_tls_is_a_502_naming_the_tls_timeout() {
     assert_rpc_error(
         &refused,
         502,
-        -32004,
+        -31004,
         json!(1),
         &format!(
             "mcp-vpce-proxy: route mcp: TLS handshake with {ENDPOINT_HOST} (127.0.0.1:{}) failed \
@@ -57,7 +57,7 @@ async fn a_gateway_that_never_sends_headers_is_a_504_naming_the_response_timeout
     assert_rpc_error(
         &refused,
         504,
-        -32001,
+        -31001,
         json!(1),
         "mcp-vpce-proxy: route mcp: gateway did not answer within 500ms",
     );

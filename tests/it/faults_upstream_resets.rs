@@ -53,7 +53,7 @@ async fn a_reset_before_the_answer_is_a_502_upstream_error() {
     assert_rpc_error(
         &refused,
         502,
-        -32007,
+        -31007,
         json!(1),
         "mcp-vpce-proxy: route mcp: gateway connection failed: connection error: Connection reset by peer (os error 104)",
     );
@@ -73,7 +73,7 @@ async fn a_reset_of_a_pooled_connection_is_not_replayed_and_the_pool_moves_on() 
     assert_eq!(first.body, answer(1));
     let refused = post_rpc(&rig.proxy.url(), &rpc(2)).await;
     assert_eq!(refused.status, 502, "{}", refused.body);
-    assert_eq!(refused.json()["error"]["code"], -32007);
+    assert_eq!(refused.json()["error"]["code"], -31007);
     assert_eq!(refused.json()["id"], 2);
     let seen = rig.upstream.requests();
     assert_eq!(

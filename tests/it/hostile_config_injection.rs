@@ -36,7 +36,7 @@ fn cr_lf_in_configuration_is_refused_at_load() {
     let cases = [
         (
             format!("{route}credential = {{ type = \"static\", env = \"EVIL_TOKEN\" }}\n"),
-            format!("mcp-vpce-proxy: {source}: route[0].credential: environment variable EVIL_TOKEN contains characters not allowed in a header (CR, LF or other control characters)\n"),
+            format!("mcp-vpce-proxy: {source}: route \"mcp\" (route[0]).credential: environment variable EVIL_TOKEN contains characters not allowed in a header (CR, LF or other control characters)\n"),
         ),
         (
             format!(
@@ -44,17 +44,17 @@ fn cr_lf_in_configuration_is_refused_at_load() {
                 token_file.display()
             ),
             format!(
-                "mcp-vpce-proxy: {source}: route[0].credential: token file {} contains characters not allowed in a header (CR, LF or other control characters)\n",
+                "mcp-vpce-proxy: {source}: route \"mcp\" (route[0]).credential: token file {} contains characters not allowed in a header (CR, LF or other control characters)\n",
                 token_file.display()
             ),
         ),
         (
             format!("{route}[route.credential]\ntype = \"oauth2\"\ntoken_url = \"https://auth.example/t\"\nclient_id = \"id\\r\\nX-Evil: 1\"\nclient_secret_env = \"CLIENT_SECRET\"\n"),
-            format!("mcp-vpce-proxy: {source}: route[0].credential: client_id contains control characters\n"),
+            format!("mcp-vpce-proxy: {source}: route \"mcp\" (route[0]).credential: client_id contains control characters\n"),
         ),
         (
             "[[route]]\ngateway = \"https://gw.example/mcp\\r\\nX-Evil: 1\"\n".to_string(),
-            format!("mcp-vpce-proxy: {source}: route[0].gateway: not a URL (invalid uri character): \"https://gw.example/mcp\\r\\nX-Evil: 1\"\n"),
+            format!("mcp-vpce-proxy: {source}: route \"mcp\" (route[0]).gateway: not a URL (invalid uri character): \"https://gw.example/mcp\\r\\nX-Evil: 1\"\n"),
         ),
         (
             format!("[inbound]\nallowed_hosts = [\"a.example\\r\\nX-Evil: 1\"]\n{route}"),

@@ -1,6 +1,6 @@
 //! Bodies that never end: a `Content-Length` never reached, a chunked body without its
 //! last chunk, a body trickled a byte at a time. `limits.body_read_timeout` bounds the
-//! whole body (not each read), the agent gets `400` with JSON-RPC `-32008`, nothing
+//! whole body (not each read), the agent gets `400` with JSON-RPC `-31008`, nothing
 //! reaches the gateway, and agents are served meanwhile.
 
 use std::time::Duration;
@@ -27,7 +27,7 @@ async fn rig() -> (FaultyUpstream, DnsServer, ProxyProcess) {
     (upstream, dns, proxy)
 }
 
-const REFUSED: &str = r#"{"error":{"code":-32008,"data":{"reason":"body_incomplete","route":"mcp"},"message":"mcp-vpce-proxy: route mcp: request body not received within 1s"},"id":null,"jsonrpc":"2.0"}"#;
+const REFUSED: &str = r#"{"error":{"code":-31008,"data":{"reason":"body_incomplete","route":"mcp","source":"proxy"},"message":"mcp-vpce-proxy: route mcp: request body not received within 1s"},"id":null,"jsonrpc":"2.0"}"#;
 
 fn assert_refused(answer: &str) {
     assert!(

@@ -94,21 +94,110 @@ async fn an_origin_not_on_the_list_is_403() {
     assert_eq!(s.upstream.requests().len(), 1);
 }
 
+/// An `initialize` POST as a browser page at `origin` sends it.
+async fn post_from(s: &Setup, origin: &str) -> crate::common::http::Answer {
+    send(
+        "POST",
+        &s.proxy.url(),
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("origin", origin),
+        ],
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"page","version":"1"}}}"#,
+    )
+    .await
+}
+
+fn assert_origin_refused(answer: &crate::common::http::Answer, origin: &str) {
+    assert_eq!(answer.status, 403, "{origin}: {}", answer.body);
+    assert_eq!(answer.headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(
+        answer.body,
+        format!("mcp-vpce-proxy: Origin {origin:?} is not allowed (inbound.allowed_origins)\n")
+    );
+}
+
+/// The MCP transport lets a local server answer pages of its own machine: a DNS-rebinding
+/// page keeps its own name in its Origin, so `localhost`, `127.0.0.1` and `[::1]` (any
+/// port, http or https, in any case) are pages served from here.
 #[tokio::test]
-async fn by_default_every_browser_origin_is_refused() {
+async fn a_page_on_this_machine_is_served_by_default() {
     let s = Setup::start(Mode::PrivateDnsOff).await;
+    let origins = [
+        "http://localhost:3000",
+        "http://127.0.0.1:3000",
+        "http://[::1]:5173",
+        "https://localhost",
+        "http://LOCALHOST:3000",
+    ];
+    for origin in origins {
+        let answer = post_from(&s, origin).await;
+        assert_eq!(answer.status, 200, "{origin}: {}", answer.body);
+        assert!(
+            answer.body.contains(r#""id":1"#),
+            "{origin}: {}",
+            answer.body
+        );
+    }
+    assert_eq!(s.upstream.requests().len(), origins.len());
+}
+
+#[tokio::test]
+async fn a_foreign_origin_is_refused_by_default() {
+    let s = Setup::start(Mode::PrivateDnsOff).await;
+    assert_origin_refused(
+        &post_from(&s, "http://evil.example").await,
+        "http://evil.example",
+    );
     let answer = send(
         "GET",
         &s.proxy.url(),
-        &[("origin", "http://localhost:3000")],
+        &[("origin", "https://evil.example:3000")],
         "",
     )
     .await;
-    assert_eq!(answer.status, 403);
+    assert_origin_refused(&answer, "https://evil.example:3000");
+    assert!(s.upstream.requests().is_empty());
     // Agents (no Origin) are unaffected.
     let agent = client::connect(&s.proxy.url()).await;
     agent.list_all_tools().await.unwrap();
     agent.cancel().await.unwrap();
+}
+
+/// Names that start like a local one, user information that puts a foreign host after the
+/// `@`, and the opaque `null` (sandboxed frames and `file:` pages of any site) are foreign.
+#[tokio::test]
+async fn origins_that_only_look_local_are_refused() {
+    let s = Setup::start(Mode::PrivateDnsOff).await;
+    for origin in [
+        "http://localhost.evil.example",
+        "http://127.0.0.1.nip.io",
+        "http://localhost@evil.example",
+        "http://localhost:3000/path",
+        "null",
+    ] {
+        assert_origin_refused(&post_from(&s, origin).await, origin);
+    }
+    assert!(s.upstream.requests().is_empty());
+}
+
+#[tokio::test]
+async fn local_pages_can_be_turned_away_and_listed_ones_are_served() {
+    let s = setup(
+        "allow_local_origins = false\nallowed_origins = [\"https://console.example.com\", \"http://localhost:5173\"]",
+    )
+    .await;
+    assert_origin_refused(
+        &post_from(&s, "http://localhost:3000").await,
+        "http://localhost:3000",
+    );
+    assert_eq!(post_from(&s, "http://localhost:5173").await.status, 200);
+    assert_eq!(
+        post_from(&s, "https://console.example.com").await.status,
+        200
+    );
+    assert_eq!(s.upstream.requests().len(), 2);
 }
 
 #[tokio::test]
@@ -232,7 +321,7 @@ fn a_listener_off_loopback_needs_clients_or_a_token() {
     ))
     .unwrap_err();
     assert!(
-        err.starts_with("t.toml: inbound.token_env: an inbound token cannot be used with route[0], whose credential is passthrough"),
+        err.starts_with("t.toml: inbound.token_env: an inbound token cannot be used with route \"mcp\" (route[0]), whose credential is passthrough"),
         "{err}"
     );
 }
@@ -266,7 +355,7 @@ fn check_warns_about_a_listener_open_to_everyone() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(
-            "warning: listening on 0.0.0.0:8080 with allowed_clients admitting every address and no inbound token"
+            &format!("warning: {}: inbound.allowed_clients: listening on 0.0.0.0:8080 with allowed_clients admitting every address and no inbound token", file.display())
         ),
         "{stderr}"
     );

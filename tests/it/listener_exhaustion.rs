@@ -6,7 +6,7 @@
 //! - request bodies started and never finished, many at once on one h2c connection or
 //!   across several, each buffered by the proxy: `limits.max_buffered_bytes_per_connection`
 //!   and `limits.max_buffered_bytes` bound what is held, the requests over them get 503
-//!   (JSON-RPC -32015) with `Retry-After`, and the bytes come back when a body has been
+//!   (JSON-RPC -31015) with `Retry-After`, and the bytes come back when a body has been
 //!   forwarded or dropped;
 //! - Host headers that carry more than a host and a port into the URLs the proxy builds
 //!   from them (passthrough routes' discovery documents and challenges), a second Host,
@@ -367,7 +367,7 @@ where
         assert_eq!(answer.headers()["content-type"], "application/json");
         let error: serde_json::Value = serde_json::from_str(&h2_body(answer).await).unwrap();
         assert_eq!(error["id"], serde_json::Value::Null, "{error}");
-        assert_eq!(error["error"]["code"], -32015, "{error}");
+        assert_eq!(error["error"]["code"], -31015, "{error}");
         assert_eq!(error["error"]["data"]["reason"], "buffer_budget_exceeded");
         let message = error["error"]["message"].as_str().unwrap();
         assert!(

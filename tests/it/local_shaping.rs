@@ -88,18 +88,21 @@ async fn the_routes_budget_counts_every_call_sent() {
 }
 
 #[tokio::test]
-async fn a_bad_rate_is_refused_with_its_key() {
+async fn bad_values_are_refused_each_with_its_key() {
+    let text = "[[route]]\ngateway = \"https://gw.example/mcp\"\n\
+        [route.shaping]\ntools = { \"search*\" = \"25/fortnight\" }\n\
+        [route.traffic]\nthrottle_hold_max = \"2m\"\n";
     let err = mcp_vpce_proxy::config::Config::parse(
-        "[[route]]\ngateway = \"https://gw.example/mcp\"\n[route.shaping]\ntools = { \"search*\" = \"25/fortnight\" }\n",
+        text,
         "bad.toml",
         &mcp_vpce_proxy::config::Overrides::default(),
     )
     .unwrap_err()
     .to_string();
-    assert!(
-        err.contains(
-            "route[0].shaping.tools.\"search*\": \"25/fortnight\" is not a rate like \"25/min\""
-        ),
-        "{err}"
-    );
+    for line in [
+        "bad.toml: route \"mcp\" (route[0]).traffic.throttle_hold_max: at most 1m, got 2m",
+        "bad.toml: route \"mcp\" (route[0]).shaping.tools.\"search*\": \"25/fortnight\" is not a rate like \"25/min\" (a whole count per s, min or h)",
+    ] {
+        assert!(err.lines().any(|l| l == line), "{line}\nmissing from\n{err}");
+    }
 }

@@ -234,7 +234,7 @@ async fn compressed_answers_are_never_asked_for_and_withheld_when_they_come() {
         assert_eq!(answer.headers["content-type"], "application/json");
         let m = answer.json();
         assert_eq!(m["id"], id);
-        assert_eq!(m["error"]["code"], -32014, "{m}");
+        assert_eq!(m["error"]["code"], -31014, "{m}");
     }
     for seen in rig.upstream.seen() {
         assert_eq!(seen.headers["accept-encoding"], "identity");
@@ -249,16 +249,16 @@ async fn names_and_methods_that_differ_only_in_spelling_are_judged_as_what_they_
             .to_string()
     };
     for (body, status, code) in [
-        (call("Tools/Call", DENIED), 200, -32011),
-        (call(" tools/call", DENIED), 200, -32011),
-        (call("tools/call", "secret___read"), 200, -32010),
-        (call("tools/call", "SECRET___READ"), 200, -32010),
+        (call("Tools/Call", DENIED), 200, -31011),
+        (call(" tools/call", DENIED), 200, -31011),
+        (call("tools/call", "secret___read"), 200, -31010),
+        (call("tools/call", "SECRET___READ"), 200, -31010),
         (call("tools/call", " Secret___read"), 200, -32602),
         (call("tools/call", "Secret___read\t"), 200, -32602),
         (
             r#"{"jsonrpc":"2.0","id":9,"method":"TOOLS/LIST"}"#.to_string(),
             200,
-            -32011,
+            -31011,
         ),
     ] {
         let answer = post(&rig, &body, &[]).await;

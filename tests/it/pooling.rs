@@ -4,7 +4,7 @@
 use crate::common::client;
 use crate::common::dns::DnsServer;
 use crate::common::http::post_rpc;
-use crate::common::proxy::{head, Mode, Proxy, Setup};
+use crate::common::proxy::{head, ChildSetup, Mode, Proxy, Setup};
 use crate::common::upstream::{Upstream, UpstreamOptions, ENDPOINT_HOST, GATEWAY_HOST};
 use serde_json::json;
 
@@ -84,4 +84,72 @@ ca_file = "{ca}"
     }
     assert_eq!(upstream.connections(), 2);
     assert_eq!(upstream.requests().len(), 10);
+}
+
+/// `n` pings sent at once; each answer's status.
+async fn burst(url: &str, n: usize) -> Vec<u16> {
+    let calls = (0..n).map(|i| {
+        let url = url.to_string();
+        tokio::spawn(async move {
+            post_rpc(
+                &url,
+                &format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"ping"}}"#),
+            )
+            .await
+            .status
+            .as_u16()
+        })
+    });
+    let mut statuses = Vec::new();
+    for call in calls {
+        statuses.push(call.await.unwrap());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn a_cold_burst_of_a_hundred_shares_one_h2_connection() {
+    let s = Setup::start(Mode::PrivateDnsOff).await;
+    let statuses = burst(&s.proxy.url(), 100).await;
+    assert!(statuses.iter().all(|s| *s < 500), "{statuses:?}");
+    // The first request opens the connection; the 99 others wait for it rather than
+    // dialing their own.
+    assert_eq!(s.upstream.connections(), 1);
+    assert_eq!(s.upstream.requests().len(), 100);
+}
+
+#[tokio::test]
+async fn a_cold_burst_on_two_workers_opens_at_most_one_h2_connection_per_worker() {
+    let workers = [("MCP_VPCE_PROXY_WORKERS", "2".to_string())];
+    let s = ChildSetup::start_with(
+        Mode::PrivateDnsOff,
+        UpstreamOptions::default(),
+        "",
+        &workers,
+    )
+    .await;
+    let statuses = burst(&s.proxy.url(), 100).await;
+    assert!(statuses.iter().all(|s| *s < 500), "{statuses:?}");
+    let opened = s.upstream.connections();
+    assert!(
+        (1..=2).contains(&opened),
+        "{opened} connections for 2 workers"
+    );
+    assert_eq!(s.upstream.requests().len(), 100);
+}
+
+#[tokio::test]
+async fn a_cold_burst_to_an_http1_gateway_opens_a_bounded_number_of_connections() {
+    let options = UpstreamOptions {
+        h2: false,
+        ..UpstreamOptions::default()
+    };
+    let s = Setup::start_with(Mode::PrivateDnsOff, options, "max_connecting = 3").await;
+    let statuses = burst(&s.proxy.url(), 60).await;
+    assert!(statuses.iter().all(|s| *s < 500), "{statuses:?}");
+    // One HTTP/1.1 connection carries one request at a time: the burst queues for at
+    // most three being opened at once (and the ones that come back).
+    let opened = s.upstream.connections();
+    assert!((1..=3).contains(&opened), "{opened} connections");
+    assert_eq!(s.upstream.requests().len(), 60);
 }

@@ -62,7 +62,7 @@ async fn an_address_outside_the_vpc_is_refused_without_a_connection_attempt() {
         r#"{"jsonrpc":"2.0","id":42,"method":"initialize","params":{}}"#,
     )
     .await;
-    assert_rpc_error(&answer, 502, -32002, json!(42), &refusal_message());
+    assert_rpc_error(&answer, 502, -31002, json!(42), &refusal_message());
     let v = answer.json();
     assert_eq!(v["error"]["data"]["reason"], "not_private");
     assert_eq!(v["error"]["data"]["route"], "mcp");

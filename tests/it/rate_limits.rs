@@ -35,10 +35,10 @@ async fn over_the_rate_is_429_with_retry_after() {
     assert!((9_990..=10_000).contains(&retry_after), "{retry_after}");
     let v = answer.json();
     assert_eq!(v["id"], "p1");
-    assert_eq!(v["error"]["code"], -32012);
+    assert_eq!(v["error"]["code"], -31012);
     assert_eq!(
         v["error"]["data"],
-        json!({"reason": "rate_limited", "route": "mcp"})
+        json!({"source": "proxy", "reason": "rate_limited", "route": "mcp"})
     );
     let message = v["error"]["message"].as_str().unwrap();
     assert!(
@@ -87,7 +87,7 @@ async fn over_the_in_flight_limit_is_429_until_a_request_finishes() {
     assert_eq!(answer.headers["retry-after"], "1");
     let v = answer.json();
     assert_eq!(v["id"], "p1");
-    assert_eq!(v["error"]["code"], -32013);
+    assert_eq!(v["error"]["code"], -31013);
     assert_eq!(
         v["error"]["message"],
         "mcp-vpce-proxy: route mcp: too many requests in flight (the limit is 1); retry when one has finished"

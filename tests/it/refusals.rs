@@ -105,7 +105,7 @@ async fn a_body_over_the_limit_is_413_before_any_connection() {
     assert_rpc_error(
         &answer,
         413,
-        -32006,
+        -31006,
         json!(null),
         "mcp-vpce-proxy: route mcp: request body exceeds the limit of 1024 bytes",
     );
@@ -152,7 +152,7 @@ async fn upstream_down_is_502_naming_the_address() {
     assert_rpc_error(
         &answer,
         502,
-        -32000,
+        -31000,
         json!("req-1"),
         &format!(
             "mcp-vpce-proxy: route mcp: cannot connect to {ENDPOINT_HOST}: 127.0.0.1:{port}: Connection refused (os error 111)"
@@ -171,7 +171,7 @@ async fn an_unknown_endpoint_name_is_503() {
     assert_rpc_error(
         &answer,
         503,
-        -32003,
+        -31003,
         json!("req-1"),
         &format!(
             "mcp-vpce-proxy: route mcp: DNS name {ENDPOINT_HOST} has no addresses (NXDOMAIN or no A/AAAA records)"
@@ -196,7 +196,7 @@ async fn failing_name_servers_are_503() {
     assert_eq!(answer.status, 503, "{}", answer.body);
     let v = answer.json();
     assert_eq!(v["id"], "req-1");
-    assert_eq!(v["error"]["code"], -32003);
+    assert_eq!(v["error"]["code"], -31003);
     let message = v["error"]["message"].as_str().unwrap();
     let prefix = format!("mcp-vpce-proxy: route mcp: DNS lookup of {ENDPOINT_HOST} failed: ");
     assert!(message.starts_with(&prefix), "{message}");
@@ -214,7 +214,7 @@ async fn a_certificate_for_another_name_is_refused() {
     assert_eq!(answer.status, 502, "{}", answer.body);
     let v = answer.json();
     assert_eq!(v["id"], "req-1");
-    assert_eq!(v["error"]["code"], -32004);
+    assert_eq!(v["error"]["code"], -31004);
     assert_eq!(v["error"]["data"]["reason"], "tls");
     let message = v["error"]["message"].as_str().unwrap();
     let prefix = format!(

@@ -399,7 +399,7 @@ async fn sighup_with_a_bad_route_policy_is_refused_at_load_naming_the_file_and_k
         })
         .await;
     let expected = format!(
-        "{}: route[1].policy.allow_tools[0]: an empty pattern matches nothing",
+        "{}: route \"second\" (route[1]).policy.allow_tools[0]: an empty pattern matches nothing",
         proxy.config.display()
     );
     proxy

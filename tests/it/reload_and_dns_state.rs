@@ -174,7 +174,7 @@ async fn a_reload_of_other_settings_keeps_the_cached_token_while_the_token_endpo
     assert!(Arc::ptr_eq(&before.credential, &after.credential));
 
     // A setting of the pool: new connections, the same credential (the reproduced
-    // defect: every call got 503 -32005 after this reload).
+    // defect: every call got 503 -31005 after this reload).
     proxy
         .reloader
         .apply(parse(&rig.config(
@@ -215,7 +215,7 @@ async fn a_reload_that_changes_the_credential_builds_a_new_one_which_fetches() {
     assert_rpc_error(
         &refused,
         503,
-        -32005,
+        -31005,
         json!(7),
         &format!(
             "mcp-vpce-proxy: route mcp: no gateway credential: token endpoint {} answered 500 server_error",

@@ -87,14 +87,14 @@ async fn a_refused_call_is_answered_by_the_proxy_and_never_reaches_the_gateway()
             let ServiceError::McpError(e) = err else {
                 panic!("a JSON-RPC error for the call, got {err:?}")
             };
-            assert_eq!(e.code.0, -32010);
+            assert_eq!(e.code.0, -31010);
             assert_eq!(
                 e.message,
                 format!("mcp-vpce-proxy: route mcp: tool \"{tool}\" is not allowed by this route's tool policy")
             );
             assert_eq!(
                 e.data,
-                Some(json!({"reason": "tool_refused", "route": "mcp"}))
+                Some(json!({"source": "proxy", "reason": "tool_refused", "route": "mcp"}))
             );
             assert_eq!(seen_with(&s, tool), 0, "{tool} reached the gateway");
         }
@@ -114,7 +114,7 @@ async fn the_refusal_is_a_json_rpc_error_with_the_request_id() {
         r#"{"jsonrpc":"2.0","id":"call-9","method":"tools/call","params":{"name":"OtherTarget___delete_everything","arguments":{}}}"#,
     )
     .await;
-    assert_rpc_error(&answer, 200, -32010, json!("call-9"), REFUSED_MESSAGE);
+    assert_rpc_error(&answer, 200, -31010, json!("call-9"), REFUSED_MESSAGE);
     assert!(s.upstream.requests().is_empty());
     assert_eq!(s.upstream.connections(), 0);
 }
@@ -174,7 +174,7 @@ async fn batches_are_judged_element_by_element_json() {
     let mut all = answer.json().as_array().unwrap().clone();
     all.sort_by_key(|m| m["id"].as_i64());
     assert_eq!(all.len(), 3, "{all:?}");
-    assert_eq!(all[0]["error"]["code"], -32010);
+    assert_eq!(all[0]["error"]["code"], -31010);
     assert_eq!(all[0]["error"]["message"], REFUSED_MESSAGE);
     assert_eq!(
         all[1]["result"]["content"][0]["text"],
@@ -223,7 +223,7 @@ async fn batch_refusals_come_first_as_events_of_their_own_in_sse_answers() {
         .collect();
     assert_eq!(events.len(), 2, "{}", answer.body);
     assert_eq!(events[0]["id"], 1);
-    assert_eq!(events[0]["error"]["code"], -32010);
+    assert_eq!(events[0]["error"]["code"], -31010);
     assert_eq!(events[1]["id"], 3);
     assert_eq!(
         events[1]["result"]["tools"].as_array().unwrap().len(),
@@ -253,7 +253,7 @@ async fn a_batch_with_nothing_left_is_answered_without_the_gateway() {
     assert_eq!(all[0]["id"], "a");
     assert_eq!(all[0]["error"]["message"], REFUSED_MESSAGE);
     assert_eq!(all[1]["id"], "b");
-    assert_eq!(all[1]["error"]["code"], -32010);
+    assert_eq!(all[1]["error"]["code"], -31010);
     assert!(s.upstream.requests().is_empty());
 }
 
@@ -283,7 +283,7 @@ async fn refused_calls_beside_notifications_still_get_their_answer() {
         all,
         json!([{
             "jsonrpc": "2.0", "id": 7,
-            "error": {"code": -32010, "message": REFUSED_MESSAGE, "data": {"reason": "tool_refused", "route": "mcp"}}
+            "error": {"code": -31010, "message": REFUSED_MESSAGE, "data": {"source": "proxy", "reason": "tool_refused", "route": "mcp"}}
         }])
     );
     assert_eq!(s.upstream.requests().len(), 1);
@@ -305,7 +305,7 @@ async fn methods_outside_allow_methods_are_refused() {
     assert_rpc_error(
         &answer,
         200,
-        -32011,
+        -31011,
         json!(4),
         "mcp-vpce-proxy: route mcp: method \"resources/list\" is not allowed by this route's policy",
     );
@@ -326,7 +326,7 @@ async fn a_tools_list_too_large_to_filter_is_withheld() {
         let ServiceError::McpError(e) = err else {
             panic!("a JSON-RPC error, got {err:?}")
         };
-        assert_eq!(e.code.0, -32014);
+        assert_eq!(e.code.0, -31014);
         assert_eq!(
             e.message,
             "mcp-vpce-proxy: route mcp: the gateway's answer listing tools is larger than \

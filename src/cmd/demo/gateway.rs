@@ -1,6 +1,8 @@
 //! The demo's stand-in for an AgentCore Gateway: TLS with a certificate made for a
 //! gateway-like name by a throw-away CA, a bearer token it insists on, and a tiny MCP
-//! server (JSON answers) offering one tool, `DemoTarget___get_weather`.
+//! server (JSON answers) offering one tool, `DemoTarget___get_weather`. It speaks the
+//! session-based protocols (`initialize`, up to 2025-11-25) here and the stateless
+//! MCP 2026-07-28 in `modern`, choosing per request as a dual-era server does.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,12 +21,16 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use super::modern;
+
 pub const GATEWAY_HOST: &str =
     "demo-gateway-a1b2c3d4e5.gateway.bedrock-agentcore.us-east-1.amazonaws.com";
 pub const ENDPOINT_HOST: &str =
     "vpce-0123456789abcdef0-demo1234.gateway.bedrock-agentcore.us-east-1.vpce.amazonaws.com";
 pub const TOOL_NAME: &str = "DemoTarget___get_weather";
-const PROTOCOL_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+/// The session-based protocol versions `initialize` accepts.
+pub(super) const PROTOCOL_VERSIONS: [&str; 4] =
+    ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 
 /// What the gateway saw on its last request, so the demo can show the rewrite.
 #[derive(Debug, Clone, Default)]
@@ -152,6 +158,7 @@ async fn answer(
             return r;
         }
     }
+    let headers = req.headers().clone();
     let Ok(body) = Limited::new(req.into_body(), 1 << 20).collect().await else {
         return plain(StatusCode::BAD_REQUEST, "body too large");
     };
@@ -161,6 +168,9 @@ async fn answer(
             None,
         );
     };
+    if modern::is_modern(&message, headers.get("mcp-protocol-version")) {
+        return modern::answer(&message, &headers);
+    }
     let Some(id) = message.get("id").cloned() else {
         // Notifications are accepted without an answer.
         return plain(StatusCode::ACCEPTED, "");
@@ -192,30 +202,13 @@ async fn answer(
         }
         "ping" => rpc(json!({"jsonrpc":"2.0","id":id,"result":{}}), None),
         "tools/list" => rpc(
-            json!({"jsonrpc":"2.0","id":id,"result":{"tools":[{
-                "name": TOOL_NAME,
-                "description": "Current weather for a city (demo data).",
-                "inputSchema": {"type":"object","properties":{"city":{"type":"string"}},"required":["city"]},
-            }]}}),
+            json!({"jsonrpc":"2.0","id":id,"result":{"tools":tools()}}),
             None,
         ),
-        "tools/call" if params.get("name").and_then(Value::as_str) == Some(TOOL_NAME) => {
-            let city = params
-                .pointer("/arguments/city")
-                .and_then(Value::as_str)
-                .unwrap_or("Seattle");
-            rpc(
-                json!({"jsonrpc":"2.0","id":id,"result":{
-                    "content":[{"type":"text","text":format!("Weather in {city}: 22°C, sunny")}],
-                    "isError": false,
-                }}),
-                None,
-            )
-        }
-        "tools/call" => rpc(
-            json!({"jsonrpc":"2.0","id":id,"error":{"code":-32602,"message":"Unknown tool"}}),
-            None,
-        ),
+        "tools/call" => match call(&params) {
+            Ok(result) => rpc(json!({"jsonrpc":"2.0","id":id,"result":result}), None),
+            Err(error) => rpc(json!({"jsonrpc":"2.0","id":id,"error":error}), None),
+        },
         _ => rpc(
             json!({"jsonrpc":"2.0","id":id,"error":{"code":-32601,"message":"Method not found"}}),
             None,
@@ -223,13 +216,37 @@ async fn answer(
     }
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+/// The tools the gateway lists, in every protocol version.
+pub(super) fn tools() -> Value {
+    json!([{
+        "name": TOOL_NAME,
+        "description": "Current weather for a city (demo data).",
+        "inputSchema": {"type":"object","properties":{"city":{"type":"string"}},"required":["city"]},
+    }])
+}
+
+/// A `tools/call`'s result, or its JSON-RPC error object.
+pub(super) fn call(params: &Value) -> Result<Value, Value> {
+    if params.get("name").and_then(Value::as_str) != Some(TOOL_NAME) {
+        return Err(json!({"code":-32602,"message":"Unknown tool"}));
+    }
+    let city = params
+        .pointer("/arguments/city")
+        .and_then(Value::as_str)
+        .unwrap_or("Seattle");
+    Ok(json!({
+        "content":[{"type":"text","text":format!("Weather in {city}: 22°C, sunny")}],
+        "isError": false,
+    }))
+}
+
+pub(super) fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
     *r.status_mut() = status;
     r
 }
 
-fn rpc(body: Value, session: Option<&str>) -> Response<Full<Bytes>> {
+pub(super) fn rpc(body: Value, session: Option<&str>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,

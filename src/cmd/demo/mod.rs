@@ -3,6 +3,7 @@
 //! proxy keeps serving so that a user can point their own agent at it.
 
 mod gateway;
+mod modern;
 mod walkthrough;
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use crate::config::{Config, CredentialConfig, RouteConfig};
 use crate::listener::server::shutdown_signal;
 
 pub use gateway::{DemoGateway, ENDPOINT_HOST, GATEWAY_HOST, TOOL_NAME};
+pub use modern::MODERN_VERSION;
 
 pub fn run(args: DemoArgs) -> Result<(), String> {
     crate::ops::logging::init(&args.runtime.log_level, args.runtime.log_format)?;

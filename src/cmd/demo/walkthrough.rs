@@ -1,5 +1,7 @@
 //! The connectivity walkthrough, as an agent would do it: initialize, tools/list,
-//! tools/call, over plain HTTP to the proxy. Prints what each step returned.
+//! tools/call, over plain HTTP to the proxy; then the same gateway under MCP 2026-07-28,
+//! stateless: server/discover and tools/list with the mirrored headers. Prints what each
+//! step returned.
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -10,6 +12,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
 use super::gateway::{DemoGateway, TOOL_NAME};
+use super::modern::MODERN_VERSION;
 
 struct Session {
     client: Client<HttpConnector, Full<Bytes>>,
@@ -19,12 +22,38 @@ struct Session {
 
 impl Session {
     async fn post(&mut self, message: Value) -> Result<(StatusCode, Value), String> {
+        let mut headers = vec![("mcp-protocol-version", "2025-06-18".to_string())];
+        if let Some(id) = &self.session_id {
+            headers.push(("mcp-session-id", id.clone()));
+        }
+        self.send(message, headers).await
+    }
+
+    /// A stateless MCP 2026-07-28 request: the version in `_meta`, mirrored with the
+    /// method in headers; no session.
+    async fn post_modern(&mut self, id: u64, method: &str) -> Result<(StatusCode, Value), String> {
+        let message = json!({"jsonrpc":"2.0","id":id,"method":method,"params":{"_meta":{
+            "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
+            "io.modelcontextprotocol/clientInfo": {"name":"mcp-vpce-proxy-demo","version":env!("CARGO_PKG_VERSION")},
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }}});
+        let headers = vec![
+            ("mcp-protocol-version", MODERN_VERSION.to_string()),
+            ("mcp-method", method.to_string()),
+        ];
+        self.send(message, headers).await
+    }
+
+    async fn send(
+        &mut self,
+        message: Value,
+        headers: Vec<(&str, String)>,
+    ) -> Result<(StatusCode, Value), String> {
         let mut request = Request::post(&self.url)
             .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2025-06-18");
-        if let Some(id) = &self.session_id {
-            request = request.header("mcp-session-id", id);
+            .header("accept", "application/json, text/event-stream");
+        for (name, value) in headers {
+            request = request.header(name, value);
         }
         let request = request
             .body(Full::new(Bytes::from(message.to_string())))
@@ -124,5 +153,31 @@ pub async fn run(url: &str, gateway: &DemoGateway) -> Result<(), String> {
         .map_err(|e| format!("tools/call: {e}"))?;
     let text = call["result"]["content"][0]["text"].as_str().unwrap_or("?");
     println!("3. tools/call {TOOL_NAME} {{\"city\":\"Seattle\"}} -> {text}");
+
+    let (_, discover) = s
+        .post_modern(4, "server/discover")
+        .await
+        .map_err(|e| format!("server/discover: {e}"))?;
+    let versions: Vec<&str> = discover["result"]["supportedVersions"]
+        .as_array()
+        .map(|v| v.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    println!(
+        "4. server/discover (MCP {MODERN_VERSION}, no session) -> versions {}",
+        versions.join(", ")
+    );
+    if !versions.contains(&MODERN_VERSION) {
+        return Err(format!("server/discover: {MODERN_VERSION} missing"));
+    }
+    let (_, list) = s
+        .post_modern(5, "tools/list")
+        .await
+        .map_err(|e| format!("tools/list ({MODERN_VERSION}): {e}"))?;
+    println!(
+        "5. tools/list (MCP {MODERN_VERSION}) -> {} tool(s), ttlMs {}, cacheScope {}",
+        list["result"]["tools"].as_array().map_or(0, Vec::len),
+        list["result"]["ttlMs"],
+        list["result"]["cacheScope"]
+    );
     Ok(())
 }

@@ -25,16 +25,15 @@ pub fn load(args: &RunArgs) -> Result<Loaded, String> {
             overrides.credential = Some(CredentialConfig::None);
         }
     }
-    let Some(path) = args.config.as_deref() else {
-        let config = Config::load(None, &overrides).map_err(|e| e.to_string())?;
+    let config_source = args.config_source()?;
+    let source = config_source.name();
+    let Some(text) = config_source.text().map_err(|e| e.to_string())? else {
+        let config = Config::load_from(&config_source, &overrides).map_err(|e| e.to_string())?;
         return Ok(Loaded {
             config,
             credential_errors,
         });
     };
-    let source = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{source}: cannot read the file: {e}"))?;
     let mut table: toml::Table = match toml::from_str(&text) {
         Ok(table) => table,
         // Let the real loader phrase the syntax error.

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
+use crate::upstream::gateway_conns::UpstreamBody;
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use super::report::{Check, Step};
@@ -257,7 +257,7 @@ impl Session<'_> {
         method: Method,
         rpc_method: Option<&str>,
         payload: Bytes,
-    ) -> Result<Response<Incoming>, Failure> {
+    ) -> Result<Response<UpstreamBody>, Failure> {
         let mut builder = Request::builder()
             .method(method)
             .uri(self.route.upstream_uri(None))
@@ -386,7 +386,7 @@ fn result_of(answer: &Value) -> Result<Value, Failure> {
 }
 
 /// Reads the JSON-RPC response with `id` from a JSON body or an SSE stream.
-async fn read_answer(response: Response<Incoming>, id: u64) -> Result<Value, String> {
+async fn read_answer(response: Response<UpstreamBody>, id: u64) -> Result<Value, String> {
     let content_type = response
         .headers()
         .get(CONTENT_TYPE)
@@ -448,7 +448,7 @@ fn response_with_id(value: Value, id: u64) -> Option<Value> {
 }
 
 /// The first 200 characters of a refusal body, on one line.
-async fn snippet(response: Response<Incoming>) -> String {
+async fn snippet(response: Response<UpstreamBody>) -> String {
     let read = http_body_util::Limited::new(response.into_body(), 4096).collect();
     let Ok(Ok(collected)) = tokio::time::timeout(Duration::from_secs(5), read).await else {
         return String::new();

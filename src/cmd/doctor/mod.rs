@@ -12,6 +12,8 @@
 //! prints the same as JSON. Exit status 0 only when every check passed.
 
 mod credential;
+mod credential_causes;
+mod credential_endpoint;
 mod load;
 mod mcp;
 mod names;
@@ -147,9 +149,10 @@ async fn diagnose_route(
         ));
     }
 
-    let credential = credential::check(route, credential_error).await;
-    let credential_ok = credential.status == Status::Pass;
-    checks.push(credential);
+    let credential = credential::check(route, resolver, credential_error).await;
+    let credential_ok = credential.last().is_some_and(|c| c.status == Status::Pass)
+        && credential.iter().all(|c| c.status != Status::Fail);
+    checks.extend(credential);
 
     if !tls_ok {
         checks.push(Check::skip(

@@ -90,4 +90,8 @@ pub fn assert_rpc_error(answer: &Answer, status: u16, code: i64, id: Value, mess
     assert_eq!(v["id"], id, "{v}");
     assert_eq!(v["error"]["code"], code, "{v}");
     assert_eq!(v["error"]["message"], message, "{v}");
+    assert_eq!(
+        v["error"]["data"]["source"], "proxy",
+        "made by the proxy: {v}"
+    );
 }

@@ -9,15 +9,20 @@
 //! - `faulty_upstream`, `agents`, `proxy_process`: a TLS upstream that misbehaves on
 //!   script, agents that read answers frame by frame or keep calling meanwhile, and the
 //!   proxy binary as a child process (signals, memory) — for the faults_*/hostile_* tests;
+//! - `aws_api`, `cognito`, `secret_store`: AWS JSON 1.1 services on loopback HTTPS that
+//!   check each request against botocore's model (tests/aws_models/) — Cognito's
+//!   GetClientToken, Secrets Manager and SSM;
 //! - `scripted_upstream`, `scripted_gateway`: a TLS gateway whose every answer the test
 //!   writes (optionally held until released), and the proxy in front of it with one
 //!   reloadable route and its metrics.
 
 pub mod agents;
 pub mod aws;
+pub mod aws_api;
 pub mod binary;
 pub mod certs;
 pub mod client;
+pub mod cognito;
 pub mod dns;
 pub mod faulty_upstream;
 pub mod http;
@@ -25,7 +30,9 @@ pub mod oauth_upstream;
 pub mod proxy;
 pub mod proxy_process;
 pub mod relay;
+pub mod repo_files;
 pub mod scripted_gateway;
 pub mod scripted_upstream;
+pub mod secret_store;
 pub mod token_server;
 pub mod upstream;

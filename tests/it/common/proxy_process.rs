@@ -51,19 +51,31 @@ impl ProxyProcess {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("proxy.toml");
         std::fs::write(&config, text).unwrap();
-        let log = dir.path().join("proxy.log");
         // Warnings only, unless the test asks for another level.
         let level: &[&str] = if args.contains(&"--log-level") {
             &[]
         } else {
             &["--log-level", "warn"]
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_mcp-vpce-proxy"))
-            .arg("run")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-vpce-proxy"));
+        cmd.arg("run")
             .args(level)
             .arg("--config")
             .arg(&config)
-            .args(args)
+            .args(args);
+        ProxyProcess::launch(&mut cmd, port, dir).await
+    }
+
+    /// Runs `cmd` (the binary with the arguments and environment the test chose, e.g. the
+    /// configuration in `MCP_VPCE_PROXY_CONFIG_TOML`), whose agent listener is on `port`,
+    /// and waits until it accepts connections. Its stderr is kept for [`ProxyProcess::log`].
+    pub async fn spawn(cmd: &mut Command, port: u16) -> ProxyProcess {
+        ProxyProcess::launch(cmd, port, tempfile::tempdir().unwrap()).await
+    }
+
+    async fn launch(cmd: &mut Command, port: u16, dir: tempfile::TempDir) -> ProxyProcess {
+        let log = dir.path().join("proxy.log");
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -121,6 +133,15 @@ impl ProxyProcess {
             "the proxy's resident set is {} MiB {when}, over the bound of {limit_mib} MiB",
             rss / 1024
         );
+    }
+
+    /// SIGHUP: reload the configuration.
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     pub fn sigterm(&self) {

@@ -75,7 +75,13 @@ pub struct UpstreamOptions {
     /// "called <name>", anything else with `{}`; notifications get nothing (202 when
     /// nothing is left). Bodies are then recorded too. Default: None (no batches).
     pub batches: Option<BatchAnswers>,
+    /// Accept only the requests whose `Authorization` this approves (a gateway that knows
+    /// which tokens its issuer gave out); the others get 401. Default: None (any).
+    pub authorize: Option<Authorize>,
 }
+
+/// Decides whether a request's `Authorization` (if any) is one the gateway accepts.
+pub type Authorize = Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>;
 
 /// How the fixture answers a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +101,7 @@ impl Default for UpstreamOptions {
             json_response: false,
             page_size: None,
             batches: None,
+            authorize: None,
         }
     }
 }
@@ -108,6 +115,7 @@ struct Shared {
     batches: Option<BatchAnswers>,
     /// The next this-many requests are answered 401, as a gateway refusing a credential.
     refuse: AtomicUsize,
+    authorize: Option<Authorize>,
 }
 
 /// A running upstream; stops when dropped.
@@ -163,6 +171,7 @@ impl Upstream {
         let shared = Arc::new(Shared {
             record_bodies: opts.record_bodies,
             batches: opts.batches,
+            authorize: opts.authorize,
             ..Shared::default()
         });
         let accept_task = tokio::spawn(accept_loop(listener, acceptor, mcp, shared.clone()));
@@ -295,7 +304,11 @@ async fn serve(
     let refused = shared
         .refuse
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok();
+        .is_ok()
+        || shared
+            .authorize
+            .as_ref()
+            .is_some_and(|authorize| !authorize(seen.authorization.as_deref()));
     let response = if refused {
         Response::builder()
             .status(StatusCode::UNAUTHORIZED)

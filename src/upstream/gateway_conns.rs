@@ -1,0 +1,533 @@
+//! One worker's connections to one route's gateway, driven directly with
+//! `hyper::client::conn` (replacing hyper-util's pooled client on the request path).
+//!
+//! - HTTP/2 (what the gateway offers by ALPN): one connection whose `SendRequest` every
+//!   request clones; a second one only when the first has `max_streams` requests open.
+//! - HTTP/1.1: a small pool of idle connections; at most `max_connecting` are being
+//!   opened at once, further requests wait for one of them (or for one to come back).
+//! - Single flight: while a connection is being opened, requests wait for it instead of
+//!   dialing their own, so a cold burst of any size opens one h2 connection per worker.
+//!
+//! A connection is left (no new request is given to it) when it closes (GOAWAY, reset),
+//! when it goes to an address DNS no longer gives (`retire`), and when it has had no
+//! request open for `idle_timeout` (its driver then closes it). Dialing, the in-VPC check
+//! and TLS are the connector's; so are the connection metrics.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::{FutureExt, Shared};
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::client::RequestBody;
+use super::connector::{ConnectError, ConnectionUse, Connector};
+
+/// What a request to the gateway can fail with.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be made (DNS, in-VPC check, TCP, TLS).
+    Connect(ConnectError),
+    /// The connection failed before the answer's head.
+    Http(hyper::Error),
+    /// The HTTP handshake on a new connection failed.
+    Handshake(String),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Connect(e) => e.fmt(f),
+            SendError::Http(e) => e.fmt(f),
+            SendError::Handshake(e) => write!(f, "HTTP handshake with the gateway failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SendError::Connect(e) => Some(e),
+            SendError::Http(e) => Some(e),
+            SendError::Handshake(_) => None,
+        }
+    }
+}
+
+/// Settings of one worker's connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnSettings {
+    /// Close a connection that had no request open for this long.
+    pub idle_timeout: Duration,
+    /// HTTP/1.1 connections kept idle for reuse.
+    pub max_idle: usize,
+    /// HTTP/2: requests open on one connection before the next is opened.
+    pub max_streams: usize,
+    /// HTTP/1.1: connections being opened at once; further requests queue.
+    pub max_connecting: usize,
+}
+
+/// A connection being opened, which every request that needs one waits for.
+type Opening = Shared<Pin<Box<dyn Future<Output = Result<Opened, Arc<OpenFailure>>> + Send>>>;
+
+/// Why opening failed, shared by every request that waited for it.
+#[derive(Debug)]
+pub enum OpenFailure {
+    Connect(ConnectError),
+    Handshake(String),
+}
+
+#[derive(Clone)]
+enum Opened {
+    H2(H2Conn),
+    H1(Arc<Mutex<Option<H1Conn>>>),
+}
+
+#[derive(Clone)]
+struct H2Conn {
+    send: http2::SendRequest<RequestBody>,
+    used: ConnectionUse,
+    /// Shared with its driver, which closes it after `idle_timeout` without requests.
+    activity: Arc<Activity>,
+}
+
+struct H1Conn {
+    send: http1::SendRequest<RequestBody>,
+    used: ConnectionUse,
+    activity: Arc<Activity>,
+}
+
+/// The open requests of one connection and when the last one ended.
+struct Activity {
+    open: AtomicUsize,
+    last: Mutex<Instant>,
+    /// Set when no new request may be given to it; its driver closes it when idle.
+    left: AtomicBool,
+}
+
+impl Activity {
+    fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            open: AtomicUsize::new(0),
+            last: Mutex::new(Instant::now()),
+            left: AtomicBool::new(false),
+        })
+    }
+
+    fn begin(&self) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn end(&self) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Idle since when, if nothing is open.
+    fn idle_since(&self) -> Option<Instant> {
+        (self.open.load(Ordering::Relaxed) == 0)
+            .then(|| *self.last.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+#[derive(Default)]
+struct State {
+    h2: Vec<H2Conn>,
+    h1_idle: Vec<H1Conn>,
+    /// The connection being opened (single flight), when the protocol is h2 or not
+    /// known yet.
+    opening: Option<Opening>,
+    /// HTTP/1.1 connections being opened.
+    h1_opening: usize,
+    /// What the gateway spoke on the last connection: h2 once seen.
+    h1_only: bool,
+}
+
+/// One worker's connections to one route's gateway.
+pub struct WorkerConns {
+    connector: Connector,
+    settings: ConnSettings,
+    state: Mutex<State>,
+    /// Woken when an HTTP/1.1 connection comes back or finished opening.
+    h1_ready: Notify,
+}
+
+/// A connection lent to one request.
+enum Lent {
+    H2(H2Conn),
+    H1(H1Conn),
+}
+
+impl WorkerConns {
+    pub fn new(connector: Connector, settings: ConnSettings) -> WorkerConns {
+        WorkerConns {
+            connector,
+            settings,
+            state: Mutex::new(State::default()),
+            h1_ready: Notify::new(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends `request` (absolute URI naming the gateway) over a connection of this
+    /// worker, opening one if none can take it.
+    pub async fn send(
+        self: &Arc<Self>,
+        request: Request<RequestBody>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let lent = self.lend().await?;
+        match lent {
+            Lent::H2(conn) => {
+                conn.activity.begin();
+                // Ends the request's share of the connection when dropped, on failure too.
+                let returned = Returned::H2(Some(conn.activity.clone()));
+                let mut send = conn.send.clone();
+                let mut response = send.send_request(request).await.map_err(|e| {
+                    // A failed stream on a closed connection: leave it.
+                    if send.is_closed() {
+                        self.leave_h2(&conn);
+                    }
+                    SendError::Http(e)
+                })?;
+                response.extensions_mut().insert(conn.used.clone());
+                Ok(response.map(|body| UpstreamBody::new(body, returned)))
+            }
+            Lent::H1(mut conn) => {
+                conn.activity.begin();
+                let request = origin_form(request);
+                let used = conn.used.clone();
+                let sending = conn.send.send_request(request);
+                let returned = Returned::H1 {
+                    conn: Some(conn),
+                    home: Arc::downgrade(self),
+                };
+                let mut response = sending.await.map_err(SendError::Http)?;
+                response.extensions_mut().insert(used);
+                Ok(response.map(|body| UpstreamBody::new(body, returned)))
+            }
+        }
+    }
+
+    /// Marks the connection `used` describes as left: no new request goes to it (its
+    /// open requests finish; its driver closes it when they have).
+    pub fn retire(&self, used: &ConnectionUse) {
+        used.retire();
+        let mut state = self.state();
+        state.h2.retain(|c| {
+            let same = c.used.same_connection(used);
+            if same {
+                c.activity.left.store(true, Ordering::Relaxed);
+            }
+            !same
+        });
+        state.h1_idle.retain(|c| !c.used.same_connection(used));
+    }
+
+    fn leave_h2(&self, conn: &H2Conn) {
+        conn.activity.left.store(true, Ordering::Relaxed);
+        self.state()
+            .h2
+            .retain(|c| !c.used.same_connection(&conn.used));
+    }
+
+    /// A connection for one request: an open one with room, the one being opened, or a
+    /// new one.
+    async fn lend(self: &Arc<Self>) -> Result<Lent, SendError> {
+        loop {
+            // `own`: an HTTP/1.1 opening of this request's own (counted in h1_opening);
+            // otherwise the single-flight opening everyone shares.
+            let (opening, own) = {
+                let mut state = self.state();
+                state
+                    .h2
+                    .retain(|c| !c.send.is_closed() && !c.activity.left.load(Ordering::Relaxed));
+                let max = self.settings.max_streams;
+                if let Some(conn) = state
+                    .h2
+                    .iter()
+                    .find(|c| c.activity.open.load(Ordering::Relaxed) < max)
+                {
+                    return Ok(Lent::H2(conn.clone()));
+                }
+                while let Some(conn) = state.h1_idle.pop() {
+                    if conn.send.is_ready() {
+                        return Ok(Lent::H1(conn));
+                    }
+                }
+                if state.h1_only {
+                    if state.h1_opening >= self.settings.max_connecting {
+                        (None, true)
+                    } else {
+                        state.h1_opening += 1;
+                        (Some(self.open()), true)
+                    }
+                } else {
+                    let opening = match &state.opening {
+                        Some(opening) => opening.clone(),
+                        None => {
+                            let opening = self.open();
+                            state.opening = Some(opening.clone());
+                            opening
+                        }
+                    };
+                    (Some(opening), false)
+                }
+            };
+            let Some(opening) = opening else {
+                // HTTP/1.1 and enough being opened: wait for a connection to come back
+                // or to finish opening (bounded: re-check now and then).
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(50), self.h1_ready.notified()).await;
+                continue;
+            };
+            let opened = opening.clone().await;
+            let mut state = self.state();
+            if own {
+                state.h1_opening = state.h1_opening.saturating_sub(1);
+            } else if state.opening.as_ref().is_some_and(|o| o.ptr_eq(&opening)) {
+                state.opening = None;
+            }
+            match opened {
+                Ok(Opened::H2(conn)) => {
+                    state.h1_only = false;
+                    if !state.h2.iter().any(|c| c.used.same_connection(&conn.used)) {
+                        state.h2.push(conn);
+                    }
+                    // Everyone who waited shares it, within max_streams (next turn).
+                }
+                Ok(Opened::H1(slot)) => {
+                    state.h1_only = true;
+                    drop(state);
+                    // An HTTP/1.1 connection serves one request at a time: the one that
+                    // takes it first; those that waited on the same opening open their
+                    // own on the next turn (bounded by max_connecting).
+                    let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    self.h1_ready.notify_one();
+                    if let Some(conn) = taken {
+                        return Ok(Lent::H1(conn));
+                    }
+                }
+                Err(failure) => {
+                    drop(state);
+                    self.h1_ready.notify_one();
+                    return Err(match &*failure {
+                        OpenFailure::Connect(e) => SendError::Connect(e.clone()),
+                        OpenFailure::Handshake(e) => SendError::Handshake(e.clone()),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Opens one connection: dial (the connector), handshake, spawn its driver.
+    fn open(&self) -> Opening {
+        let connector = self.connector.clone();
+        let idle = self.settings.idle_timeout;
+        async move {
+            let stream = connector
+                .connect()
+                .await
+                .map_err(|e| Arc::new(OpenFailure::Connect(e)))?;
+            let used = stream.connection_use();
+            let h2 = stream.is_h2();
+            let io = TokioIo::new(stream);
+            let activity = Activity::new();
+            if h2 {
+                let (send, conn) = http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .handshake(io)
+                    .await
+                    .map_err(|e| Arc::new(OpenFailure::Handshake(e.to_string())))?;
+                tokio::spawn(drive(conn, activity.clone(), idle));
+                Ok(Opened::H2(H2Conn {
+                    send,
+                    used,
+                    activity,
+                }))
+            } else {
+                let (send, conn) = http1::Builder::new()
+                    .handshake(io)
+                    .await
+                    .map_err(|e| Arc::new(OpenFailure::Handshake(e.to_string())))?;
+                tokio::spawn(drive(conn, activity.clone(), idle));
+                Ok(Opened::H1(Arc::new(Mutex::new(Some(H1Conn {
+                    send,
+                    used,
+                    activity,
+                })))))
+            }
+        }
+        .boxed()
+        .shared()
+    }
+
+    /// An HTTP/1.1 connection whose answer was read to the end comes back for reuse.
+    fn give_back(&self, conn: H1Conn) {
+        {
+            let mut state = self.state();
+            if !conn.send.is_closed()
+                && !conn.used.is_retired()
+                && !conn.activity.left.load(Ordering::Relaxed)
+                && state.h1_idle.len() < self.settings.max_idle
+            {
+                state.h1_idle.push(conn);
+            }
+        }
+        self.h1_ready.notify_one();
+    }
+}
+
+/// Drives one connection until it ends, or until it has been idle for `idle` (or left
+/// and idle): then it is dropped, which closes it.
+async fn drive<C>(conn: C, activity: Arc<Activity>, idle: Duration)
+where
+    C: Future<Output = Result<(), hyper::Error>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    let check = (idle / 2).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            result = &mut conn => {
+                if let Err(e) = result {
+                    tracing::debug!("upstream connection ended: {e}");
+                }
+                activity.left.store(true, Ordering::Relaxed);
+                return;
+            }
+            () = tokio::time::sleep(check) => {
+                if let Some(since) = activity.idle_since() {
+                    if activity.left.load(Ordering::Relaxed) || since.elapsed() >= idle {
+                        activity.left.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// HTTP/1.1 requests carry the path only; Host names the gateway.
+fn origin_form(mut request: Request<RequestBody>) -> Request<RequestBody> {
+    if let Some(authority) = request.uri().authority().cloned() {
+        if !request.headers().contains_key(http::header::HOST) {
+            if let Ok(host) = http::HeaderValue::from_str(authority.as_str()) {
+                request.headers_mut().insert(http::header::HOST, host);
+            }
+        }
+        let path = request
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        *request.uri_mut() = http::Uri::from(path);
+    }
+    request
+}
+
+/// What gives the connection back when the answer's body is done (or the request
+/// failed: then it is dropped without `done`).
+enum Returned {
+    H2(Option<Arc<Activity>>),
+    H1 {
+        conn: Option<H1Conn>,
+        home: std::sync::Weak<WorkerConns>,
+    },
+}
+
+impl Returned {
+    /// Runs once: `complete` when the answer was read to its end.
+    fn done(&mut self, complete: bool) {
+        match self {
+            Returned::H2(activity) => {
+                if let Some(activity) = activity.take() {
+                    activity.end();
+                }
+            }
+            Returned::H1 { conn, home } => {
+                if let Some(conn) = conn.take() {
+                    conn.activity.end();
+                    // Only an answer read to its end leaves the connection reusable.
+                    match home.upgrade() {
+                        Some(home) if complete => home.give_back(conn),
+                        Some(home) => home.h1_ready.notify_one(),
+                        None => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Returned {
+    fn drop(&mut self) {
+        self.done(false);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The gateway's answer body; gives its connection's stream back when it ends or is
+    /// dropped.
+    pub struct UpstreamBody {
+        #[pin]
+        inner: Incoming,
+        returned: Option<Returned>,
+    }
+
+    impl PinnedDrop for UpstreamBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(mut returned) = this.returned.take() {
+                returned.done(this.inner.is_end_stream());
+            }
+        }
+    }
+}
+
+impl UpstreamBody {
+    fn new(inner: Incoming, returned: Returned) -> UpstreamBody {
+        UpstreamBody {
+            inner,
+            returned: Some(returned),
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(None) | Poll::Ready(Some(Err(_))) = &polled {
+            if let Some(mut returned) = this.returned.take() {
+                returned.done(matches!(polled, Poll::Ready(None)));
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
