@@ -679,6 +679,48 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn throttles_answered_here_take_the_gateways_shape_and_say_who_answered() {
+        let p = peek(br#"{"jsonrpc":"2.0","id":"a-1","method":"tools/call"}"#);
+        let err = ProxyError::GatewayThrottled {
+            retry_after: Duration::from_millis(1500),
+            limit_key: Some("toolName=search".into()),
+            status: 200,
+        };
+        let r = respond(&err, Some("mcp"), Answer::JsonRpc(&p));
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()[RETRY_AFTER], "2", "whole seconds, rounded up");
+        let v = body_json(r).await;
+        assert_eq!(
+            v,
+            json!({"jsonrpc":"2.0","id":"a-1","error":{
+                "code": -32003,
+                "message": "Rate limit exceeded",
+                "data": {"retryAfter": 2, "limitKey": "toolName=search",
+                         "source": "proxy", "reason": "gateway_throttled", "route": "mcp"}}})
+        );
+        let shaped = ProxyError::Shaped {
+            retry_after: Duration::from_secs(30),
+            budget: "x_amz_bedrock_agentcore_search".into(),
+        };
+        let made = error_object(&json!(4), &shaped, Some("mcp"));
+        assert_eq!(made["error"]["code"], GATEWAY_THROTTLE_CODE);
+        assert_eq!(
+            made["error"]["data"]["limitKey"],
+            "shaping.tools.x_amz_bedrock_agentcore_search"
+        );
+        assert_eq!(made["error"]["data"]["source"], "proxy");
+        let status_429 = ProxyError::GatewayThrottled {
+            retry_after: Duration::from_secs(3),
+            limit_key: None,
+            status: 429,
+        };
+        assert_eq!(status_429.status(), 429);
+        assert!(error_object(&json!(1), &status_429, None)["error"]["data"]
+            .get("limitKey")
+            .is_none());
+    }
+
     #[test]
     fn method_refusals_list_the_allowed_methods() {
         let r = respond(
