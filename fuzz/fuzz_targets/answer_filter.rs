@@ -23,7 +23,8 @@ use mcp_vpce_proxy::mcp::ids;
 use mcp_vpce_proxy::mcp::policy::ToolPolicy;
 use mcp_vpce_proxy::mcp::response::{Kind, McpBody};
 use mcp_vpce_proxy::mcp::sse::{Collect, Scanner};
-use mcp_vpce_proxy::mcp::watch::{Expect, RequestInfo, Watch};
+use mcp_vpce_proxy::exchange::context::Recorder;
+use mcp_vpce_proxy::mcp::watch::{Expect, Watch};
 use serde_json::{json, Value};
 
 /// The gateway's answer, handed over in fixed-size frames.
@@ -118,13 +119,7 @@ fuzz_target!(|data: &[u8]| {
     let search = control & 0x40 != 0;
     let policy = Arc::new(policy());
     let watch = Watch {
-        info: RequestInfo {
-            route: Arc::from("fuzz"),
-            audit: AuditSink::default(),
-            session: None,
-            started: std::time::Instant::now(),
-            request_bytes: 0,
-        },
+        recorder: Recorder::new("fuzz", &AuditSink::default()),
         calls: Vec::new(),
         policy: policy.clone(),
         filtering: true,
@@ -134,6 +129,9 @@ fuzz_target!(|data: &[u8]| {
         batch: false,
         max_filter_bytes: limit,
         permit: None,
+        throttles: None,
+        subjects: Vec::new(),
+        lists: None,
     };
     let frames = answer.chunks(frame).map(Bytes::copy_from_slice).collect();
     let body = McpBody::new(Frames(frames).boxed_unsync(), watch, 200, kind);

@@ -27,6 +27,7 @@ pub mod source;
 
 pub use crate::auth::config::CredentialConfig;
 pub use crate::mcp::config::PolicyConfig;
+pub use crate::mcp::traffic::{ShapingConfig, TrafficConfig};
 pub use crate::ops::audit::AuditConfig;
 pub use crate::ops::telemetry::TelemetryConfig;
 use crate::upstream::config::{parse_address, DnsConfig};
@@ -236,6 +237,12 @@ pub struct RouteConfig {
     /// What the route's agents may do (tools, methods, rates).
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// The gateway's quota: throttle windows, coalescing, the cache, safe retries.
+    #[serde(default)]
+    pub traffic: TrafficConfig,
+    /// The route's own quota, answered like the gateway's throttle.
+    #[serde(default)]
+    pub shaping: ShapingConfig,
     #[serde(default = "default_max_body")]
     pub max_body_bytes: u64,
     /// TCP connect time allowed per address.
@@ -366,6 +373,8 @@ impl RouteConfig {
             require_private: true,
             credential: CredentialConfig::None,
             policy: PolicyConfig::default(),
+            traffic: TrafficConfig::default(),
+            shaping: ShapingConfig::default(),
             max_body_bytes: default_max_body(),
             connect_timeout: default_connect_timeout(),
             tls_timeout: default_tls_timeout(),
@@ -1009,6 +1018,10 @@ impl Config {
             }
             for (policy_key, problem) in r.policy.problems() {
                 push(format!("route[{i}].{policy_key}"), problem);
+            }
+            for (table_key, problem) in r.traffic.problems().into_iter().chain(r.shaping.problems())
+            {
+                push(format!("route[{i}].{table_key}"), problem);
             }
             if r.max_body_bytes == 0 {
                 push(key("max_body_bytes"), "must be greater than 0".into());

@@ -26,6 +26,8 @@
 //! | `InvalidRequest` | 400 | -32600 |
 //! | `InvalidParams` | 200 | -32602 |
 //! | `HeaderMismatch` | 400 | -32020 (MCP 2026-07-28) |
+//! | `GatewayThrottled` | the gateway's (200 for its JSON-RPC form) + `Retry-After` | -32003 (the gateway's) |
+//! | `Shaped` | 200 + `Retry-After` | -32003 (the gateway's) |
 //! | `HostInvalid` | 400 | text |
 //! | `ClientRefused`, `OriginRefused`, `HostRefused` | 403 | text |
 //! | `Unauthenticated` | 401 + `WWW-Authenticate` | text |
@@ -38,6 +40,12 @@
 //! Only codes whose meaning a standard fixes are shared: JSON-RPC's `-32700`, `-32600`,
 //! `-32602` and MCP's `-32020`. Every error object made here also says
 //! `"data": {"source": "proxy", ...}`; docs/forwarding.md has the table and the reasoning.
+//!
+//! `GatewayThrottled` and `Shaped` deliberately take the gateway's own throttle shape
+//! (`-32003` "Rate limit exceeded", `data.retryAfter` in seconds, `data.limitKey`): the
+//! first replays a throttle the gateway gave for the rest of its window, the second is
+//! the route's own quota, and an agent's retry policy should treat both like the
+//! gateway's. Their `data` says the proxy answered (`"source": "proxy"`, `reason`).
 //!
 //! Policy refusals are answered with HTTP 200: the request was a well-formed JSON-RPC call
 //! that got a JSON-RPC error, which MCP clients hand to the agent as that call's failure
@@ -55,6 +63,11 @@ use crate::exchange::peek::RpcPeek;
 use crate::upstream::connector::ConnectError;
 
 pub const ALLOWED_METHODS: &str = "GET, POST, DELETE";
+
+/// AgentCore Gateway's JSON-RPC code for a throttled request ("Rate limit exceeded").
+pub const GATEWAY_THROTTLE_CODE: i64 = -32003;
+/// The message the gateway throttles with.
+pub const GATEWAY_THROTTLE_MESSAGE: &str = "Rate limit exceeded";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyError {
@@ -134,6 +147,19 @@ pub enum ProxyError {
     HostInvalid(String),
     /// The inbound client token is missing or wrong.
     Unauthenticated,
+    /// The gateway throttled this tool or method and the window it gave is still open:
+    /// answered here, in the gateway's shape, with the time left.
+    GatewayThrottled {
+        retry_after: Duration,
+        limit_key: Option<String>,
+        /// The HTTP status the gateway throttled with.
+        status: u16,
+    },
+    /// Over the route's own quota (`[route.shaping]`); `budget` names the entry.
+    Shaped {
+        retry_after: Duration,
+        budget: String,
+    },
 }
 
 impl From<ReadError> for ProxyError {
@@ -186,6 +212,10 @@ impl ProxyError {
             | ProxyError::OriginRefused { .. }
             | ProxyError::HostRefused { .. } => StatusCode::FORBIDDEN,
             ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ProxyError::GatewayThrottled { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::OK)
+            }
+            ProxyError::Shaped { .. } => StatusCode::OK,
         }
     }
 
@@ -213,6 +243,10 @@ impl ProxyError {
             ProxyError::ParseError(_) => -32700,
             ProxyError::InvalidParams(_) => -32602,
             ProxyError::HeaderMismatch(_) => -32020,
+            // Deliberately the gateway's: see the module's documentation.
+            ProxyError::GatewayThrottled { .. } | ProxyError::Shaped { .. } => {
+                GATEWAY_THROTTLE_CODE
+            }
             // UnsupportedMediaType and InvalidRequest: -32600, the default below.
             // Refusals made before a route is known are answered as text.
             _ => -32600,
@@ -251,6 +285,8 @@ impl ProxyError {
             ProxyError::HostRefused { .. } => "host_refused",
             ProxyError::HostInvalid(_) => "host_invalid",
             ProxyError::Unauthenticated => "unauthenticated",
+            ProxyError::GatewayThrottled { .. } => "gateway_throttled",
+            ProxyError::Shaped { .. } => "shaped",
         }
     }
 }
@@ -334,6 +370,20 @@ impl std::fmt::Display for ProxyError {
             ProxyError::Unauthenticated => f.write_str(
                 "missing or wrong client token: send Authorization: Bearer <inbound token>",
             ),
+            ProxyError::GatewayThrottled { retry_after, .. } => write!(
+                f,
+                "the gateway throttled this; answered by the proxy for the {} left of the gateway's window",
+                humantime::format_duration(*retry_after)
+            ),
+            ProxyError::Shaped {
+                retry_after,
+                budget,
+            } => write!(
+                f,
+                "over this route's shaping budget ({}); retry after {}",
+                shaping_key(budget),
+                humantime::format_duration(*retry_after)
+            ),
         }
     }
 }
@@ -355,7 +405,9 @@ pub fn respond(err: &ProxyError, route: Option<&str>, answer: Answer<'_>) -> Res
         builder = builder.header(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
     }
     match err {
-        ProxyError::RateLimited { retry_after } => {
+        ProxyError::RateLimited { retry_after }
+        | ProxyError::GatewayThrottled { retry_after, .. }
+        | ProxyError::Shaped { retry_after, .. } => {
             builder = builder.header(RETRY_AFTER, retry_after_seconds(*retry_after));
         }
         ProxyError::ConcurrencyLimited { .. } | ProxyError::BufferBudgetExceeded { .. } => {
@@ -371,7 +423,7 @@ pub fn respond(err: &ProxyError, route: Option<&str>, answer: Answer<'_>) -> Res
     }
     let response = match answer {
         Answer::JsonRpc(peek) => {
-            let body = rpc_errors(peek, err.rpc_code(), &message, err.kind(), route);
+            let body = rpc_errors(peek, err, &message, route);
             builder
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .body(full(body.to_string()))
@@ -388,6 +440,13 @@ pub fn respond(err: &ProxyError, route: Option<&str>, answer: Answer<'_>) -> Res
 
 /// The message the agent reads for `err` on `route`.
 pub fn message(err: &ProxyError, route: Option<&str>) -> String {
+    if matches!(
+        err,
+        ProxyError::GatewayThrottled { .. } | ProxyError::Shaped { .. }
+    ) {
+        // The gateway's words: `data` says who answered.
+        return GATEWAY_THROTTLE_MESSAGE.to_string();
+    }
     match route {
         Some(route) => format!("mcp-vpce-proxy: route {route}: {err}"),
         None => format!("mcp-vpce-proxy: {err}"),
@@ -403,34 +462,71 @@ pub fn error_object(id: &Value, err: &ProxyError, route: Option<&str>) -> Value 
         "error": {
             "code": err.rpc_code(),
             "message": message(err, route),
-            "data": error_data(err.kind(), route),
+            "data": error_data(err, route),
         }
     })
 }
 
 /// The `data` of every error object the proxy makes: `source` tells it apart from an error
-/// the gateway sent (which the proxy passes on untouched), `reason` is `kind()`.
-fn error_data(kind: &str, route: Option<&str>) -> Value {
-    json!({ "source": "proxy", "reason": kind, "route": route })
+/// the gateway sent (which the proxy passes on untouched), `reason` is `kind()`. A
+/// throttle answered in the gateway's shape also carries the gateway's fields
+/// (`retryAfter` in whole seconds, `limitKey`).
+fn error_data(err: &ProxyError, route: Option<&str>) -> Value {
+    let mut data = json!({ "source": "proxy", "reason": err.kind(), "route": route });
+    match err {
+        ProxyError::GatewayThrottled {
+            retry_after,
+            limit_key,
+            ..
+        } => {
+            data["retryAfter"] = json!(whole_seconds(*retry_after));
+            if let Some(key) = limit_key {
+                data["limitKey"] = json!(key);
+            }
+        }
+        ProxyError::Shaped {
+            retry_after,
+            budget,
+        } => {
+            data["retryAfter"] = json!(whole_seconds(*retry_after));
+            data["limitKey"] = json!(shaping_key(budget));
+        }
+        _ => {}
+    }
+    data
+}
+
+/// The configuration key of a shaping budget: `route` or a tool glob.
+fn shaping_key(budget: &str) -> String {
+    if budget == "route" {
+        "shaping.requests_per_second".to_string()
+    } else {
+        format!("shaping.tools.{budget}")
+    }
+}
+
+/// Seconds rounded up, at least 1: what `Retry-After` and `retryAfter` can say.
+fn whole_seconds(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 /// `Retry-After` in whole seconds, rounded up, at least 1.
 fn retry_after_seconds(wait: Duration) -> HeaderValue {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    HeaderValue::from(secs.max(1))
+    HeaderValue::from(whole_seconds(wait))
 }
 
 /// One error object per request: a batch gets an array with one per element that had an
 /// id; a single message (or an unreadable body) gets one object with its id or null.
-fn rpc_errors(peek: &RpcPeek, code: i64, message: &str, kind: &str, route: Option<&str>) -> Value {
+fn rpc_errors(peek: &RpcPeek, err: &ProxyError, message: &str, route: Option<&str>) -> Value {
+    let data = error_data(err, route);
     let error = |id: &Value| {
         json!({
             "jsonrpc": "2.0",
             "id": id,
             "error": {
-                "code": code,
+                "code": err.rpc_code(),
                 "message": message,
-                "data": error_data(kind, route),
+                "data": data,
             }
         })
     };
@@ -581,6 +677,48 @@ mod tests {
             assert_eq!(made["error"]["data"]["source"], "proxy", "{err:?}");
             assert_eq!(made["error"]["code"], err.rpc_code());
         }
+    }
+
+    #[tokio::test]
+    async fn throttles_answered_here_take_the_gateways_shape_and_say_who_answered() {
+        let p = peek(br#"{"jsonrpc":"2.0","id":"a-1","method":"tools/call"}"#);
+        let err = ProxyError::GatewayThrottled {
+            retry_after: Duration::from_millis(1500),
+            limit_key: Some("toolName=search".into()),
+            status: 200,
+        };
+        let r = respond(&err, Some("mcp"), Answer::JsonRpc(&p));
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()[RETRY_AFTER], "2", "whole seconds, rounded up");
+        let v = body_json(r).await;
+        assert_eq!(
+            v,
+            json!({"jsonrpc":"2.0","id":"a-1","error":{
+                "code": -32003,
+                "message": "Rate limit exceeded",
+                "data": {"retryAfter": 2, "limitKey": "toolName=search",
+                         "source": "proxy", "reason": "gateway_throttled", "route": "mcp"}}})
+        );
+        let shaped = ProxyError::Shaped {
+            retry_after: Duration::from_secs(30),
+            budget: "x_amz_bedrock_agentcore_search".into(),
+        };
+        let made = error_object(&json!(4), &shaped, Some("mcp"));
+        assert_eq!(made["error"]["code"], GATEWAY_THROTTLE_CODE);
+        assert_eq!(
+            made["error"]["data"]["limitKey"],
+            "shaping.tools.x_amz_bedrock_agentcore_search"
+        );
+        assert_eq!(made["error"]["data"]["source"], "proxy");
+        let status_429 = ProxyError::GatewayThrottled {
+            retry_after: Duration::from_secs(3),
+            limit_key: None,
+            status: 429,
+        };
+        assert_eq!(status_429.status(), 429);
+        assert!(error_object(&json!(1), &status_429, None)["error"]["data"]
+            .get("limitKey")
+            .is_none());
     }
 
     #[test]

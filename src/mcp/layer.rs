@@ -5,12 +5,20 @@
 //! method and tool policy (refused calls are answered here, batches element by element).
 //! After: tool-call outcomes for the audit trail and metrics, and the tool policy applied
 //! to answers that list tools (see `response.rs`). A route with none of this configured
-//! (validation off, no policy, no limits, audit off) costs one branch per request.
+//! (validation off, no policy, no limits, audit off, throttle awareness and the cache off)
+//! costs one branch per request.
+//!
+//! The gateway's quota (`[route.traffic]`, `[route.shaping]`): a request for a tool or
+//! method the gateway throttled is answered here until the window it gave ends
+//! (`throttle.rs`; or held, in `hold` mode); the answers are watched for the gateway's
+//! throttles and for `list_changed` notifications; tool budgets are taken here and the
+//! route's budget when a request is about to go upstream (`admit_upstream`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{request, response, HeaderValue, Method, Response, StatusCode};
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
@@ -18,9 +26,13 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::config::PolicyConfig;
 use super::ids;
 use super::limits::{InFlight, RateLimit};
+use super::lists::Lists;
 use super::mirrored::header_mismatch;
 use super::policy::{method_problem, name_problem, MethodPolicy, ToolPolicy};
 use super::response::{Kind, McpBody};
+use super::shaping::Shaping;
+use super::throttle::{retry_after_header, Subject, Throttled, Throttles};
+use super::traffic::{ShapingConfig, TrafficConfig};
 use super::watch::{Expect, PendingCall, Watch};
 use crate::exchange::body::{self, ProxyBody};
 use crate::exchange::context::{Recorder, RequestContext};
@@ -41,6 +53,12 @@ pub struct RouteLayer {
     rate: Option<RateLimit>,
     in_flight: Option<InFlight>,
     audit: AuditSink,
+    /// The gateway's throttle windows (throttle awareness).
+    throttles: Arc<Throttles>,
+    /// The route's own quota.
+    shaping: Shaping,
+    /// Told when a list changes (watched while the route caches list answers).
+    lists: Option<Arc<Lists>>,
     /// Nothing configured: every request goes straight through.
     idle: bool,
 }
@@ -48,11 +66,24 @@ pub struct RouteLayer {
 /// What the layer learned from a request, carried to its response.
 pub struct Inspection {
     watch: Option<Box<Watch>>,
+    /// Calls the request makes (each a token of the route's shaping budget).
+    calls: u32,
 }
 
 impl Inspection {
     fn none() -> Inspection {
-        Inspection { watch: None }
+        Inspection {
+            watch: None,
+            calls: 1,
+        }
+    }
+
+    /// The answer this request gets is another request's (coalescing, the cache): the
+    /// throttles it may carry were learned when it first came.
+    pub fn shared(&mut self) {
+        if let Some(watch) = &mut self.watch {
+            watch.shared();
+        }
     }
 }
 
@@ -100,6 +131,8 @@ struct Needs {
     /// It may list tools: the whole answer is filtered.
     may_list_tools: bool,
     expect: Expect,
+    /// What a throttle in its answer would throttle (throttle awareness on).
+    subject: Option<Throttled>,
 }
 
 impl Needs {
@@ -107,6 +140,7 @@ impl Needs {
         Needs {
             may_list_tools: false,
             expect: Expect::Other,
+            subject: None,
         }
     }
 
@@ -114,6 +148,7 @@ impl Needs {
         Needs {
             may_list_tools: true,
             expect,
+            subject: None,
         }
     }
 }
@@ -128,9 +163,20 @@ impl RouteLayer {
     pub fn build(
         route: &str,
         policy: &PolicyConfig,
+        traffic: &TrafficConfig,
+        shaping: &ShapingConfig,
         audit: &AuditSink,
     ) -> Result<RouteLayer, String> {
         policy.validate()?;
+        traffic.validate()?;
+        let throttles = Arc::new(Throttles::new(
+            route,
+            traffic.throttle,
+            traffic.throttle_hold_max,
+            traffic.throttle_max_windows,
+        ));
+        let shaping = Shaping::new(route, shaping)?;
+        let lists = traffic.cache.then(|| Arc::new(Lists::default()));
         let tools = Arc::new(ToolPolicy::new(policy)?);
         let methods = MethodPolicy::new(policy)?;
         let rate = (policy.requests_per_second > 0.0).then(|| {
@@ -145,7 +191,10 @@ impl RouteLayer {
             && !methods.is_active()
             && rate.is_none()
             && in_flight.is_none()
-            && !audit.enabled();
+            && !audit.enabled()
+            && !throttles.is_on()
+            && !shaping.is_active()
+            && lists.is_none();
         Ok(RouteLayer {
             route: Arc::from(route),
             tools,
@@ -157,8 +206,42 @@ impl RouteLayer {
             rate,
             in_flight,
             audit: audit.clone(),
+            throttles,
+            shaping,
+            lists,
             idle,
         })
+    }
+
+    /// The generation of the route's lists (see `lists.rs`); None when not watched.
+    pub fn lists_generation(&self) -> Option<u64> {
+        self.lists.as_ref().map(|l| l.generation())
+    }
+
+    /// In `throttle = "hold"` mode: how long the request waits before it is judged (the
+    /// rest of a throttle window the gateway gave for what it asks, when short enough).
+    pub fn hold_for(&self, post: Option<&Result<message::Body<'_>, Invalid>>) -> Option<Duration> {
+        let body = post?.as_ref().ok()?;
+        if body.batch {
+            return None;
+        }
+        let m = body.messages.first()?;
+        m.id.as_ref()?;
+        let method = m.method.as_deref()?;
+        let tool = (method == "tools/call")
+            .then(|| m.call_params().ok())
+            .flatten();
+        let subject = match &tool {
+            Some(params) => Subject::Tool(&params.name),
+            None => Subject::Method(method),
+        };
+        self.throttles.hold_for(subject)
+    }
+
+    /// A request is about to be sent upstream: the route's shaping budget pays for its
+    /// calls (answers from coalescing or the cache never get here).
+    pub fn admit_upstream(&self, inspection: Option<&Inspection>) -> Result<(), ProxyError> {
+        self.shaping.admit_route(inspection.map_or(1, |i| i.calls))
     }
 
     /// Where this route's audit records go.
@@ -187,9 +270,10 @@ impl RouteLayer {
         post: Option<Result<message::Body<'_>, Invalid>>,
         rpc: &RpcPeek,
     ) -> Verdict {
+        let watches_streams = self.tools.is_active() || self.lists.is_some();
         let quiet_other = head.method != Method::POST
             && self.rate.is_none()
-            && !(self.tools.is_active() && head.method == Method::GET);
+            && !(watches_streams && head.method == Method::GET);
         if self.idle || quiet_other {
             return Verdict::Forward {
                 payload,
@@ -215,15 +299,16 @@ impl RouteLayer {
         }
         // A GET stream carries what the gateway chooses to send (and, resumed with
         // Last-Event-ID, replays answers to earlier requests): every answer listing tools
-        // on it is filtered.
-        let watch = (head.method == Method::GET && self.tools.is_active()).then(|| {
+        // on it is filtered, and its list_changed notifications seen.
+        let get = head.method == Method::GET;
+        let watch = (get && (self.tools.is_active() || self.lists.is_some())).then(|| {
             let mut watch = self.watch(recorder, false);
-            watch.filtering = true;
+            watch.filtering = self.tools.is_active();
             Box::new(watch)
         });
         Verdict::Forward {
             payload,
-            inspection: Inspection { watch },
+            inspection: Inspection { watch, calls: 1 },
         }
     }
 
@@ -288,6 +373,9 @@ impl RouteLayer {
         for m in &body.messages {
             match self.judge(m, &mut watch) {
                 Ok(needs) => {
+                    if let (Some(id), Some(subject)) = (&m.id, needs.subject) {
+                        watch.subjects.push((id.clone(), subject));
+                    }
                     if self.tools.is_active() {
                         watch.filtering |= needs.may_list_tools;
                         watch.search |= needs.expect == Expect::Search;
@@ -304,10 +392,12 @@ impl RouteLayer {
             // Only answers that are filtered need to know what they answer.
             watch.expected.clear();
         }
+        let calls =
+            u32::try_from(kept.iter().filter(|m| m.method.is_some()).count()).unwrap_or(u32::MAX);
         if refusals.is_empty() {
             return Verdict::Forward {
                 payload,
-                inspection: self.inspection(watch),
+                inspection: self.inspection(watch, calls),
             };
         }
         let errors: Vec<Value> = refusals
@@ -318,13 +408,22 @@ impl RouteLayer {
             })
             .collect();
         if kept.is_empty() {
-            return Verdict::Answer(answer_errors(errors, body.batch));
+            // One request answered with a throttle: its status and Retry-After too.
+            let retry = match refusals.as_slice() {
+                [one] if !body.batch => match &one.err {
+                    err @ (ProxyError::GatewayThrottled { retry_after, .. }
+                    | ProxyError::Shaped { retry_after, .. }) => Some((err.status(), *retry_after)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            return Verdict::Answer(answer_errors(errors, body.batch, retry));
         }
         // Part of a batch goes on; the gateway's answer gets the errors merged in.
         watch.extras = errors;
         Verdict::Forward {
             payload: Bytes::from(message::rebatch(&kept)),
-            inspection: self.inspection(watch),
+            inspection: self.inspection(watch, calls),
         }
     }
 
@@ -389,7 +488,21 @@ impl RouteLayer {
                         arguments,
                     );
                 }
+                if m.id.is_some() {
+                    // The gateway throttled this tool and the window is open, or the
+                    // route's own budget for it is spent: answered like the gateway.
+                    if let Some(err) = self.throttled(Subject::Tool(&params.name)) {
+                        return refuse(err, Some(&params.name), arguments);
+                    }
+                    if let Err(err) = self.shaping.admit_tool(&params.name) {
+                        return refuse(err, Some(&params.name), arguments);
+                    }
+                }
                 let search = ToolPolicy::is_search(&params.name);
+                let subject = self
+                    .throttles
+                    .is_on()
+                    .then(|| Throttled::Tool(params.name.as_ref().into()));
                 if let Some(id) = &m.id {
                     watch.calls.push(PendingCall {
                         id: id.clone(),
@@ -397,12 +510,27 @@ impl RouteLayer {
                         arguments,
                     });
                 }
-                Ok(if search {
+                let mut needs = if search {
                     Needs::listing(Expect::Search)
                 } else {
                     Needs::quiet()
-                })
+                };
+                needs.subject = subject;
+                Ok(needs)
             }
+            _ if m.id.is_none() => Ok(Needs::quiet()), // a notification
+            _ => {
+                if let Some(err) = self.throttled(Subject::Method(method)) {
+                    return refuse(err, None, None);
+                }
+                self.judged(method, self.needs(m, method))
+            }
+        }
+    }
+
+    /// What the answer to a request for `method` (not `tools/call`) needs.
+    fn needs(&self, m: &Message<'_>, method: &str) -> Result<Needs, Box<ElementRefusal>> {
+        match method {
             "tools/list" => Ok(Needs::listing(Expect::List)),
             // Answers that never describe tools.
             "ping"
@@ -418,6 +546,32 @@ impl RouteLayer {
             // its answer is not known to be free of tools, so it is filtered.
             _ => Ok(Needs::listing(Expect::Other)),
         }
+    }
+
+    /// Notes what a forwarded request (not `tools/call`) was for, when the route watches
+    /// for throttles.
+    fn judged(
+        &self,
+        method: &str,
+        needs: Result<Needs, Box<ElementRefusal>>,
+    ) -> Result<Needs, Box<ElementRefusal>> {
+        needs.map(|mut n| {
+            if self.throttles.is_on() {
+                n.subject = Some(Throttled::Method(method.into()));
+            }
+            n
+        })
+    }
+
+    /// The gateway's throttle for `subject`, while the window it gave is open.
+    fn throttled(&self, subject: Subject<'_>) -> Option<ProxyError> {
+        let open = self.throttles.open(subject)?;
+        self.throttles.answered_locally();
+        Some(ProxyError::GatewayThrottled {
+            retry_after: open.left,
+            limit_key: open.limit_key,
+            status: open.status,
+        })
     }
 
     /// A body whose shape would let answers be mistaken for one another, or that costs
@@ -465,12 +619,16 @@ impl RouteLayer {
             batch,
             max_filter_bytes: self.max_filter_bytes,
             permit: None,
+            throttles: self.throttles.is_on().then(|| self.throttles.clone()),
+            subjects: Vec::new(),
+            lists: self.lists.clone(),
         }
     }
 
-    fn inspection(&self, watch: Watch) -> Inspection {
+    fn inspection(&self, watch: Watch, calls: u32) -> Inspection {
         Inspection {
             watch: watch.is_needed().then(|| Box::new(watch)),
+            calls,
         }
     }
 
@@ -515,7 +673,7 @@ impl RouteLayer {
         }
         Verdict::Forward {
             payload,
-            inspection: self.inspection(watch),
+            inspection: self.inspection(watch, 1),
         }
     }
 
@@ -534,7 +692,13 @@ impl RouteLayer {
         let Some(watch) = inspection.watch else {
             return Some(body);
         };
-        let watch = *watch;
+        let mut watch = *watch;
+        // The gateway's throttle in HTTP form: 429 (or 503) with Retry-After.
+        if matches!(parts.status.as_u16(), 429 | 503) {
+            if let Some(wait) = parts.headers.get(RETRY_AFTER).and_then(retry_after_header) {
+                watch.throttled_by_status(wait);
+            }
+        }
         let is_sse = parts
             .headers
             .get(CONTENT_TYPE)
@@ -585,8 +749,13 @@ fn refuse_whole(err: ProxyError, echo: Echo, tool: Option<String>) -> Verdict {
     Verdict::Refuse { err, echo, tool }
 }
 
-/// The answer when every element of the request was refused.
-fn answer_errors(mut errors: Vec<Value>, batch: bool) -> Response<ProxyBody> {
+/// The answer when every element of the request was refused; `retry` the status and
+/// `Retry-After` of a single request answered with a throttle.
+fn answer_errors(
+    mut errors: Vec<Value>,
+    batch: bool,
+    retry: Option<(StatusCode, Duration)>,
+) -> Response<ProxyBody> {
     let (status, body) = match errors.len() {
         // Only notifications, all refused: nothing to answer them with.
         0 => (StatusCode::ACCEPTED, body::empty()),
@@ -602,6 +771,13 @@ fn answer_errors(mut errors: Vec<Value>, batch: bool) -> Response<ProxyBody> {
         response
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    if let Some((throttle_status, wait)) = retry.filter(|_| status == StatusCode::OK) {
+        *response.status_mut() = throttle_status;
+        let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
     }
     response
 }

@@ -1,7 +1,8 @@
 //! A streaming look at JSON-RPC messages in a response, fed the bytes as they pass: for
 //! each message (a top-level object, or each object of a top-level array) it notes the
 //! `id`, whether it is a request/notification (`method`), a result (and `result.isError`)
-//! or an error (and `error.code`). It copies nothing but the id and those few scalars,
+//! or an error (and `error.code`, and for a throttle `error.data.retryAfter` and
+//! `error.data.limitKey`), and whether a notification says a list changed. It copies nothing but the id and those few scalars,
 //! holds O(1) state, and skips string contents with memchr, so it can watch tool results
 //! of any size without buffering them.
 
@@ -24,6 +25,12 @@ pub struct Facts {
     pub tool_error: bool,
     pub error: bool,
     pub error_code: Option<i64>,
+    /// `error.data.retryAfter` (seconds), as a number or a string holding one.
+    pub retry_after: Option<f64>,
+    /// `error.data.limitKey`.
+    pub limit_key: Option<String>,
+    /// A notification whose method ends in `/list_changed` (tools, prompts, resources).
+    pub list_changed: bool,
 }
 
 impl Facts {
@@ -40,6 +47,25 @@ enum Slot {
     Error,
     IsError,
     Code,
+    Method,
+    ErrorData,
+    RetryAfter,
+    LimitKey,
+}
+
+impl Slot {
+    /// The slots whose scalar value is captured.
+    fn captures(self) -> bool {
+        matches!(
+            self,
+            Slot::Id
+                | Slot::Code
+                | Slot::IsError
+                | Slot::Method
+                | Slot::RetryAfter
+                | Slot::LimitKey
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +85,8 @@ pub struct Probe {
     /// Depth of message objects: 1 for a single message, 2 inside a batch array.
     msg_depth: Option<usize>,
     section: Section,
+    /// Inside `error.data` (one level below the error section).
+    in_error_data: bool,
     capturing_key: bool,
     key: [u8; MAX_KEY],
     key_len: usize,
@@ -82,6 +110,7 @@ impl Default for Probe {
             expect_key: false,
             msg_depth: None,
             section: Section::None,
+            in_error_data: false,
             capturing_key: false,
             key: [0; MAX_KEY],
             key_len: 0,
@@ -223,7 +252,7 @@ impl Probe {
             self.key_len = 0;
             self.key_over = false;
         } else if let Some(slot) = self.pending.take() {
-            if matches!(slot, Slot::Id | Slot::Code | Slot::IsError) {
+            if slot.captures() {
                 self.scalar = Some(slot);
                 self.scalar_buf.clear();
                 self.scalar_buf.push(b'"');
@@ -233,7 +262,11 @@ impl Probe {
 
     fn key_matters(&self) -> bool {
         match self.msg_depth {
-            Some(d) => self.depth == d || (self.depth == d + 1 && self.section != Section::None),
+            Some(d) => {
+                self.depth == d
+                    || (self.depth == d + 1 && self.section != Section::None)
+                    || (self.depth == d + 2 && self.in_error_data)
+            }
             None => false,
         }
     }
@@ -247,7 +280,10 @@ impl Probe {
         if self.depth == d {
             match key {
                 b"id" => self.pending = Some(Slot::Id),
-                b"method" => self.current.method = true,
+                b"method" => {
+                    self.current.method = true;
+                    self.pending = Some(Slot::Method);
+                }
                 b"result" => {
                     self.current.result = true;
                     self.pending = Some(Slot::Result);
@@ -258,10 +294,17 @@ impl Probe {
                 }
                 _ => {}
             }
-        } else {
+        } else if self.depth == d + 1 {
             match (self.section, key) {
                 (Section::Result, b"isError") => self.pending = Some(Slot::IsError),
                 (Section::Error, b"code") => self.pending = Some(Slot::Code),
+                (Section::Error, b"data") => self.pending = Some(Slot::ErrorData),
+                _ => {}
+            }
+        } else {
+            match key {
+                b"retryAfter" => self.pending = Some(Slot::RetryAfter),
+                b"limitKey" => self.pending = Some(Slot::LimitKey),
                 _ => {}
             }
         }
@@ -270,7 +313,7 @@ impl Probe {
     fn scalar_byte(&mut self, b: u8) {
         if self.scalar.is_none() {
             match self.pending.take() {
-                Some(slot @ (Slot::Id | Slot::Code | Slot::IsError)) => {
+                Some(slot) if slot.captures() => {
                     self.scalar = Some(slot);
                     self.scalar_buf.clear();
                 }
@@ -294,7 +337,21 @@ impl Probe {
                     std::str::from_utf8(text).ok().and_then(|t| t.parse().ok())
             }
             Slot::IsError => self.current.tool_error = text.as_slice() == b"true",
-            Slot::Result | Slot::Error => {}
+            Slot::Method => {
+                self.current.list_changed =
+                    text.starts_with(b"\"notifications/") && text.ends_with(b"/list_changed\"")
+            }
+            Slot::RetryAfter => {
+                let unquoted = text
+                    .strip_prefix(b"\"")
+                    .and_then(|t| t.strip_suffix(b"\""))
+                    .unwrap_or(text);
+                self.current.retry_after = std::str::from_utf8(unquoted)
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok())
+            }
+            Slot::LimitKey => self.current.limit_key = serde_json::from_slice(text).ok(),
+            Slot::Result | Slot::Error | Slot::ErrorData => {}
         }
     }
 
@@ -319,6 +376,8 @@ impl Probe {
                 Some(Slot::Error) => Section::Error,
                 _ => Section::None,
             };
+        } else if self.depth == d + 2 && b == b'{' {
+            self.in_error_data = self.section == Section::Error && pending == Some(Slot::ErrorData);
         }
     }
 
@@ -330,6 +389,8 @@ impl Probe {
                 self.done.push(std::mem::take(&mut self.current));
             } else if self.depth == d + 1 {
                 self.section = Section::None;
+            } else if self.depth == d + 2 {
+                self.in_error_data = false;
             }
         }
         self.depth = self.depth.saturating_sub(1);
@@ -389,6 +450,27 @@ mod tests {
         );
         assert_eq!(f[0].error_code, Some(-32602));
         assert!(f[0].error && f[0].is_response());
+    }
+
+    #[test]
+    fn a_throttle_and_a_list_change() {
+        let f = facts_split_everywhere(
+            r#"{"jsonrpc":"2.0","id":4,"error":{"code":-32003,"message":"Rate limit exceeded","data":{"retryAfter":2,"limitKey":"toolName=search","x":{"retryAfter":9}}}}"#,
+        );
+        assert_eq!(f[0].error_code, Some(-32003));
+        assert_eq!(f[0].retry_after, Some(2.0));
+        assert_eq!(f[0].limit_key.as_deref(), Some("toolName=search"));
+        let f = facts_split_everywhere(
+            r#"{"id":4,"result":{"data":{"retryAfter":2}},"error":{"data":"retryAfter"}}"#,
+        );
+        assert_eq!(f[0].retry_after, None, "only error.data counts");
+        let f = facts_split_everywhere(r#"{"error":{"code":-32003,"data":{"retryAfter":"1.5"}}}"#);
+        assert_eq!(f[0].retry_after, Some(1.5));
+        let f = facts_split_everywhere(
+            r#"[{"jsonrpc":"2.0","method":"notifications/tools/list_changed"},{"jsonrpc":"2.0","method":"notifications/progress","params":{"method":"notifications/tools/list_changed"}}]"#,
+        );
+        assert!(f[0].list_changed);
+        assert!(!f[1].list_changed);
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub struct McpBody {
 }
 
 enum Mode {
-    Json(JsonState),
+    Json(Box<JsonState>),
     Sse(Box<SseState>),
     /// Passed through unread; pending calls end with this reason.
     Opaque(&'static str),
@@ -115,11 +115,11 @@ impl McpBody {
         let mode = match kind {
             Kind::Json => {
                 let hold = watch.filtering() || !watch.extras.is_empty();
-                Mode::Json(JsonState {
+                Mode::Json(Box::new(JsonState {
                     probe: Probe::default(),
                     held: hold.then(Vec::new),
                     held_len: 0,
-                })
+                }))
             }
             Kind::Sse => {
                 for extra in std::mem::take(&mut watch.extras) {
@@ -157,11 +157,11 @@ impl McpBody {
             ended: false,
         };
         if withhold {
-            body.mode = Mode::Json(JsonState {
+            body.mode = Mode::Json(Box::new(JsonState {
                 probe: Probe::default(),
                 held: None,
                 held_len: 0,
-            });
+            }));
             let err = unreadable(
                 "the gateway's answer is compressed (Content-Encoding), which the tool policy cannot read",
             );
@@ -617,6 +617,9 @@ mod tests {
             batch: false,
             max_filter_bytes: limit,
             permit: None,
+            throttles: None,
+            subjects: Vec::new(),
+            lists: None,
         }
     }
 

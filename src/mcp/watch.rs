@@ -9,11 +9,13 @@ use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::ids;
+use super::lists::Lists;
 use super::policy::ToolPolicy;
 use super::probe::Facts;
+use super::throttle::{retry_after_seconds, Throttled, Throttles};
 use super::tools_filter::{filter_result, listed_names, Listing};
 use crate::exchange::context::{CallEnding, Recorder};
-use crate::exchange::error::ProxyError;
+use crate::exchange::error::{ProxyError, GATEWAY_THROTTLE_CODE};
 use crate::ops::audit::Outcome;
 use crate::ops::metrics::metrics;
 
@@ -63,12 +65,77 @@ pub struct Watch {
     pub batch: bool,
     pub max_filter_bytes: usize,
     pub permit: Option<OwnedSemaphorePermit>,
+    /// Where the gateway's throttles are remembered (throttle awareness on).
+    pub throttles: Option<Arc<Throttles>>,
+    /// The forwarded requests by id and what each was for, to tell what a throttle
+    /// answer throttled.
+    pub subjects: Vec<(Value, Throttled)>,
+    /// The route's lists, told when a `list_changed` notification passes.
+    pub lists: Option<Arc<Lists>>,
 }
 
 impl Watch {
     /// True when the response needs watching at all.
     pub fn is_needed(&self) -> bool {
-        !self.calls.is_empty() || self.filtering || !self.extras.is_empty() || self.permit.is_some()
+        !self.calls.is_empty()
+            || self.filtering
+            || !self.extras.is_empty()
+            || self.permit.is_some()
+            || !self.subjects.is_empty()
+            || self.lists.is_some()
+    }
+
+    /// What the layer learns from any message of an answer: a throttle of a forwarded
+    /// request (JSON-RPC `-32003` with `data.retryAfter`), or a list that changed.
+    fn observe(&mut self, facts: &Facts, status: u16) {
+        if facts.list_changed {
+            if let Some(lists) = &self.lists {
+                lists.changed();
+            }
+        }
+        let throttle = facts.is_response()
+            && facts.error_code == Some(GATEWAY_THROTTLE_CODE)
+            && facts.retry_after.is_some();
+        let Some(throttles) = self.throttles.as_ref().filter(|_| throttle) else {
+            return;
+        };
+        let Some(retry_after) = facts.retry_after.and_then(retry_after_seconds) else {
+            return;
+        };
+        // The request the answer names; a lone request also when the id was written
+        // back in another spelling.
+        let at = facts
+            .id
+            .as_ref()
+            .and_then(|id| self.subjects.iter().position(|(s, _)| ids::same(s, id)))
+            .or_else(|| (self.subjects.len() == 1).then_some(0));
+        if let Some(at) = at {
+            let (_, subject) = self.subjects.swap_remove(at);
+            // The JSON-RPC form comes in a 2xx answer: the proxy answers with 200 too.
+            let status = if (200..300).contains(&status) {
+                200
+            } else {
+                429
+            };
+            throttles.record(subject, retry_after, facts.limit_key.clone(), status);
+        }
+    }
+
+    /// The gateway answered HTTP 429 (or 503) with `Retry-After`: everything this
+    /// request was for is throttled for that long.
+    pub fn throttled_by_status(&mut self, retry_after: std::time::Duration) {
+        let Some(throttles) = &self.throttles else {
+            return;
+        };
+        for (_, subject) in std::mem::take(&mut self.subjects) {
+            throttles.record(subject, retry_after, None, 429);
+        }
+    }
+
+    /// This answer is another request's (coalescing, the cache): what it says was
+    /// already learned when it first came.
+    pub fn shared(&mut self) {
+        self.subjects.clear();
     }
 
     /// Whether answers are filtered.
@@ -141,6 +208,7 @@ impl Watch {
 
     /// Settles the pending call this response answers, if any.
     pub fn settle(&mut self, facts: &Facts, status: u16, response_bytes: u64) {
+        self.observe(facts, status);
         if !facts.is_response() {
             return;
         }
@@ -161,7 +229,10 @@ impl Watch {
             Ending {
                 outcome,
                 error_code,
-                reason: None,
+                // The gateway's throttle, told apart in the audit trail.
+                reason: (facts.error_code == Some(GATEWAY_THROTTLE_CODE)
+                    && facts.retry_after.is_some())
+                .then(|| "gateway_throttled".to_string()),
                 status,
                 response_bytes,
             },

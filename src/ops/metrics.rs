@@ -127,6 +127,21 @@ pub struct Metrics {
     pub config_reloads: Family<ResultLabels, Counter>,
     pub trace_spans_exported: Counter,
     pub trace_spans_dropped: Family<SpanDropLabels, Counter>,
+    /// Throttle answers the gateway gave (JSON-RPC -32003, or HTTP 429/503 with Retry-After).
+    pub gateway_throttles: Family<RouteLabels, Counter>,
+    /// Requests the proxy answered with the gateway's throttle shape without sending them,
+    /// by reason: `gateway_window` (a window the gateway gave is open), `shaping`.
+    pub throttled_locally: Family<ReasonLabels, Counter>,
+    /// Requests held (`throttle = "hold"`) until a window ended.
+    pub throttle_holds: Family<RouteLabels, Counter>,
+    /// Requests answered with another request's upstream answer (coalescing).
+    pub coalesced: Family<RouteLabels, Counter>,
+    /// Requests waiting now for another request's upstream answer.
+    pub coalesce_waiting: Family<RouteLabels, Gauge>,
+    /// Requests answered from the cache of MCP 2026-07-28 list answers.
+    pub cache_hits: Family<RouteLabels, Counter>,
+    /// Read-only requests sent once more after their connection failed before any answer.
+    pub upstream_retries: Family<RouteLabels, Counter>,
     /// The tool names that may label `tool_calls`.
     pub tool_names: ToolNames,
 }
@@ -228,6 +243,13 @@ impl Metrics {
             config_reloads: Family::default(),
             trace_spans_exported: Counter::default(),
             trace_spans_dropped: Family::default(),
+            gateway_throttles: Family::default(),
+            throttled_locally: Family::default(),
+            throttle_holds: Family::default(),
+            coalesced: Family::default(),
+            coalesce_waiting: Family::default(),
+            cache_hits: Family::default(),
+            upstream_retries: Family::default(),
             tool_names: ToolNames::default(),
             registry: Registry::default(),
         };
@@ -326,6 +348,41 @@ impl Metrics {
             "Spans that never reached the collector, by reason (queue_full, export_failed)",
             m.trace_spans_dropped.clone(),
         );
+        registry.register(
+            "gateway_throttles",
+            "Throttle answers from the gateway (JSON-RPC -32003, or HTTP 429/503 with Retry-After)",
+            m.gateway_throttles.clone(),
+        );
+        registry.register(
+            "throttled_locally",
+            "Requests answered with the gateway's throttle shape without being sent, by route and reason (gateway_window, shaping)",
+            m.throttled_locally.clone(),
+        );
+        registry.register(
+            "throttle_holds",
+            "Requests held until the gateway's throttle window ended (throttle = \"hold\")",
+            m.throttle_holds.clone(),
+        );
+        registry.register(
+            "coalesced",
+            "Requests answered with another identical request's upstream answer",
+            m.coalesced.clone(),
+        );
+        registry.register(
+            "coalesce_waiting",
+            "Requests waiting now for another identical request's upstream answer",
+            m.coalesce_waiting.clone(),
+        );
+        registry.register(
+            "cache_hits",
+            "Requests answered from the cache of MCP 2026-07-28 list answers (ttlMs)",
+            m.cache_hits.clone(),
+        );
+        registry.register(
+            "upstream_retries",
+            "Read-only requests sent once more after their connection failed before any answer",
+            m.upstream_retries.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -364,6 +421,10 @@ pub struct RouteMetrics {
     pub tls_failures: Counter,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
+    pub coalesced: Counter,
+    pub coalesce_waiting: Gauge,
+    pub cache_hits: Counter,
+    pub upstream_retries: Counter,
 }
 
 impl RouteMetrics {
@@ -381,6 +442,10 @@ impl RouteMetrics {
             tls_failures: m.tls_handshake_failures.get_or_create(&labels).clone(),
             bytes_in: m.bytes_in.get_or_create(&labels).clone(),
             bytes_out: m.bytes_out.get_or_create(&labels).clone(),
+            coalesced: m.coalesced.get_or_create(&labels).clone(),
+            coalesce_waiting: m.coalesce_waiting.get_or_create(&labels).clone(),
+            cache_hits: m.cache_hits.get_or_create(&labels).clone(),
+            upstream_retries: m.upstream_retries.get_or_create(&labels).clone(),
         }
     }
 

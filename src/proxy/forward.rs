@@ -1,5 +1,7 @@
 //! One request: route it, rewrite it for the gateway, attach the credential, forward it
-//! through the route's pooled client and stream the answer back.
+//! through the route's pooled client and stream the answer back. A list request may be
+//! answered from the cache or by an identical request's upstream answer (`share.rs`); a
+//! read whose connection failed before any answer is sent once more.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,15 +13,22 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::exchange::body::{self, ProxyBody};
-use crate::exchange::context::{Dialed, RequestContext};
+use crate::exchange::context::{Dialed, RequestContext, Timings};
 use crate::exchange::error::{Answer, ProxyError};
 use crate::exchange::message;
 use crate::exchange::peek::RpcPeek;
-use crate::mcp::layer::{Echo, Upstream, Verdict};
+use crate::mcp::layer::{Echo, Inspection, Upstream, Verdict};
+use crate::proxy::coalesce::{Flight, Joined, Leader};
 use crate::proxy::discovery;
 use crate::proxy::route::{Route, RouteTable};
-use crate::proxy::send::send;
+use crate::proxy::send::attempt;
+use crate::proxy::share::{Landing, Shareable, LIST_METHODS};
 use crate::upstream::connector::DialTarget;
+use crate::upstream::gateway_conns::UpstreamBody;
+
+/// Requests that change nothing on the gateway: sent once more when their connection
+/// failed before any byte of the answer (`tools/call` and everything else, never).
+const READ_ONLY: [&str; 2] = ["resources/read", "ping"];
 
 /// Headers that belong to one hop and never cross the proxy (RFC 9110 7.6.1), plus the
 /// proxy-only ones.
@@ -165,6 +174,19 @@ async fn forward(
         Echo::Ids | Echo::NullId if is_post => Answer::JsonRpc(&RpcPeek::Unreadable),
         _ => Answer::Text,
     };
+    let mcp = matches!(target, Target::Mcp);
+    // A list request may share its answer with identical ones (coalescing, the cache).
+    let shareable = match (&post, mcp) {
+        (Some(Ok(body)), true) => route.sharing.shareable(body, &head),
+        _ => None,
+    };
+    // `throttle = "hold"`: a request for what the gateway throttled a moment ago waits
+    // for the window to end (when it ends soon enough), then is judged as usual.
+    if mcp {
+        if let Some(wait) = route.layer.hold_for(post.as_ref()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
 
     // The request hook of the MCP layer; it looks at MCP traffic only, not at OAuth
     // discovery documents.
@@ -182,7 +204,7 @@ async fn forward(
     // What goes on is the verdict's payload: the body read is not held (and its buffer
     // budget is given back) when only part of a batch is forwarded.
     drop(payload);
-    let (payload, inspection) = match verdict {
+    let (payload, mut inspection) = match verdict {
         None => (Bytes::new(), None),
         Some(Verdict::Forward {
             payload,
@@ -194,6 +216,55 @@ async fn forward(
         }
     };
     context.set_bytes_in(payload.len() as u64);
+
+    // A kept answer, or the answer of an identical request already on its way.
+    let mut leader: Option<Leader> = None;
+    if let Some(request) = &shareable {
+        if let Some(hit) = route
+            .sharing
+            .cached(request, route.layer.lists_generation())
+        {
+            route.metrics.cache_hits.inc();
+            let response = hit.answer.respond(&request.id, Some(hit.ttl_left_ms));
+            return serve_shared(context, &route, inspection, response);
+        }
+        match route.sharing.join(request) {
+            Some(Joined::Follow(follower)) => {
+                let waiting = Waiting::new(&route);
+                let outcome = follower.outcome().await;
+                drop(waiting);
+                match outcome {
+                    Flight::Shared(answer) => {
+                        route.metrics.coalesced.inc();
+                        let response = answer.respond(&request.id, None);
+                        return serve_shared(context, &route, inspection, response);
+                    }
+                    Flight::Failed(err) => {
+                        if let Some(inspection) = inspection {
+                            route.layer.on_response(inspection, Upstream::Failed(&err));
+                        }
+                        return context.refuse(err, answer_for(Echo::Ids), None);
+                    }
+                    // The leader's answer cannot be shared: on its own.
+                    Flight::Alone | Flight::Pending => {}
+                }
+            }
+            Some(Joined::Lead(lead)) => leader = Some(lead),
+            Some(Joined::Alone) | None => {}
+        }
+    }
+    // The route's own quota pays for what goes upstream.
+    if mcp {
+        if let Err(err) = route.layer.admit_upstream(inspection.as_ref()) {
+            if let Some(leader) = leader.take() {
+                leader.land(Flight::Failed(err.clone()));
+            }
+            drop(inspection.take());
+            let tool = single_tool(&rpc, &payload);
+            return context.refuse(err, answer_for(Echo::Ids), tool.as_deref());
+        }
+    }
+    let generation = route.layer.lists_generation();
 
     // The sidecar's own origin as the agent addressed it, for passthrough rewrites.
     let local_origin = route.url_map.as_ref().map(|_| local_origin(&head));
@@ -222,24 +293,8 @@ async fn forward(
     // The gateway's span, and the `traceparent` naming it as the gateway's parent.
     context.start_upstream(&outgoing.method, &outgoing.uri, &mut outgoing.headers);
     let sent = Instant::now();
-
-    // A credential that can be refreshed gets one more try when the gateway answers 401
-    // (a token revoked or rotated early); the request is replayed from the buffered body.
-    let (first, spare) = if route.credential.refreshable() {
-        (outgoing.to_parts(), Some(outgoing))
-    } else {
-        (outgoing.into_parts(), None)
-    };
-    let timeout = route.response_timeout;
-    let mut result = send(&route, first, &payload, timeout, &mut context.timings).await;
-    if let Some(spare) = spare {
-        if matches!(&result, Ok(r) if r.status() == StatusCode::UNAUTHORIZED) {
-            tracing::info!(route = %route.name, "gateway answered 401; refreshing the credential and retrying once");
-            route.credential.invalidate();
-            let spare = spare.into_parts();
-            result = send(&route, spare, &payload, timeout, &mut context.timings).await;
-        }
-    }
+    let read_only = mcp && is_read_only(&rpc);
+    let result = exchange(&route, outgoing, &payload, &mut context.timings, read_only).await;
     let answer = result
         .as_ref()
         .ok()
@@ -248,6 +303,9 @@ async fn forward(
     let response = match result {
         Ok(r) => r,
         Err(err) => {
+            if let Some(leader) = leader.take() {
+                leader.land(Flight::Failed(err.clone()));
+            }
             if let Some(inspection) = inspection {
                 route.layer.on_response(inspection, Upstream::Failed(&err));
             }
@@ -264,6 +322,9 @@ async fn forward(
         .upstream_seconds
         .observe(upstream_time.as_secs_f64());
     let mut body = upstream_body.map_err(Into::into).boxed_unsync();
+    if let (Some(leader), Some(request)) = (leader.take(), &shareable) {
+        body = lead(&route, leader, request, &parts, body, generation);
+    }
     if let Some(inspection) = inspection {
         let answered = Upstream::Answered(&mut parts, body);
         body = route
@@ -281,6 +342,127 @@ async fn forward(
         }
     }
     context.forwarded(Response::from_parts(parts, body), route.idle_timeout)
+}
+
+/// Sends the request to the gateway. A credential that can be refreshed gets one more
+/// try when the gateway answers 401 (a token revoked or rotated early); a read-only
+/// request whose connection failed before any byte of the answer is sent once more, over
+/// another connection (the failed one is never lent again). Either replays the buffered
+/// body.
+async fn exchange(
+    route: &Route,
+    outgoing: Outgoing,
+    payload: &Bytes,
+    timings: &mut Timings,
+    read_only: bool,
+) -> Result<Response<UpstreamBody>, ProxyError> {
+    let retry_read = read_only && route.config.traffic.retry_reads;
+    let refreshable = route.credential.refreshable();
+    let (first, spare) = if refreshable || retry_read {
+        (outgoing.to_parts(), Some(outgoing))
+    } else {
+        (outgoing.into_parts(), None)
+    };
+    let timeout = route.response_timeout;
+    let mut result = attempt(route, first, payload, timeout, timings).await;
+    if let (Err(failure), Some(spare), true) = (&result, &spare, retry_read) {
+        if failure.retryable {
+            tracing::info!(route = %route.name, cause = %failure.err, "a read's connection failed before any answer; sending it once more over another connection");
+            route.metrics.upstream_retries.inc();
+            result = attempt(route, spare.to_parts(), payload, timeout, timings).await;
+        }
+    }
+    let mut result = result.map_err(|f| f.err);
+    if let (Some(spare), true) = (spare, refreshable) {
+        if matches!(&result, Ok(r) if r.status() == StatusCode::UNAUTHORIZED) {
+            tracing::info!(route = %route.name, "gateway answered 401; refreshing the credential and retrying once");
+            route.credential.invalidate();
+            result = attempt(route, spare.into_parts(), payload, timeout, timings)
+                .await
+                .map_err(|f| f.err);
+        }
+    }
+    result
+}
+
+/// Whether a request is a single read-only call (see [`READ_ONLY`] and the list methods).
+fn is_read_only(rpc: &RpcPeek) -> bool {
+    match rpc {
+        RpcPeek::Single(m) if m.id.is_some() => m
+            .method
+            .as_deref()
+            .is_some_and(|method| LIST_METHODS.contains(&method) || READ_ONLY.contains(&method)),
+        _ => false,
+    }
+}
+
+/// The tool a single `tools/call` names, for the record of a whole-request refusal.
+fn single_tool(rpc: &RpcPeek, payload: &Bytes) -> Option<String> {
+    match rpc {
+        RpcPeek::Single(m) if m.method.as_deref() == Some("tools/call") => {
+            let body = message::parse(payload).ok()?;
+            let params = body.messages.first()?.call_params().ok()?;
+            Some(params.name.into_owned())
+        }
+        _ => None,
+    }
+}
+
+/// Answers with another request's answer (coalescing) or a kept one (the cache): it
+/// still goes through the MCP layer's response hook (the tool policy filters it, the
+/// in-flight slot is held until it ends).
+fn serve_shared(
+    context: RequestContext,
+    route: &Route,
+    inspection: Option<Inspection>,
+    response: Response<ProxyBody>,
+) -> Response<ProxyBody> {
+    let (mut parts, mut body) = response.into_parts();
+    if let Some(mut inspection) = inspection {
+        inspection.shared();
+        body = route
+            .layer
+            .on_response(inspection, Upstream::Answered(&mut parts, body))
+            .unwrap_or_else(body::empty);
+    }
+    context.forwarded(Response::from_parts(parts, body), route.idle_timeout)
+}
+
+/// The leader of identical requests has its answer: it streams to the leader's agent as
+/// it comes, and lands for the requests waiting (and in the cache, when its hints allow)
+/// once it has passed whole.
+fn lead(
+    route: &Route,
+    leader: Leader,
+    request: &Shareable,
+    parts: &http::response::Parts,
+    body: ProxyBody,
+    generation: Option<u64>,
+) -> ProxyBody {
+    let landing = Landing {
+        leader,
+        status: parts.status,
+        headers: parts.headers.clone(),
+        keep: route.sharing.keep(request, generation),
+    };
+    route.sharing.tee(body, landing).boxed_unsync()
+}
+
+/// Counts a request waiting for another's answer for as long as it waits (also when its
+/// agent goes away meanwhile).
+struct Waiting<'a>(&'a Route);
+
+impl<'a> Waiting<'a> {
+    fn new(route: &'a Route) -> Waiting<'a> {
+        route.metrics.coalesce_waiting.inc();
+        Waiting(route)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.coalesce_waiting.dec();
+    }
 }
 
 /// What the trace's credential, DNS and TLS steps are named after.

@@ -14,6 +14,7 @@ use crate::ops::audit::AuditSink;
 use crate::ops::metrics::RouteMetrics;
 use crate::proxy::discovery::UrlMap;
 use crate::proxy::inbound::InboundGuard;
+use crate::proxy::share::Sharing;
 use crate::upstream::config::parse_address;
 use crate::upstream::connector::{ConnectionUse, Connector, ConnectorSettings, DialTarget};
 use crate::upstream::dns::Dns;
@@ -31,6 +32,9 @@ pub struct Route {
     pub url_map: Option<UrlMap>,
     /// The MCP-aware layer: policy, validation, audit, response filtering.
     pub layer: RouteLayer,
+    /// Coalescing of identical list requests and the cache of their answers (new, and
+    /// empty, whenever the route is built: a reload drops the cache).
+    pub sharing: Sharing,
     /// One pool per worker thread (see `workers`): a request is forwarded over a
     /// connection driven by its own thread. Shared with the route this one replaced on
     /// reload when the connection settings did not change.
@@ -120,9 +124,17 @@ impl Route {
                 &config.path,
             )
         });
+        let sharing = Sharing::new(&config.traffic, credential.forwards_caller_authorization());
         Ok(Route {
+            sharing,
             url_map,
-            layer: RouteLayer::build(&name, &config.policy, audit)?,
+            layer: RouteLayer::build(
+                &name,
+                &config.policy,
+                &config.traffic,
+                &config.shaping,
+                audit,
+            )?,
             metrics,
             name: Arc::from(name),
             path: config.path.clone(),
@@ -297,6 +309,8 @@ fn same_connections(a: &RouteConfig, b: &RouteConfig) -> bool {
         // Used per request, not by the connections.
         credential: _,
         policy: _,
+        traffic: _,
+        shaping: _,
         max_body_bytes: _,
         response_timeout: _,
         idle_timeout: _,

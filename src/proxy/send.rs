@@ -11,7 +11,7 @@ use crate::exchange::body;
 use crate::exchange::context::Timings;
 use crate::exchange::error::ProxyError;
 use crate::proxy::route::Route;
-use crate::upstream::connector::ConnectionUse;
+use crate::upstream::connector::{ConnectError, ConnectionUse};
 use crate::upstream::gateway_conns::{SendError, UpstreamBody};
 
 /// One attempt: attach the credential, send, wait at most `timeout` for the response
@@ -23,15 +23,42 @@ use crate::upstream::gateway_conns::{SendError, UpstreamBody};
 /// connection's DNS, connect and TLS times.
 pub async fn send(
     route: &Route,
-    mut parts: http::request::Parts,
+    parts: http::request::Parts,
     payload: &Bytes,
     timeout: Duration,
     timings: &mut Timings,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
+    attempt(route, parts, payload, timeout, timings)
+        .await
+        .map_err(|f| f.err)
+}
+
+/// Why an attempt failed, and whether it failed before the gateway can have sent a byte
+/// of its answer, in a way another connection may not (so a read may be sent again).
+#[derive(Debug)]
+pub struct Failure {
+    pub err: ProxyError,
+    pub retryable: bool,
+}
+
+/// One attempt, as [`send`], telling a failure a read may be sent again after. The
+/// connection that failed is never lent again (a closed h2 connection is left, a failed
+/// HTTP/1.1 one dropped), so a second attempt goes over another one.
+pub async fn attempt(
+    route: &Route,
+    mut parts: http::request::Parts,
+    payload: &Bytes,
+    timeout: Duration,
+    timings: &mut Timings,
+) -> Result<Response<UpstreamBody>, Failure> {
+    let fail = |err| Failure {
+        err,
+        retryable: false,
+    };
     let getting = Instant::now();
     let applied = route.credential.apply(&mut parts, payload).await;
     timings.credential = Some(getting.elapsed());
-    applied.map_err(ProxyError::Credential)?;
+    applied.map_err(|e| fail(ProxyError::Credential(e)))?;
     let body = if payload.is_empty() {
         body::empty()
     } else {
@@ -40,8 +67,13 @@ pub async fn send(
     let request = Request::from_parts(parts, body);
     let conns = route.pool();
     let response = match tokio::time::timeout(timeout, conns.send(request)).await {
-        Err(_) => return Err(ProxyError::ResponseTimeout { after: timeout }),
-        Ok(Err(e)) => return Err(classify(&e)),
+        Err(_) => return Err(fail(ProxyError::ResponseTimeout { after: timeout })),
+        Ok(Err(e)) => {
+            return Err(Failure {
+                err: classify(&e),
+                retryable: failed_before_answer(&e),
+            })
+        }
         Ok(Ok(response)) => response,
     };
     if let Some(used) = response.extensions().get::<ConnectionUse>() {
@@ -60,6 +92,42 @@ pub async fn send(
         }
     }
     Ok(response)
+}
+
+/// Whether the connection failed before any byte of the answer arrived, in a way another
+/// connection may not: refused or reset while connecting, or a connection (a reused one,
+/// most often: the gateway closed it as it went idle) closed or reset before the answer's
+/// head. A failed name lookup, an address outside the VPC, a TLS or HTTP handshake
+/// failure would fail the same way again; a timeout may mean the gateway is still
+/// working on it.
+pub fn failed_before_answer(e: &SendError) -> bool {
+    let http = match e {
+        SendError::Connect(connect) => return matches!(connect, ConnectError::Unreachable { .. }),
+        SendError::Handshake(_) => return false,
+        SendError::Http(http) => http,
+    };
+    if http.is_incomplete_message() || http.is_canceled() || http.is_closed() {
+        return true;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(http);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+                return true;
+            }
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Maps a failed send to what the agent is told: the connector's own error when the

@@ -89,7 +89,7 @@ async fn refusals_under_load_leave_agents_served_and_the_gateway_untouched() {
     assert!(upstream
         .requests()
         .iter()
-        .all(|r| String::from_utf8_lossy(&r.body).contains("tools/list")));
+        .all(|r| String::from_utf8_lossy(&r.body).contains("DemoTarget___echo")));
 }
 
 #[tokio::test]

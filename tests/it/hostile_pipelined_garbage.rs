@@ -110,5 +110,5 @@ async fn garbage_from_many_clients_leaves_agents_served() {
     assert!(upstream
         .requests()
         .iter()
-        .all(|r| String::from_utf8_lossy(&r.body).contains("tools/list")));
+        .all(|r| String::from_utf8_lossy(&r.body).contains("DemoTarget___echo")));
 }

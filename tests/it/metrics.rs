@@ -304,7 +304,9 @@ endpoint = "{DOWN_ENDPOINT}"
     assert_eq!(value("upstream_seconds_count", ok_route), 4.0);
     assert_eq!(value("request_seconds_count", down_route), 2.0);
     // One resolution per new connection: one for the working route, one per attempt on
-    // the other.
+    // the other, where each ping (a read) refused while connecting was sent once more.
+    assert_eq!(value("upstream_retries_total", down_route), 2.0);
+    assert_eq!(value("upstream_retries_total", ok_route), 0.0);
     assert_eq!(
         value(
             "dns_resolutions_total",
@@ -317,7 +319,7 @@ endpoint = "{DOWN_ENDPOINT}"
             "dns_resolutions_total",
             &format!("name=\"{DOWN_ENDPOINT}\",result=\"in_vpc\"")
         ),
-        2.0
+        4.0
     );
     assert!(
         value(

@@ -20,8 +20,18 @@ pub const MCP_POST_HEADERS: [(&str, &str); 2] = [
     ("accept", "application/json, text/event-stream"),
 ];
 
-/// A JSON-RPC request with this id (the upstream fixtures answer any method).
+/// A JSON-RPC request with this id (the upstream fixtures answer any method): a
+/// `tools/call`, which reaches the gateway once per request — never answered with
+/// another request's answer (list requests in flight together may be), never sent twice.
 pub fn rpc(id: u64) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"DemoTarget___echo","arguments":{{}}}}}}"#
+    )
+}
+
+/// A `tools/list` with this id: a read, which the proxy may share with identical ones in
+/// flight and sends once more when its connection fails before any answer.
+pub fn list(id: u64) -> String {
     format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list","params":{{}}}}"#)
 }
 

@@ -12,6 +12,9 @@
 //! - `aws_api`, `cognito`, `secret_store`: AWS JSON 1.1 services on loopback HTTPS that
 //!   check each request against botocore's model (tests/aws_models/) — Cognito's
 //!   GetClientToken, Secrets Manager and SSM;
+//! - `scripted_upstream`, `scripted_gateway`: a TLS gateway whose every answer the test
+//!   writes (optionally held until released), and the proxy in front of it with one
+//!   reloadable route and its metrics;
 //! - `otlp`: an OTLP/HTTP receiver recording the spans the proxy exports.
 
 pub mod agents;
@@ -30,6 +33,7 @@ pub mod proxy;
 pub mod proxy_process;
 pub mod relay;
 pub mod repo_files;
+pub mod scripted_gateway;
 pub mod scripted_upstream;
 pub mod secret_store;
 pub mod token_server;

@@ -2,6 +2,10 @@
 //! For behaviour no MCP server library would produce on its own: ids written back in
 //! another spelling, compressed bodies, answers listing tools to requests that did not
 //! ask, events split anywhere. HTTP/1.1 and h2 (ALPN) like the real gateway.
+//!
+//! Started with [`ScriptedUpstream::start_held`], it records each request as it arrives
+//! and answers only when the test releases it, so that requests can be known to be in
+//! flight together.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,6 +19,7 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::certs::{self, TestPki};
@@ -76,11 +81,31 @@ pub struct ScriptedUpstream {
     pub addr: SocketAddr,
     pub pki: TestPki,
     seen: Arc<Mutex<Vec<Seen>>>,
+    gate: Option<Arc<Semaphore>>,
     task: JoinHandle<()>,
 }
 
 impl ScriptedUpstream {
     pub async fn start(script: impl Fn(&Seen) -> Scripted + Send + Sync + 'static) -> Self {
+        Self::start_gated(script, None).await
+    }
+
+    /// Like [`start`](Self::start), but every answer waits for a [`release`](Self::release).
+    pub async fn start_held(script: impl Fn(&Seen) -> Scripted + Send + Sync + 'static) -> Self {
+        Self::start_gated(script, Some(Arc::new(Semaphore::new(0)))).await
+    }
+
+    /// Lets `n` more answers go.
+    pub fn release(&self, n: usize) {
+        if let Some(gate) = &self.gate {
+            gate.add_permits(n);
+        }
+    }
+
+    async fn start_gated(
+        script: impl Fn(&Seen) -> Scripted + Send + Sync + 'static,
+        gate: Option<Arc<Semaphore>>,
+    ) -> Self {
         let pki = certs::issue(&[GATEWAY_HOST]);
         let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -89,18 +114,20 @@ impl ScriptedUpstream {
         let script: Arc<Script> = Arc::new(script);
         let task = {
             let seen = seen.clone();
+            let gate = gate.clone();
             tokio::spawn(async move {
                 loop {
                     let Ok((tcp, _)) = listener.accept().await else {
                         return;
                     };
-                    let (acceptor, seen, script) = (acceptor.clone(), seen.clone(), script.clone());
+                    let (acceptor, seen, script, gate) =
+                        (acceptor.clone(), seen.clone(), script.clone(), gate.clone());
                     tokio::spawn(async move {
                         let Ok(tls) = acceptor.accept(tcp).await else {
                             return;
                         };
                         let service = hyper::service::service_fn(move |req| {
-                            answer(req, seen.clone(), script.clone())
+                            answer(req, seen.clone(), script.clone(), gate.clone())
                         });
                         let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                             .serve_connection(TokioIo::new(tls), service)
@@ -113,6 +140,7 @@ impl ScriptedUpstream {
             addr,
             pki,
             seen,
+            gate,
             task,
         }
     }
@@ -142,6 +170,7 @@ async fn answer(
     req: Request<Incoming>,
     seen: Arc<Mutex<Vec<Seen>>>,
     script: Arc<Script>,
+    gate: Option<Arc<Semaphore>>,
 ) -> Result<Response<StreamBody<Chunks>>, Infallible> {
     let (head, body) = req.into_parts();
     let body = body
@@ -156,6 +185,11 @@ async fn answer(
     };
     let scripted = script(&request);
     seen.lock().unwrap().push(request);
+    if let Some(gate) = gate {
+        if let Ok(permit) = gate.acquire().await {
+            permit.forget();
+        }
+    }
     let frames: Vec<_> = scripted
         .chunks
         .into_iter()
