@@ -17,7 +17,7 @@
 //! | [`exchange`] | what `proxy` and `mcp` both speak: the per-request context ([`exchange::context`]), the JSON-RPC message model and its one parse ([`exchange::message`], [`exchange::peek`]), bodies ([`exchange::body`]), the one error type of the request path ([`exchange::error`]) |
 //! | [`auth`] | the `Credential` trait, one file per credential source, the shared cache, the redacting [`auth::secret::Secret`] |
 //! | [`upstream`] | DNS (with its own config types, [`upstream::config`]), the in-VPC check, connect, TLS (each timed where it happens), the per-worker gateway connections ([`upstream::per_worker`]) |
-//! | [`ops`] | metrics, the audit sink, the access line's format, log output, systemd notifications |
+//! | [`ops`] | metrics, the audit sink, the access line's format, log output, OpenTelemetry traces ([`ops::telemetry`]: the `[telemetry]` table, the request span API, the bounded OTLP export), systemd notifications |
 //!
 //! # The life of one POST
 //!
