@@ -37,6 +37,7 @@ mod faults_upstream_resets;
 mod faults_zones;
 mod fixtures_selftest;
 mod forwarding;
+mod gateway_writes;
 mod healthcheck;
 mod hostile_agent_bounds;
 mod hostile_config_injection;

@@ -30,5 +30,6 @@ pub mod relay;
 pub mod repo_files;
 pub mod scripted_upstream;
 pub mod secret_store;
+pub mod tls_records;
 pub mod token_server;
 pub mod upstream;
