@@ -180,7 +180,10 @@ mod tests {
     async fn headers_and_data_written_around_a_put_off_flush_go_out_in_one_write() {
         let mut s = Coalescing::new(Wire::default());
         s.write_all(b"HEADERS").await.unwrap();
-        assert!(flush_once(&mut s).is_pending(), "the first flush waits one turn");
+        assert!(
+            flush_once(&mut s).is_pending(),
+            "the first flush waits one turn"
+        );
         assert!(s.get_ref().writes.is_empty());
         s.write_all(b"DATA").await.unwrap();
         assert!(flush_once(&mut s).is_ready());
@@ -206,7 +209,8 @@ mod tests {
         s.write_all(b"HEADERS").await.unwrap();
         let body = vec![7u8; MAX_BUFFERED];
         let n = poll_fn(|cx| {
-            Pin::new(&mut s).poll_write_vectored(cx, &[IoSlice::new(&body[..9]), IoSlice::new(&body[9..])])
+            Pin::new(&mut s)
+                .poll_write_vectored(cx, &[IoSlice::new(&body[..9]), IoSlice::new(&body[9..])])
         })
         .await
         .unwrap();

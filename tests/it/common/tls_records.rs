@@ -47,7 +47,8 @@ impl<S> RecordCounting<S> {
             bytes = &bytes[n..];
             if self.header_len == 5 {
                 self.header_len = 0;
-                self.payload_left = usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
+                self.payload_left =
+                    usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
                 self.count.fetch_add(1, Ordering::SeqCst);
             }
         }
