@@ -19,6 +19,8 @@
 #   BENCH_IDLE_PARALLEL=64   idle streams being opened at once (below every listen backlog:
 #                            this check is about memory; `streams` connects 256 at once)
 #   BENCH_STARTUP_RUNS=10    starts timed per forwarder (0: skip)
+#   BENCH_BURST=100          concurrent requests of the cold burst sent to each forwarder
+#                            before anything else (0: skip)
 #   BENCH_LOADS="c1 c32 sse_first streams"
 #   BENCH_FORWARDERS="proxy nginx haproxy direct"
 #   BENCH_UPSTREAM_ALPN=h2,http/1.1   what the upstream offers (http/1.1: h1 for all)
@@ -48,6 +50,7 @@ IDLE_STREAMS=${BENCH_IDLE_STREAMS:-10000}
 IDLE_HOLD=${BENCH_IDLE_HOLD:-5}
 IDLE_PARALLEL=${BENCH_IDLE_PARALLEL:-64}
 STARTUP_RUNS=${BENCH_STARTUP_RUNS:-10}
+BURST=${BENCH_BURST:-100}
 LOADS=${BENCH_LOADS:-"c1 c32 sse_first streams"}
 FORWARDERS=${BENCH_FORWARDERS:-"proxy nginx haproxy direct"}
 UPSTREAM_ALPN=${BENCH_UPSTREAM_ALPN:-h2,http/1.1}
@@ -252,13 +255,44 @@ if [ "$STARTUP_RUNS" -gt 0 ]; then
 fi
 
 # ---------------------------------------------------------------- forwarders
-for f in proxy candidate nginx haproxy; do
-    case " $FORWARDERS " in *" $f "*) ;; *) continue ;; esac
-    mapfile -t cmd < <(forwarder_cmd $f)
-    "${cmd[@]}" >"$RUN_DIR/$f.out" 2>"$RUN_DIR/$f.log" &
-    PID[$f]=$!
-    wait_http "$(forwarder_port $f)" "$f"
-done
+start_forwarders() {
+    for f in proxy candidate nginx haproxy; do
+        case " $FORWARDERS " in *" $f "*) ;; *) continue ;; esac
+        mapfile -t cmd < <(forwarder_cmd $f)
+        "${cmd[@]}" >>"$RUN_DIR/$f.out" 2>>"$RUN_DIR/$f.log" &
+        PID[$f]=$!
+        wait_http "$(forwarder_port $f)" "$f"
+    done
+}
+start_forwarders
+
+# ---------------------------------------------------------------- cold burst
+# Before any other request: a forwarder with no upstream connection gets BURST requests at
+# once, one per agent connection. How many upstream connections it opens for them is what
+# a fleet restarting together costs the gateway.
+if [ "$BURST" -gt 0 ]; then
+    for f in proxy candidate nginx haproxy; do
+        [ -n "${PID[$f]:-}" ] || continue
+        admin=()
+        case $f in
+        proxy) admin=(--admin "127.0.0.1:$PROXY_ADMIN_PORT") ;;
+        candidate) admin=(--admin "127.0.0.1:$CANDIDATE_ADMIN_PORT") ;;
+        esac
+        log "cold burst: $f x$BURST"
+        result=$("$CLIENT_BIN" burst --url "http://127.0.0.1:$(forwarder_port $f)/mcp" --count "$BURST" \
+            --stats "127.0.0.1:$STATS_PORT" "${admin[@]}") || die "the cold burst to $f failed"
+        printf '{"kind":"burst","forwarder":"%s","result":%s}\n' "$f" "$result" >>"$RECORDS"
+    done
+    # Started again, so that the burst's hundred agent connections leave nothing behind in
+    # the idle memory measured next (a forwarder keeps the heap it grew).
+    for f in proxy candidate nginx haproxy; do
+        [ -n "${PID[$f]:-}" ] || continue
+        stop_pid "${PID[$f]}"
+        unset "PID[$f]"
+    done
+    sleep 0.5
+    start_forwarders
+fi
 
 REQUEST='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"DemoTarget___get_weather","arguments":{"city":"Seattle"}}}'
 # Direct requests carry what the forwarders add.

@@ -1,17 +1,28 @@
 //! Micro-benchmarks of the pure functions every forwarded request runs through, so that a
-//! regression shows without a full load run (`bench/run.sh`).
+//! regression shows without a full load run (`bench/run.sh`): the JSON-RPC peek and read,
+//! the header rewrite, the SSE scan, the per-request context (made, routed, finished)
+//! and the write coalescing of the gateway connection.
 //!
 //! `cargo bench --bench hot_path` (add `-- --quick` for a fast pass). Criterion keeps the
 //! last run under `target/criterion/` and reports the change against it.
 
 use std::hint::black_box;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::Method;
+use mcp_vpce_proxy::exchange::context::{End, RequestContext};
 use mcp_vpce_proxy::exchange::message;
 use mcp_vpce_proxy::exchange::peek::peek;
 use mcp_vpce_proxy::mcp::sse::{Collect, Field, Scanner, Sink};
+use mcp_vpce_proxy::ops::audit::AuditSink;
+use mcp_vpce_proxy::ops::metrics::RouteMetrics;
 use mcp_vpce_proxy::proxy::forward::rewrite_request_headers;
+use mcp_vpce_proxy::upstream::coalesce::Coalescing;
+use tokio::io::AsyncWrite;
 
 /// Request bodies as MCP clients send them, from the smallest to a tool call with a
 /// sizeable argument.
@@ -179,11 +190,95 @@ fn bench_sse_scan(c: &mut Criterion) {
     group.finish();
 }
 
+/// The per-request context of a forwarded tools/call, from arrival to its end: made,
+/// routed, told the JSON-RPC view, finished (access line with logging off, the request
+/// metrics). No audit output, as by default.
+fn bench_request_context(c: &mut Criterion) {
+    let headers = agent_headers();
+    let audit = AuditSink::default();
+    let metrics = Arc::new(RouteMetrics::new("bench"));
+    let name: Arc<str> = Arc::from("bench");
+    let (_, tools_call) = &bodies()[2];
+    let rpc = peek(tools_call);
+    let mut group = c.benchmark_group("request_context");
+    group.bench_function("tools_call_new_route_read_finish", |b| {
+        b.iter(|| {
+            let mut context = RequestContext::new(&Method::POST, black_box(&headers), &audit);
+            context.routed(&name, &metrics, &audit);
+            context.read(black_box(&rpc), 161);
+            context.finish(black_box(300), End::Complete);
+        })
+    });
+    group.finish();
+}
+
+/// A sink that takes every byte (the TLS stream, minus the encryption and the syscall).
+struct Discard;
+
+impl AsyncWrite for Discard {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(Ok(black_box(data).len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// What the write coalescer adds per small request on the gateway connection: h2's
+/// HEADERS (a frame head and ~30 bytes) and DATA (a frame head and the body) written
+/// around the flush it puts off by one turn, then written as one.
+fn bench_coalesce(c: &mut Criterion) {
+    let headers = [0u8; 39];
+    let (data_head, body) = ([0u8; 9], bodies()[2].1.clone());
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut group = c.benchmark_group("write_coalescing");
+    group.bench_function("headers_flush_data_flush", |b| {
+        let mut s = Coalescing::new(Discard);
+        b.iter(|| {
+            let mut s = Pin::new(&mut s);
+            let _ = s.as_mut().poll_write(&mut cx, black_box(&headers));
+            assert!(s.as_mut().poll_flush(&mut cx).is_pending());
+            let slices = [
+                std::io::IoSlice::new(&data_head),
+                std::io::IoSlice::new(&body),
+            ];
+            let _ = s.as_mut().poll_write_vectored(&mut cx, black_box(&slices));
+            assert!(s.as_mut().poll_flush(&mut cx).is_ready());
+        })
+    });
+    group.bench_function("uncoalesced_two_writes_two_flushes", |b| {
+        let mut s = Discard;
+        b.iter(|| {
+            let mut s = Pin::new(&mut s);
+            let _ = s.as_mut().poll_write(&mut cx, black_box(&headers));
+            let _ = s.as_mut().poll_flush(&mut cx);
+            let slices = [
+                std::io::IoSlice::new(&data_head),
+                std::io::IoSlice::new(&body),
+            ];
+            let _ = s.as_mut().poll_write_vectored(&mut cx, black_box(&slices));
+            let _ = s.as_mut().poll_flush(&mut cx);
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bench_peek,
     bench_read,
     bench_rewrite,
-    bench_sse_scan
+    bench_sse_scan,
+    bench_request_context,
+    bench_coalesce
 );
 criterion_main!(benches);

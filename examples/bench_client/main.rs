@@ -10,6 +10,7 @@
 //! cargo run --release --example bench_client -- report --records bench/results/x.jsonl --out x.json
 //! ```
 
+mod burst;
 mod conn;
 mod measure;
 mod percentiles;
@@ -36,6 +37,9 @@ enum Command {
     Streams(streams::LongArgs),
     /// N SSE streams held open and quiet for a while (memory per stream).
     IdleStreams(streams::IdleArgs),
+    /// N agents send one request each at the same moment to a cold forwarder: the
+    /// upstream connections it opened for them.
+    Burst(burst::Args),
     /// Runs a load command and records the forwarder's CPU and memory around it.
     Measure(measure::Args),
     /// The memory of a process tree now.
@@ -51,6 +55,7 @@ fn main() -> std::process::ExitCode {
         Command::SseFirst(args) => runtime().and_then(|rt| rt.block_on(sse_first::run(args))),
         Command::Streams(args) => runtime().and_then(|rt| rt.block_on(streams::run_long(args))),
         Command::IdleStreams(args) => runtime().and_then(|rt| rt.block_on(streams::run_idle(args))),
+        Command::Burst(args) => runtime().and_then(|rt| rt.block_on(burst::run(args))),
         Command::Measure(args) => measure::run(args),
         Command::Memory(args) => measure::memory(args),
         Command::Startup(args) => startup::run(args),

@@ -47,7 +47,13 @@ pub struct MemoryArgs {
 pub fn memory(args: MemoryArgs) -> Result<String, String> {
     let pids = procfs::tree(args.pid);
     let m = procfs::memory(&pids);
-    Ok(json!({"pids": pids, "rss_kib": m.rss_kib, "pss_kib": m.pss_kib}).to_string())
+    Ok(json!({
+        "pids": pids,
+        "rss_kib": m.rss_kib,
+        "pss_kib": m.pss_kib,
+        "anon_kib": m.anon_kib,
+    })
+    .to_string())
 }
 
 pub fn run(args: Args) -> Result<String, String> {

@@ -1,6 +1,7 @@
 //! What the kernel knows about a forwarder's processes: the process tree under a pid, the
-//! CPU time it used (utime + stime), and its memory (RSS, and PSS which counts pages
-//! shared between a master and its workers once).
+//! CPU time it used (utime + stime), and its memory (RSS, PSS which counts pages
+//! shared between a master and its workers once, and the anonymous part: heap and
+//! stacks, the memory that is the process's own rather than mapped file pages).
 
 use std::fs;
 
@@ -51,6 +52,7 @@ pub fn cpu_ticks(pids: &[u32]) -> u64 {
 pub struct Memory {
     pub rss_kib: u64,
     pub pss_kib: u64,
+    pub anon_kib: u64,
 }
 
 impl Memory {
@@ -58,6 +60,7 @@ impl Memory {
         Memory {
             rss_kib: self.rss_kib.max(other.rss_kib),
             pss_kib: self.pss_kib.max(other.pss_kib),
+            anon_kib: self.anon_kib.max(other.anon_kib),
         }
     }
 }
@@ -66,19 +69,19 @@ impl Memory {
 pub fn memory(pids: &[u32]) -> Memory {
     let mut total = Memory::default();
     for pid in pids {
-        total.rss_kib += kib_field(&format!("/proc/{pid}/status"), "VmRSS:");
-        total.pss_kib += kib_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:");
+        let read =
+            |file: &str| fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default();
+        total.rss_kib += kib_field(&read("status"), "VmRSS:");
+        let rollup = read("smaps_rollup");
+        total.pss_kib += kib_field(&rollup, "Pss:");
+        total.anon_kib += kib_field(&rollup, "Anonymous:");
     }
     total
 }
 
-fn kib_field(path: &str, key: &str) -> u64 {
-    fs::read_to_string(path)
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l[key.len()..].split_whitespace().next()?.parse().ok())
-        })
+fn kib_field(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l[key.len()..].split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }

@@ -55,6 +55,10 @@ pub fn run(args: Args) -> Result<String, String> {
     for r in by_kind("idle") {
         idle.insert(label(r, "forwarder"), r["result"].clone());
     }
+    let mut burst = Map::new();
+    for r in by_kind("burst") {
+        burst.insert(label(r, "forwarder"), r["result"].clone());
+    }
     let mut cells: BTreeMap<(String, String), Vec<&Value>> = BTreeMap::new();
     for r in by_kind("cell") {
         cells
@@ -71,11 +75,12 @@ pub fn run(args: Args) -> Result<String, String> {
     }
     let loads = Value::Object(loads);
     let ratios = ratios(&loads);
-    let targets = targets(&loads, &ratios, &idle, &startup);
+    let targets = targets(&loads, &ratios, &idle, &startup, &burst, &meta);
     let results = json!({
         "meta": meta,
         "startup": startup,
         "idle": idle,
+        "burst": burst,
         "loads": loads,
         "ratios": ratios,
         "targets": targets,
@@ -254,6 +259,8 @@ fn targets(
     ratios: &Value,
     idle: &Map<String, Value>,
     startup: &Map<String, Value>,
+    burst: &Map<String, Value>,
+    meta: &Value,
 ) -> Value {
     let check = |name: &str, measured: Option<f64>, unit: &str, pass: fn(f64) -> bool| {
         json!({
@@ -267,7 +274,44 @@ fn targets(
         .as_u64()
         .unwrap_or(0)
         > 0;
+    let workers = meta["workers"].as_f64().unwrap_or(1.0);
+    let burst_opened = burst
+        .get("proxy")
+        .filter(|b| b["errors"].as_u64() == Some(0))
+        .and_then(|b| b["upstream_connections"].as_f64());
     json!([
+        check(
+            "issue 19: CPU per request at 32 connections <= 1.0x nginx",
+            ratios["c32"]["proxy"]["vs_nginx"]["cpu_us_per_unit"].as_f64(),
+            "x nginx",
+            |r| r <= 1.0
+        ),
+        check(
+            "issue 19: throughput at 32 connections >= 1.0x nginx",
+            ratios["c32"]["proxy"]["vs_nginx"]["per_second"].as_f64(),
+            "x nginx",
+            |r| r >= 1.0
+        ),
+        check(
+            "issue 19: added p50 latency at 1 connection <= nginx's",
+            ratios["c1"]["proxy"]["vs_nginx"]["added_p50_us"].as_f64(),
+            "x nginx",
+            |r| r <= 1.0
+        ),
+        json!({
+            "target": "issue 19: a cold burst opens at most one upstream connection per worker",
+            "measured": burst_opened,
+            "unit": "connections",
+            "pass": burst_opened.map(|n| n <= workers),
+        }),
+        check(
+            "issue 19: idle anonymous (private) memory <= 2 MiB",
+            idle.get("proxy")
+                .and_then(|m| m["anon_kib"].as_f64())
+                .map(|k| k / 1024.0),
+            "MiB",
+            |m| m <= 2.0
+        ),
         check(
             "CPU per request at 32 connections <= 0.6x nginx",
             ratios["c32"]["proxy"]["vs_nginx"]["cpu_us_per_unit"].as_f64(),
@@ -404,9 +448,29 @@ fn table(results: &Value) -> String {
             );
         }
     }
+    if let Some(burst) = results["burst"].as_object().filter(|b| !b.is_empty()) {
+        let _ = writeln!(
+            t,
+            "\ncold burst (concurrent requests to a forwarder with no upstream connection yet):"
+        );
+        for f in ["proxy", "candidate", "nginx", "haproxy"] {
+            let Some(b) = burst.get(f) else { continue };
+            let _ = writeln!(
+                t,
+                "  {f:<9} {} requests: {} upstream connections opened{}  errors {}",
+                b["requests"],
+                b["upstream_connections"],
+                match b["upstream_connections_opened_total"].as_f64() {
+                    Some(n) => format!(" (its metric: {n})"),
+                    None => String::new(),
+                },
+                b["errors"],
+            );
+        }
+    }
     let _ = writeln!(
         t,
-        "\nidle RSS after start (MiB) and startup to ready (ms, median):"
+        "\nidle memory after start (MiB; anon = anonymous, the process's own) and startup to ready (ms, median):"
     );
     for f in ["proxy", "candidate", "nginx", "haproxy"] {
         if results["idle"][f].is_null() {
@@ -414,9 +478,10 @@ fn table(results: &Value) -> String {
         }
         let _ = writeln!(
             t,
-            "  {f:<9} RSS {:>6}  PSS {:>6}  startup {:>6} ms",
+            "  {f:<9} RSS {:>6}  PSS {:>6}  anon {:>6}  startup {:>6} ms",
             mib(&results["idle"][f]["rss_kib"]),
             mib(&results["idle"][f]["pss_kib"]),
+            mib(&results["idle"][f]["anon_kib"]),
             num(&results["startup"][f]["p50_ms"], 1),
         );
     }
@@ -426,7 +491,7 @@ fn table(results: &Value) -> String {
         meta["binary_bytes"],
         meta["binary_bytes"].as_f64().unwrap_or(0.0) / 1048576.0
     );
-    let _ = writeln!(t, "\ntargets (issue 6):");
+    let _ = writeln!(t, "\ntargets (the performance issues, 6 and 19):");
     for target in results["targets"].as_array().into_iter().flatten() {
         let verdict = match target["pass"].as_bool() {
             Some(true) => "pass",
@@ -435,7 +500,7 @@ fn table(results: &Value) -> String {
         };
         let _ = writeln!(
             t,
-            "  [{verdict}] {:<66} measured {} {}",
+            "  [{verdict}] {:<74} measured {} {}",
             target["target"].as_str().unwrap_or(""),
             num(&target["measured"], 2),
             target["unit"].as_str().unwrap_or(""),

@@ -11,6 +11,7 @@
 //! written through the context's [`Recorder`], which carries what every record of the
 //! request shares.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,9 @@ use crate::exchange::error::{respond, Answer, ProxyError};
 use crate::exchange::peek::RpcPeek;
 use crate::ops::access_log;
 use crate::ops::audit::{self, AuditSink, Outcome, Record};
-use crate::ops::metrics::{count_tool_call, metrics, rpc_method_label, ReasonLabels, RouteMetrics};
+use crate::ops::metrics::{
+    count_tool_call, metrics, no_route, rpc_method_label, ReasonLabels, RouteMetrics,
+};
 use crate::upstream::connector::OpeningTimes;
 
 mod trace;
@@ -86,8 +89,9 @@ pub struct RequestContext {
     /// The bounded label of the JSON-RPC method (`rpc_method_label`), `-` before the
     /// body is read or without one.
     rpc_label: &'static str,
-    /// The agent's JSON-RPC method (or `batch`), for the audit record only.
-    rpc_method: Option<String>,
+    /// The agent's JSON-RPC method (or `batch`), for the audit record only; an MCP
+    /// method borrows its label's static name (no copy per request).
+    rpc_method: Option<Cow<'static, str>>,
     rpc_id: Option<Value>,
     pub timings: Timings,
     bytes_in: u64,
@@ -141,11 +145,21 @@ impl RequestContext {
     pub fn read(&mut self, rpc: &RpcPeek, bytes_in: u64) {
         self.bytes_in = bytes_in;
         self.rpc_label = rpc_method_label(rpc.method_label());
+        let label = self.rpc_label;
         let (method, id) = match rpc {
-            RpcPeek::Single(m) => (m.method.clone(), m.id.clone()),
-            RpcPeek::Batch(_) => (Some("batch".to_string()), None),
+            RpcPeek::Single(m) => (
+                m.method.as_deref().map(|name| {
+                    if name == label {
+                        Cow::Borrowed(label)
+                    } else {
+                        Cow::Owned(name.to_string())
+                    }
+                }),
+                m.id.clone(),
+            ),
+            RpcPeek::Batch(_) => (Some(Cow::Borrowed("batch")), None),
             // Read but not JSON-RPC: the audit says `-` for the method.
-            RpcPeek::Unreadable => (Some("-".to_string()), None),
+            RpcPeek::Unreadable => (Some(Cow::Borrowed("-")), None),
         };
         self.rpc_method = method;
         self.rpc_id = id;
@@ -268,13 +282,18 @@ impl RequestContext {
             m.bytes_out.inc_by(bytes_out);
         }
         if let Some(refusal) = &self.refusal {
-            metrics()
-                .refused
-                .get_or_create(&ReasonLabels {
-                    route: route_name.to_string(),
-                    reason: refusal.kind.to_string(),
-                })
-                .inc();
+            match &self.route {
+                Some(r) => r.metrics.refused(refusal.kind),
+                None => {
+                    metrics()
+                        .refused
+                        .get_or_create(&ReasonLabels {
+                            route: no_route(),
+                            reason: refusal.kind,
+                        })
+                        .inc();
+                }
+            }
             if let (Some(r), Some(tool)) = (&self.route, &refusal.tool) {
                 count_tool_call(&r.name, tool, Outcome::Refused);
             }
@@ -291,8 +310,8 @@ impl RequestContext {
                     id: self.rpc_id.clone(),
                     method: self
                         .rpc_method
-                        .clone()
-                        .unwrap_or_else(|| self.method.as_str().to_string()),
+                        .as_deref()
+                        .map_or_else(|| self.method.as_str().to_string(), str::to_string),
                     tool: refusal.tool.clone(),
                     outcome: Outcome::Refused,
                     error_code: Some(refusal.code),
@@ -404,8 +423,8 @@ impl Recorder {
         metrics()
             .refused
             .get_or_create(&ReasonLabels {
-                route: self.route.to_string(),
-                reason: err.kind().to_string(),
+                route: self.route.clone(),
+                reason: err.kind(),
             })
             .inc();
         if let Some(tool) = tool {

@@ -45,8 +45,8 @@ impl Shaping {
             answered: metrics()
                 .throttled_locally
                 .get_or_create(&ReasonLabels {
-                    route: route.to_string(),
-                    reason: "shaping".into(),
+                    route: route.into(),
+                    reason: "shaping",
                 })
                 .clone(),
         })

@@ -103,11 +103,11 @@ impl Throttles {
         let route_labels = RouteLabels {
             route: route.to_string(),
         };
-        let locally = |reason: &str| {
+        let locally = |reason: &'static str| {
             m.throttled_locally
                 .get_or_create(&ReasonLabels {
-                    route: route.to_string(),
-                    reason: reason.to_string(),
+                    route: route.into(),
+                    reason,
                 })
                 .clone()
         };

@@ -47,8 +47,9 @@ pub enum ToolOutcome {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
-    pub route: String,
-    pub reason: String,
+    pub route: Arc<str>,
+    /// An error's kind (`ProxyError::kind`).
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -177,21 +178,29 @@ impl Default for ToolNames {
 impl ToolNames {
     /// A name the route's gateway vouched for (it listed the tool or ran it).
     pub fn learn(&self, route: &Arc<str>, tool: &str) {
-        if tool.len() > 128 || self.known(route, tool).is_some() {
-            return;
+        if self.known(route, tool).is_none() {
+            self.add(route, tool);
+        }
+    }
+
+    /// Adds a name not known yet; its label (`other` when over-long or past the cap).
+    fn add(&self, route: &Arc<str>, tool: &str) -> Arc<str> {
+        if tool.len() > 128 {
+            return self.other.clone();
         }
         let mut names = self.names.write().unwrap_or_else(|p| p.into_inner());
         if names.total >= MAX_TOOL_NAMES {
-            return;
+            return self.other.clone();
         }
-        if names
-            .by_route
-            .entry(route.clone())
-            .or_default()
-            .insert(Arc::from(tool))
-        {
-            names.total += 1;
+        let set = names.by_route.entry(route.clone()).or_default();
+        if let Some(known) = set.get(tool) {
+            // Added by another thread since the look-up.
+            return known.clone();
         }
+        let name: Arc<str> = Arc::from(tool);
+        set.insert(name.clone());
+        names.total += 1;
+        name
     }
 
     /// The label for `tool` on `route`: its name when known, `other` otherwise.
@@ -401,6 +410,12 @@ pub fn metrics() -> &'static Metrics {
     METRICS.get_or_init(Metrics::new)
 }
 
+/// The `route` label of what no route took (`-`), shared rather than made per request.
+pub fn no_route() -> Arc<str> {
+    static NO_ROUTE: OnceLock<Arc<str>> = OnceLock::new();
+    NO_ROUTE.get_or_init(|| Arc::from("-")).clone()
+}
+
 /// Label set for one route.
 pub fn route(name: &str) -> RouteLabels {
     RouteLabels {
@@ -449,26 +464,27 @@ impl RouteMetrics {
         }
     }
 
-    /// Counts one answered request. The labels borrow static names, so counting costs
-    /// no allocation.
-    pub fn request(&self, method: &http::Method, rpc_method: &str, status: u16) {
+    /// Counts one answered request; `rpc_label` is already [`rpc_method_label`]'s. The
+    /// labels borrow static names, so counting costs no allocation.
+    pub fn request(&self, method: &http::Method, rpc_label: &'static str, status: u16) {
         metrics()
             .requests
             .get_or_create(&RequestLabels {
                 route: self.name.clone(),
                 method: http_method_label(method),
-                rpc_method: rpc_method_label(rpc_method),
+                rpc_method: rpc_label,
                 status,
             })
             .inc();
     }
 
-    pub fn refused(&self, reason: &str) {
+    /// Counts one refusal; like `request`, without allocating.
+    pub fn refused(&self, reason: &'static str) {
         metrics()
             .refused
             .get_or_create(&ReasonLabels {
-                route: self.name.to_string(),
-                reason: reason.to_string(),
+                route: self.name.clone(),
+                reason,
             })
             .inc();
     }
@@ -479,14 +495,19 @@ impl RouteMetrics {
 pub fn count_tool_call(route: &Arc<str>, tool: &str, outcome: crate::ops::audit::Outcome) {
     use crate::ops::audit::Outcome;
     let m = metrics();
-    // The gateway ran it: the name is a real tool's, worth a series of its own.
-    if matches!(outcome, Outcome::Ok | Outcome::ToolError) {
-        m.tool_names.learn(route, tool);
-    }
+    // One look-up for a known name (the usual case): no copy of the name.
+    let label = match m.tool_names.known(route, tool) {
+        Some(known) => known,
+        // The gateway ran it: the name is a real tool's, worth a series of its own.
+        None if matches!(outcome, Outcome::Ok | Outcome::ToolError) => {
+            m.tool_names.add(route, tool)
+        }
+        None => m.tool_names.other.clone(),
+    };
     m.tool_calls
         .get_or_create(&ToolLabels {
             route: route.clone(),
-            tool: m.tool_names.label(route, tool),
+            tool: label,
             outcome: outcome.metric(),
         })
         .inc();

@@ -342,6 +342,9 @@ pub struct RouteTable {
     by_path: HashMap<String, Arc<Route>>,
     /// Paths in configuration order, for listings.
     order: Vec<String>,
+    /// See [`RouteTable::bare_discovery_route`]; found once when the table is built, as
+    /// every request asks.
+    bare_discovery: Option<Arc<Route>>,
 }
 
 impl RouteTable {
@@ -375,6 +378,7 @@ impl RouteTable {
                 .map_err(|e| format!("inbound: {e}"))?,
             by_path: HashMap::new(),
             order: Vec::new(),
+            bare_discovery: None,
         };
         for (i, route) in config.routes.iter().enumerate() {
             let old = previous.and_then(|p| p.get(&route.path));
@@ -390,6 +394,13 @@ impl RouteTable {
             table.order.push(built.path.clone());
             table.by_path.insert(built.path.clone(), built);
         }
+        table.bare_discovery = {
+            let mut passthrough = table.routes().filter(|r| r.url_map.is_some());
+            match (passthrough.next(), passthrough.next()) {
+                (Some(only), None) => Some(only.clone()),
+                _ => None,
+            }
+        };
         Ok(table)
     }
 
@@ -404,11 +415,7 @@ impl RouteTable {
     /// The route the bare well-known discovery paths lead to: the only passthrough
     /// route, if there is exactly one.
     pub fn bare_discovery_route(&self) -> Option<&Arc<Route>> {
-        let mut passthrough = self.routes().filter(|r| r.url_map.is_some());
-        match (passthrough.next(), passthrough.next()) {
-            (Some(only), None) => Some(only),
-            _ => None,
-        }
+        self.bare_discovery.as_ref()
     }
 
     pub fn paths(&self) -> Vec<&str> {

@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use super::coalesce::Coalescing;
 use super::dns::{Dns, DnsError};
 use crate::ops::metrics::{metrics, DnsLabels, DnsResult, RouteMetrics};
 
@@ -286,7 +287,11 @@ impl Inner {
             self.metrics.connections_opened.inc();
             self.metrics.connections_open.inc();
             return Ok(UpstreamStream {
-                tls,
+                tls: if h2 {
+                    Tls::Coalescing(Coalescing::new(tls))
+                } else {
+                    Tls::Plain(tls)
+                },
                 h2,
                 used: ConnectionUse {
                     used: Arc::default(),
@@ -341,7 +346,7 @@ impl tower_service::Service<http::Uri> for Connector {
 
 /// A TLS connection to the gateway, telling hyper whether h2 was negotiated.
 pub struct UpstreamStream {
-    tls: TlsStream<TcpStream>,
+    tls: Tls,
     h2: bool,
     used: ConnectionUse,
     _open: OpenConnection,
@@ -422,6 +427,13 @@ impl ConnectionUse {
     }
 }
 
+/// Over h2 the writes are coalesced (a request's HEADERS and DATA in one record); HTTP/1.1
+/// already writes a small request's head and body together.
+enum Tls {
+    Plain(TlsStream<TcpStream>),
+    Coalescing(Coalescing<TlsStream<TcpStream>>),
+}
+
 /// Keeps the open-connections gauge right: decremented when the connection is dropped.
 struct OpenConnection(Arc<RouteMetrics>);
 
@@ -442,13 +454,23 @@ impl Connection for UpstreamStream {
     }
 }
 
+/// Calls the same method on whichever stream `$tls` holds.
+macro_rules! on_tls {
+    ($tls:expr, $s:ident => $call:expr) => {
+        match $tls {
+            Tls::Plain($s) => $call,
+            Tls::Coalescing($s) => $call,
+        }
+    };
+}
+
 impl AsyncRead for UpstreamStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.tls).poll_read(cx, buf)
+        on_tls!(&mut self.tls, s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
@@ -458,7 +480,7 @@ impl AsyncWrite for UpstreamStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.tls).poll_write(cx, buf)
+        on_tls!(&mut self.tls, s => Pin::new(s).poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -466,18 +488,18 @@ impl AsyncWrite for UpstreamStream {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.tls).poll_write_vectored(cx, bufs)
+        on_tls!(&mut self.tls, s => Pin::new(s).poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.tls.is_write_vectored()
+        on_tls!(&self.tls, s => s.is_write_vectored())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.tls).poll_flush(cx)
+        on_tls!(&mut self.tls, s => Pin::new(s).poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.tls).poll_shutdown(cx)
+        on_tls!(&mut self.tls, s => Pin::new(s).poll_shutdown(cx))
     }
 }

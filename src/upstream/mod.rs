@@ -2,6 +2,7 @@
 //! the in-VPC check, TCP, TLS, and the pooled HTTP client of each route.
 
 pub mod client;
+pub mod coalesce;
 pub mod config;
 pub mod connector;
 pub mod dns;

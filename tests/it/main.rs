@@ -38,6 +38,7 @@ mod faults_zones;
 mod fixtures_selftest;
 mod forwarding;
 mod gateway_throttling;
+mod gateway_writes;
 mod healthcheck;
 mod hostile_agent_bounds;
 mod hostile_config_injection;

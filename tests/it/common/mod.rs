@@ -36,5 +36,6 @@ pub mod repo_files;
 pub mod scripted_gateway;
 pub mod scripted_upstream;
 pub mod secret_store;
+pub mod tls_records;
 pub mod token_server;
 pub mod upstream;

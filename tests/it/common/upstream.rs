@@ -27,6 +27,7 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::certs::{self, TestPki};
+use super::tls_records::RecordCounting;
 
 /// The Gateway's public name: what the proxy must send as SNI and Host.
 pub const GATEWAY_HOST: &str = "gw-test-abc123.gateway.bedrock-agentcore.us-east-1.amazonaws.com";
@@ -110,6 +111,8 @@ impl Default for UpstreamOptions {
 #[derive(Default)]
 struct Shared {
     connections: AtomicUsize,
+    /// TLS records received from clients, over all connections (handshakes included).
+    client_records: Arc<AtomicUsize>,
     requests: Mutex<Vec<SeenRequest>>,
     record_bodies: bool,
     batches: Option<BatchAnswers>,
@@ -199,6 +202,12 @@ impl Upstream {
         self.shared.connections.load(Ordering::SeqCst)
     }
 
+    /// TLS records clients have sent so far, over all connections, handshakes included
+    /// (compare before and after the requests of interest).
+    pub fn client_records(&self) -> usize {
+        self.shared.client_records.load(Ordering::SeqCst)
+    }
+
     /// Every request recorded so far, in the order their response heads
     /// were produced.
     pub fn requests(&self) -> Vec<SeenRequest> {
@@ -254,6 +263,7 @@ async fn accept_loop(
         let mcp = mcp.clone();
         let shared = shared.clone();
         connections.spawn(async move {
+            let tcp = RecordCounting::new(tcp, shared.client_records.clone());
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
