@@ -174,10 +174,6 @@ impl RequestContext {
         self.started
     }
 
-    pub fn route_name(&self) -> Option<&Arc<str>> {
-        self.route.as_ref().map(|r| &r.name)
-    }
-
     /// What every audit record of this request shares, for the records the MCP layer
     /// writes per call of a forwarded request.
     pub fn recorder(&self) -> Recorder {
