@@ -5,9 +5,8 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Response;
 
-use crate::exchange::body;
 use crate::exchange::context::Timings;
 use crate::exchange::error::ProxyError;
 use crate::proxy::route::Route;
@@ -59,14 +58,8 @@ pub async fn attempt(
     let applied = route.credential.apply(&mut parts, payload).await;
     timings.credential = Some(getting.elapsed());
     applied.map_err(|e| fail(ProxyError::Credential(e)))?;
-    let body = if payload.is_empty() {
-        body::empty()
-    } else {
-        body::full(payload.clone())
-    };
-    let request = Request::from_parts(parts, body);
     let conns = route.pool();
-    let response = match tokio::time::timeout(timeout, conns.send(request)).await {
+    let response = match tokio::time::timeout(timeout, conns.send(parts, payload.clone())).await {
         Err(_) => return Err(fail(ProxyError::ResponseTimeout { after: timeout })),
         Ok(Err(e)) => {
             return Err(Failure {
@@ -104,6 +97,7 @@ pub fn failed_before_answer(e: &SendError) -> bool {
     let http = match e {
         SendError::Connect(connect) => return matches!(connect, ConnectError::Unreachable { .. }),
         SendError::Handshake(_) => return false,
+        SendError::H2 { err, sent } => return !sent || h2_failed_before_answer(err),
         SendError::Http(http) => http,
     };
     if http.is_incomplete_message() || http.is_canceled() || http.is_closed() {
@@ -128,6 +122,22 @@ pub fn failed_before_answer(e: &SendError) -> bool {
         source = s.source();
     }
     false
+}
+
+/// An HTTP/2 stream that failed before its answer's head in a way another connection may
+/// not: the gateway refused the stream or went away past it (RFC 9113 8.7: it did not
+/// process the request), or the connection broke.
+fn h2_failed_before_answer(err: &h2::Error) -> bool {
+    if err.reason() == Some(h2::Reason::REFUSED_STREAM) || (err.is_go_away() && err.is_remote()) {
+        return true;
+    }
+    err.get_io().is_some_and(|io| {
+        use std::io::ErrorKind::*;
+        matches!(
+            io.kind(),
+            ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+        )
+    })
 }
 
 /// Maps a failed send to what the agent is told: the connector's own error when the

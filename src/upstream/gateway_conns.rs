@@ -1,8 +1,14 @@
-//! One worker's connections to one route's gateway, driven directly with
-//! `hyper::client::conn` (replacing hyper-util's pooled client on the request path).
+//! One worker's connections to one route's gateway, driven directly: HTTP/2 with the
+//! `h2` crate (hyper's own HTTP/2 implementation), HTTP/1.1 with `hyper::client::conn`.
 //!
 //! - HTTP/2 (what the gateway offers by ALPN): one connection whose `SendRequest` every
-//!   request clones; a second one only when the first has `max_streams` requests open.
+//!   request clones; a second one only when the first has as many requests open as the
+//!   gateway allows (its `SETTINGS_MAX_CONCURRENT_STREAMS`) or `max_streams`.
+//!   The request task itself opens the stream, queues HEADERS and DATA together and
+//!   waits for the answer: hyper's h2 client would pass each request through a channel
+//!   to its connection task and spawn two tasks per request (the body pipe and the
+//!   response), each a copy of a future of several hundred bytes, which cost more CPU per
+//!   request than everything else the gateway connection does (issue 19).
 //! - HTTP/1.1: a small pool of idle connections; at most `max_connecting` are being
 //!   opened at once, further requests wait for one of them (or for one to come back).
 //! - Single flight: while a connection is being opened, requests wait for it instead of
@@ -22,24 +28,31 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::{FutureExt, Shared};
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::client::RequestBody;
 use super::connector::{ConnectError, ConnectionUse, Connector};
+use super::h2_stream::{self, H2Body};
+
+/// An HTTP/1.1 request's body: the buffered payload (empty for GET and DELETE).
+type H1Body = Full<Bytes>;
 
 /// What a request to the gateway can fail with.
 #[derive(Debug)]
 pub enum SendError {
     /// No connection could be made (DNS, in-VPC check, TCP, TLS).
     Connect(ConnectError),
-    /// The connection failed before the answer's head.
+    /// The HTTP/1.1 connection failed before the answer's head.
     Http(hyper::Error),
+    /// The HTTP/2 stream or connection failed before the answer's head. `sent`: whether
+    /// the request had been handed to the connection (false: it never left the proxy).
+    H2 { err: h2::Error, sent: bool },
     /// The HTTP handshake on a new connection failed.
     Handshake(String),
 }
@@ -49,6 +62,7 @@ impl std::fmt::Display for SendError {
         match self {
             SendError::Connect(e) => e.fmt(f),
             SendError::Http(e) => e.fmt(f),
+            SendError::H2 { err, .. } => write!(f, "http2 error: {err}"),
             SendError::Handshake(e) => write!(f, "HTTP handshake with the gateway failed: {e}"),
         }
     }
@@ -59,6 +73,7 @@ impl std::error::Error for SendError {
         match self {
             SendError::Connect(e) => Some(e),
             SendError::Http(e) => Some(e),
+            SendError::H2 { err, .. } => err.get_io().map(|io| io as _),
             SendError::Handshake(_) => None,
         }
     }
@@ -71,7 +86,8 @@ pub struct ConnSettings {
     pub idle_timeout: Duration,
     /// HTTP/1.1 connections kept idle for reuse.
     pub max_idle: usize,
-    /// HTTP/2: requests open on one connection before the next is opened.
+    /// HTTP/2: requests open on one connection before the next is opened (or fewer, when
+    /// the gateway allows fewer concurrent streams).
     pub max_streams: usize,
     /// HTTP/1.1: connections being opened at once; further requests queue.
     pub max_connecting: usize,
@@ -95,14 +111,14 @@ enum Opened {
 
 #[derive(Clone)]
 struct H2Conn {
-    send: http2::SendRequest<RequestBody>,
+    send: h2::client::SendRequest<Bytes>,
     used: ConnectionUse,
     /// Shared with its driver, which closes it after `idle_timeout` without requests.
     activity: Arc<Activity>,
 }
 
 struct H1Conn {
-    send: http1::SendRequest<RequestBody>,
+    send: http1::SendRequest<H1Body>,
     used: ConnectionUse,
     activity: Arc<Activity>,
 }
@@ -182,11 +198,12 @@ impl WorkerConns {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sends `request` (absolute URI naming the gateway) over a connection of this
-    /// worker, opening one if none can take it.
+    /// Sends a request (`parts` with the absolute URI naming the gateway, and its
+    /// buffered body) over a connection of this worker, opening one if none can take it.
     pub async fn send(
         self: &Arc<Self>,
-        request: Request<RequestBody>,
+        parts: http::request::Parts,
+        payload: Bytes,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let lent = self.lend().await?;
         match lent {
@@ -194,20 +211,32 @@ impl WorkerConns {
                 conn.activity.begin();
                 // Ends the request's share of the connection when dropped, on failure too.
                 let returned = Returned::H2(Some(conn.activity.clone()));
-                let mut send = conn.send.clone();
-                let mut response = send.send_request(request).await.map_err(|e| {
-                    // A failed stream on a closed connection: leave it.
-                    if send.is_closed() {
+                let answer = match h2_stream::open(&conn.send, parts, payload) {
+                    Ok(answer) => answer,
+                    Err(err) => {
+                        // Refused before anything was sent: the connection is going
+                        // away (GOAWAY) or gone. No new request goes to it.
+                        self.leave_h2(&conn);
+                        return Err(SendError::H2 { err, sent: false });
+                    }
+                };
+                let response = answer.await.map_err(|err| {
+                    if err.is_go_away() || err.is_io() {
                         self.leave_h2(&conn);
                     }
-                    SendError::Http(e)
+                    SendError::H2 { err, sent: true }
                 })?;
-                response.extensions_mut().insert(conn.used.clone());
-                Ok(response.map(|body| UpstreamBody::new(body, returned)))
+                let (mut head, recv) = response.into_parts();
+                head.extensions.insert(conn.used.clone());
+                let body = H2Body::new(recv, &head.headers);
+                Ok(Response::from_parts(
+                    head,
+                    UpstreamBody::new(Inner::H2(body), returned),
+                ))
             }
             Lent::H1(mut conn) => {
                 conn.activity.begin();
-                let request = origin_form(request);
+                let request = origin_form(Request::from_parts(parts, Full::new(payload)));
                 let used = conn.used.clone();
                 let sending = conn.send.send_request(request);
                 let returned = Returned::H1 {
@@ -216,7 +245,7 @@ impl WorkerConns {
                 };
                 let mut response = sending.await.map_err(SendError::Http)?;
                 response.extensions_mut().insert(used);
-                Ok(response.map(|body| UpstreamBody::new(body, returned)))
+                Ok(response.map(|body| UpstreamBody::new(Inner::H1(body), returned)))
             }
         }
     }
@@ -251,15 +280,18 @@ impl WorkerConns {
             // otherwise the single-flight opening everyone shares.
             let (opening, own) = {
                 let mut state = self.state();
+                // A connection is left when its driver ends (closed, GOAWAY and drained,
+                // idle), when it failed a request, or when it was retired.
                 state
                     .h2
-                    .retain(|c| !c.send.is_closed() && !c.activity.left.load(Ordering::Relaxed));
+                    .retain(|c| !c.activity.left.load(Ordering::Relaxed));
                 let max = self.settings.max_streams;
-                if let Some(conn) = state
-                    .h2
-                    .iter()
-                    .find(|c| c.activity.open.load(Ordering::Relaxed) < max)
-                {
+                if let Some(conn) = state.h2.iter().find(|c| {
+                    // What the gateway allows (SETTINGS_MAX_CONCURRENT_STREAMS; 100
+                    // until its SETTINGS arrive), at least one.
+                    let allowed = c.send.current_max_send_streams().max(1);
+                    c.activity.open.load(Ordering::Relaxed) < max.min(allowed)
+                }) {
                     return Ok(Lent::H2(conn.clone()));
                 }
                 while let Some(conn) = state.h1_idle.pop() {
@@ -343,12 +375,10 @@ impl WorkerConns {
                 .map_err(|e| Arc::new(OpenFailure::Connect(e)))?;
             let used = stream.connection_use();
             let h2 = stream.is_h2();
-            let io = TokioIo::new(stream);
             let activity = Activity::new();
             if h2 {
-                let (send, conn) = http2::Builder::new(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    .handshake(io)
+                let (send, conn) = h2_stream::builder()
+                    .handshake::<_, Bytes>(stream)
                     .await
                     .map_err(|e| Arc::new(OpenFailure::Handshake(e.to_string())))?;
                 tokio::spawn(drive(conn, activity.clone(), idle));
@@ -359,7 +389,7 @@ impl WorkerConns {
                 }))
             } else {
                 let (send, conn) = http1::Builder::new()
-                    .handshake(io)
+                    .handshake(TokioIo::new(stream))
                     .await
                     .map_err(|e| Arc::new(OpenFailure::Handshake(e.to_string())))?;
                 tokio::spawn(drive(conn, activity.clone(), idle));
@@ -392,9 +422,10 @@ impl WorkerConns {
 
 /// Drives one connection until it ends, or until it has been idle for `idle` (or left
 /// and idle): then it is dropped, which closes it.
-async fn drive<C>(conn: C, activity: Arc<Activity>, idle: Duration)
+async fn drive<C, E>(conn: C, activity: Arc<Activity>, idle: Duration)
 where
-    C: Future<Output = Result<(), hyper::Error>>,
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
 {
     let mut conn = std::pin::pin!(conn);
     let check = (idle / 2).max(Duration::from_millis(100));
@@ -420,7 +451,7 @@ where
 }
 
 /// HTTP/1.1 requests carry the path only; Host names the gateway.
-fn origin_form(mut request: Request<RequestBody>) -> Request<RequestBody> {
+fn origin_form(mut request: Request<H1Body>) -> Request<H1Body> {
     if let Some(authority) = request.uri().authority().cloned() {
         if !request.headers().contains_key(http::header::HOST) {
             if let Ok(host) = http::HeaderValue::from_str(authority.as_str()) {
@@ -477,27 +508,30 @@ impl Drop for Returned {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The gateway's answer body; gives its connection's stream back when it ends or is
-    /// dropped.
-    pub struct UpstreamBody {
-        #[pin]
-        inner: Incoming,
-        returned: Option<Returned>,
-    }
+/// The gateway's answer body over either protocol.
+enum Inner {
+    H1(Incoming),
+    H2(H2Body),
+}
 
-    impl PinnedDrop for UpstreamBody {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let Some(mut returned) = this.returned.take() {
-                returned.done(this.inner.is_end_stream());
-            }
+/// The gateway's answer body; gives its connection's stream back when it ends or is
+/// dropped.
+pub struct UpstreamBody {
+    inner: Inner,
+    returned: Option<Returned>,
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        if let Some(mut returned) = self.returned.take() {
+            let complete = self.is_end_stream();
+            returned.done(complete);
         }
     }
 }
 
 impl UpstreamBody {
-    fn new(inner: Incoming, returned: Returned) -> UpstreamBody {
+    fn new(inner: Inner, returned: Returned) -> UpstreamBody {
         UpstreamBody {
             inner,
             returned: Some(returned),
@@ -505,16 +539,23 @@ impl UpstreamBody {
     }
 }
 
+/// What reading the answer can fail with: the connection broke or the gateway reset
+/// the stream.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        let polled = match &mut this.inner {
+            Inner::H1(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Inner::H2(body) => body.poll_frame(cx).map_err(Into::into),
+        };
         if let Poll::Ready(None) | Poll::Ready(Some(Err(_))) = &polled {
             if let Some(mut returned) = this.returned.take() {
                 returned.done(matches!(polled, Poll::Ready(None)));
@@ -524,10 +565,23 @@ impl Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::H1(body) => body.is_end_stream(),
+            Inner::H2(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Inner::H1(body) => body.size_hint(),
+            Inner::H2(body) => body.size_hint(),
+        }
     }
+}
+
+/// The `Content-Length` of a head, when it has exactly one valid one.
+pub(super) fn content_length(headers: &HeaderMap) -> Option<u64> {
+    let mut values = headers.get_all(http::header::CONTENT_LENGTH).iter();
+    let length = values.next()?.to_str().ok()?.trim().parse().ok()?;
+    values.next().is_none().then_some(length)
 }
