@@ -37,6 +37,7 @@ mod faults_upstream_resets;
 mod faults_zones;
 mod fixtures_selftest;
 mod forwarding;
+mod gateway_h2_limits;
 mod gateway_throttling;
 mod gateway_writes;
 mod healthcheck;

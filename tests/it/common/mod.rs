@@ -15,6 +15,8 @@
 //! - `scripted_upstream`, `scripted_gateway`: a TLS gateway whose every answer the test
 //!   writes (optionally held until released), and the proxy in front of it with one
 //!   reloadable route and its metrics;
+//! - `h2_gateway`: an HTTP/2-only TLS gateway on the `h2` crate's server (its own
+//!   SETTINGS_MAX_CONCURRENT_STREAMS, held answers, REFUSED_STREAM, GOAWAY on demand);
 //! - `otlp`: an OTLP/HTTP receiver recording the spans the proxy exports.
 
 pub mod agents;
@@ -26,6 +28,7 @@ pub mod client;
 pub mod cognito;
 pub mod dns;
 pub mod faulty_upstream;
+pub mod h2_gateway;
 pub mod http;
 pub mod oauth_upstream;
 pub mod otlp;
