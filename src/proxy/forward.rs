@@ -346,9 +346,9 @@ async fn forward(
 
 /// Sends the request to the gateway. A credential that can be refreshed gets one more
 /// try when the gateway answers 401 (a token revoked or rotated early); a read-only
-/// request whose connection failed before any byte of the answer is sent once more, over
-/// another connection (the failed one is never lent again). Either replays the buffered
-/// body.
+/// request whose connection failed (or whose stream the gateway refused) before any byte
+/// of the answer is sent once more (a failed connection is never lent again). Either
+/// replays the buffered body.
 async fn exchange(
     route: &Route,
     outgoing: Outgoing,
@@ -367,7 +367,7 @@ async fn exchange(
     let mut result = attempt(route, first, payload, timeout, timings).await;
     if let (Err(failure), Some(spare), true) = (&result, &spare, retry_read) {
         if failure.retryable {
-            tracing::info!(route = %route.name, cause = %failure.err, "a read's connection failed before any answer; sending it once more over another connection");
+            tracing::info!(route = %route.name, cause = %failure.err, "a read failed before any answer (connection failed or stream refused); sending it once more");
             route.metrics.upstream_retries.inc();
             result = attempt(route, spare.to_parts(), payload, timeout, timings).await;
         }

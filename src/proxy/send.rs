@@ -40,9 +40,11 @@ pub struct Failure {
     pub retryable: bool,
 }
 
-/// One attempt, as [`send`], telling a failure a read may be sent again after. The
-/// connection that failed is never lent again (a closed h2 connection is left, a failed
-/// HTTP/1.1 one dropped), so a second attempt goes over another one.
+/// One attempt, as [`send`], telling a failure a read may be sent again after. A
+/// connection that failed is never lent again (a closed or going-away h2 connection is
+/// left, a failed HTTP/1.1 one dropped), so a second attempt goes over another one; a
+/// stream the gateway refused (REFUSED_STREAM) leaves its connection usable, and the
+/// second attempt may go over it again (RFC 9113 8.7).
 pub async fn attempt(
     route: &Route,
     mut parts: http::request::Parts,

@@ -93,6 +93,9 @@ pub struct ConnSettings {
     pub max_connecting: usize,
 }
 
+/// How long a new h2 connection waits for the gateway's SETTINGS before taking requests.
+const SETTINGS_WAIT: Duration = Duration::from_secs(5);
+
 /// A connection being opened, which every request that needs one waits for.
 type Opening = Shared<Pin<Box<dyn Future<Output = Result<Opened, Arc<OpenFailure>>> + Send>>>;
 
@@ -282,9 +285,14 @@ impl WorkerConns {
                 let mut state = self.state();
                 // A connection is left when its driver ends (closed, GOAWAY and drained,
                 // idle), when it failed a request, or when it was retired.
-                state
-                    .h2
-                    .retain(|c| !c.activity.left.load(Ordering::Relaxed));
+                // A connection that received GOAWAY takes no new stream: left now, so
+                // that the request goes over another one instead of failing unsent.
+                state.h2.retain(|c| {
+                    if going_away(&c.send) {
+                        c.activity.left.store(true, Ordering::Relaxed);
+                    }
+                    !c.activity.left.load(Ordering::Relaxed)
+                });
                 let max = self.settings.max_streams;
                 if let Some(conn) = state.h2.iter().find(|c| {
                     // What the gateway allows (SETTINGS_MAX_CONCURRENT_STREAMS; 100
@@ -377,11 +385,26 @@ impl WorkerConns {
             let h2 = stream.is_h2();
             let activity = Activity::new();
             if h2 {
-                let (send, conn) = h2_stream::builder()
+                let (send, mut conn) = h2_stream::builder()
                     .handshake::<_, Bytes>(stream)
                     .await
                     .map_err(|e| Arc::new(OpenFailure::Handshake(e.to_string())))?;
+                let ping = conn.ping_pong();
                 tokio::spawn(drive(conn, activity.clone(), idle));
+                // The gateway's SETTINGS (its concurrent-stream limit) come first in its
+                // preface: once a PING sent after the handshake is answered they have
+                // been applied, so that everyone waiting on this opening is spread
+                // within the limit instead of queueing inside h2 behind the first ones.
+                // One round trip per new connection; a gateway that does not answer
+                // within the bound gets its requests anyway (h2 then queues what is over
+                // its limit).
+                if let Some(mut ping) = ping {
+                    let settled =
+                        tokio::time::timeout(SETTINGS_WAIT, ping.ping(h2::Ping::opaque()));
+                    if let Ok(Err(e)) = settled.await {
+                        return Err(Arc::new(OpenFailure::Handshake(e.to_string())));
+                    }
+                }
                 Ok(Opened::H2(H2Conn {
                     send,
                     used,
@@ -448,6 +471,14 @@ where
             }
         }
     }
+}
+
+/// Whether an h2 connection takes no new stream any more: the gateway sent GOAWAY, or
+/// the connection failed. (Polling readiness of a fresh clone has no other effect: it
+/// has no stream of its own pending.)
+fn going_away(send: &h2::client::SendRequest<Bytes>) -> bool {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    matches!(send.clone().poll_ready(&mut cx), Poll::Ready(Err(_)))
 }
 
 /// HTTP/1.1 requests carry the path only; Host names the gateway.
