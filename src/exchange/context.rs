@@ -83,7 +83,7 @@ struct Refusal {
 pub struct RequestContext {
     started: Instant,
     method: Method,
-    session: Option<String>,
+    session: Option<Arc<str>>,
     audit: AuditSink,
     route: Option<Routed>,
     /// The bounded label of the JSON-RPC method (`rpc_method_label`), `-` before the
@@ -114,7 +114,7 @@ impl RequestContext {
             session: headers
                 .get("mcp-session-id")
                 .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
+                .map(Arc::from),
             audit: audit.clone(),
             route: None,
             rpc_label: "-",
@@ -295,14 +295,14 @@ impl RequestContext {
             }
             // Failures of the gateway's side (5xx) are recorded per call by the MCP
             // layer; a refusal is the proxy's decision and always leaves a record.
-            if refusal.status < 500 {
+            if refusal.status < 500 && self.audit.enabled() {
                 self.audit.record(Record {
                     time: audit::now(),
                     route: self
                         .route
                         .as_ref()
                         .map_or_else(|| Arc::from("-"), |r| r.name.clone()),
-                    session: self.session.clone(),
+                    session: self.session.as_deref().map(str::to_string),
                     id: self.rpc_id.clone(),
                     method: self
                         .rpc_method
@@ -387,7 +387,7 @@ fn ms(d: Duration) -> f64 {
 pub struct Recorder {
     pub route: Arc<str>,
     audit: AuditSink,
-    session: Option<String>,
+    session: Option<Arc<str>>,
     started: Instant,
     request_bytes: u64,
     trace: Option<trace::TraceIds>,
@@ -427,10 +427,13 @@ impl Recorder {
             count_tool_call(&self.route, tool, Outcome::Refused);
         }
         trace::TraceIds::refused(&self.trace, err);
+        if !self.audit.enabled() {
+            return;
+        }
         self.record(Record {
             time: audit::now(),
             route: self.route.clone(),
-            session: self.session.clone(),
+            session: self.session.as_deref().map(str::to_string),
             id: id.cloned(),
             method: method.to_string(),
             tool: tool.map(str::to_string),
@@ -451,10 +454,14 @@ impl Recorder {
     pub fn call_ended(&self, id: Value, tool: String, ending: CallEnding) {
         count_tool_call(&self.route, &tool, ending.outcome);
         trace::TraceIds::call_ended(&self.trace, &ending);
+        // The record is built only for an audit trail that takes it.
+        if !self.audit.enabled() {
+            return;
+        }
         self.record(Record {
             time: audit::now(),
             route: self.route.clone(),
-            session: self.session.clone(),
+            session: self.session.as_deref().map(str::to_string),
             id: Some(id),
             method: "tools/call".into(),
             tool: Some(tool),

@@ -303,18 +303,17 @@ where
             let activity = Arc::new(Activity::new());
             let tracker = activity.clone();
             let budget = BufferBudget::new(per_connection, buffered);
-            let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let table = routes.load_full();
                 let open = tracker.start();
-                // Only POST bodies are buffered (see `proxy::forward`).
-                if req.method() == http::Method::POST {
-                    req.extensions_mut().insert(budget.clone());
-                }
+                // Only POST bodies are buffered (see `proxy::forward`). Passed along, not
+                // put in the request's extensions (a map and a box allocated per request).
+                let budget = (req.method() == http::Method::POST).then(|| budget.clone());
                 // hyper keeps the space of the service future for as long as the agent's
                 // connection lives (an SSE stream, an idle keep-alive), so the request's
-                // state (~3 KB) goes on the heap for the request only.
+                // state (~8 KB) goes on the heap for the request only.
                 let answer: ServiceFuture = Box::pin(async move {
-                    let response = forward::handle(table, peer, req).await;
+                    let response = forward::handle(table, peer, budget, req).await;
                     Ok(response.map(|inner| Tracked { inner, _open: open }))
                 });
                 answer

@@ -344,14 +344,15 @@ impl RouteLayer {
                 return refuse_whole(ProxyError::InvalidRequest(why), echo, None);
             }
         };
-        let first = body.messages.first();
-        let call_name = |m: &Message<'_>| {
+        // The tool a single call names, for the record of a whole-request refusal: read
+        // only when there is one (a second parse of the call's params).
+        let single_tool = || {
+            let m = body.messages.first().filter(|_| !body.batch)?;
             (m.method.as_deref() == Some("tools/call"))
                 .then(|| m.call_params().ok().map(|p| p.name.into_owned()))
                 .flatten()
         };
-        let single_tool = (!body.batch).then(|| first.and_then(call_name)).flatten();
-        let refuse = |err| refuse_whole(err, Echo::Ids, single_tool.clone());
+        let refuse = |err| refuse_whole(err, Echo::Ids, single_tool());
         if let Some(err) = self.shape_problem(&body) {
             return refuse(err);
         }
@@ -368,9 +369,10 @@ impl RouteLayer {
 
         let mut watch = self.watch(recorder, body.batch);
         watch.permit = permit;
-        let mut kept: Vec<&Message<'_>> = Vec::with_capacity(body.messages.len());
+        // Which messages were refused (none, usually: then nothing is allocated).
+        let mut refused_at: Vec<usize> = Vec::new();
         let mut refusals: Vec<Box<ElementRefusal>> = Vec::new();
-        for m in &body.messages {
+        for (at, m) in body.messages.iter().enumerate() {
             match self.judge(m, &mut watch) {
                 Ok(needs) => {
                     if let (Some(id), Some(subject)) = (&m.id, needs.subject) {
@@ -383,17 +385,28 @@ impl RouteLayer {
                             watch.expected.push((id.clone(), needs.expect));
                         }
                     }
-                    kept.push(m);
                 }
-                Err(refusal) => refusals.push(refusal),
+                Err(refusal) => {
+                    refused_at.push(at);
+                    refusals.push(refusal);
+                }
             }
         }
+        let kept = || {
+            body.messages
+                .iter()
+                .enumerate()
+                // Pushed in order, so sorted: a batch of any size is judged in
+                // O(n log n).
+                .filter(|(at, _)| refused_at.binary_search(at).is_err())
+                .map(|(_, m)| m)
+        };
         if !watch.filtering {
             // Only answers that are filtered need to know what they answer.
             watch.expected.clear();
         }
         let calls =
-            u32::try_from(kept.iter().filter(|m| m.method.is_some()).count()).unwrap_or(u32::MAX);
+            u32::try_from(kept().filter(|m| m.method.is_some()).count()).unwrap_or(u32::MAX);
         if refusals.is_empty() {
             return Verdict::Forward {
                 payload,
@@ -407,7 +420,7 @@ impl RouteLayer {
                     .map(|id| error_object(id, &r.err, Some(&self.route)))
             })
             .collect();
-        if kept.is_empty() {
+        if kept().next().is_none() {
             // One request answered with a throttle: its status and Retry-After too.
             let retry = match refusals.as_slice() {
                 [one] if !body.batch => match &one.err {
@@ -422,7 +435,7 @@ impl RouteLayer {
         // Part of a batch goes on; the gateway's answer gets the errors merged in.
         watch.extras = errors;
         Verdict::Forward {
-            payload: Bytes::from(message::rebatch(&kept)),
+            payload: Bytes::from(message::rebatch(&kept().collect::<Vec<_>>())),
             inspection: self.inspection(watch, calls),
         }
     }

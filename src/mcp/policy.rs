@@ -50,7 +50,12 @@ impl ToolPolicy {
     /// A tool name that is the search tool in another spelling counts as the search tool:
     /// its results list tools and are filtered like the search tool's.
     pub fn is_search(tool: &str) -> bool {
-        fold(tool) == SEARCH_TOOL
+        // `fold(tool) == SEARCH_TOOL`, compared char by char: no copy of the name on
+        // every call (the same Unicode lowercasing, so `K` (U+212A) is still `k`).
+        tool.trim()
+            .chars()
+            .flat_map(char::to_lowercase)
+            .eq(SEARCH_TOOL.chars())
     }
 
     /// For `check` and logs: `allow [a, b]; deny [c]`.
@@ -185,6 +190,11 @@ mod tests {
         assert!(name_problem("x").is_none());
         assert!(ToolPolicy::is_search("X_AMZ_BEDROCK_AGENTCORE_SEARCH "));
         assert!(!ToolPolicy::is_search("x_amz_bedrock_agentcore_search2"));
+        // Unicode lowercasing, as `fold`: the Kelvin sign lowercases to `k`.
+        assert!(ToolPolicy::is_search(
+            "x_amz_bedroc\u{212A}_agentcore_search"
+        ));
+        assert!(!ToolPolicy::is_search("x_amz_bedrock_agentcore_searc"));
     }
 
     #[test]

@@ -46,9 +46,11 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Handles one request from the agent. Never fails: every problem is an answer. The
 /// request's context is made here and finished exactly once, by the answer's body when
 /// it ends or by its own drop when the agent goes away first.
+/// `budget`: what the agent's connection and the process may still buffer, for a POST.
 pub async fn handle(
     table: Arc<RouteTable>,
     peer: Option<std::net::SocketAddr>,
+    budget: Option<body::BufferBudget>,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let mut context = RequestContext::new(req.method(), req.headers(), table.audit());
@@ -65,15 +67,11 @@ pub async fn handle(
                 .bare_discovery_route()
                 .is_some_and(|r| Arc::ptr_eq(r, &route));
             let body_deadline = table.body_read_timeout;
-            forward(
-                context,
-                route,
-                target,
-                owns_bare_discovery,
-                body_deadline,
-                req,
-            )
-            .await
+            let read = BodyRead {
+                deadline: body_deadline,
+                budget,
+            };
+            forward(context, route, target, owns_bare_discovery, read, req).await
         }
         Err(err) => context.refuse(err, Answer::Text, None),
     }
@@ -133,12 +131,18 @@ fn select_route<'t>(
     }
 }
 
+/// How a POST body is read: within `deadline`, from `budget`.
+struct BodyRead {
+    deadline: Duration,
+    budget: Option<body::BufferBudget>,
+}
+
 async fn forward(
     mut context: RequestContext,
     route: Arc<Route>,
     target: Target,
     owns_bare_discovery: bool,
-    body_deadline: Duration,
+    read: BodyRead,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let (mut head, incoming) = req.into_parts();
@@ -148,8 +152,8 @@ async fn forward(
     // (bounded) so that a 413 comes before any connection, errors can echo the id, and
     // credentials that sign the body can see it. GET and DELETE carry no body in MCP.
     let payload = if is_post {
-        let budget = head.extensions.get::<body::BufferBudget>();
-        match body::read_limited(incoming, route.max_body_bytes, body_deadline, budget).await {
+        let budget = read.budget.as_ref();
+        match body::read_limited(incoming, route.max_body_bytes, read.deadline, budget).await {
             Ok(bytes) => bytes,
             Err(e) => {
                 let answer = Answer::JsonRpc(&RpcPeek::Unreadable);

@@ -10,7 +10,7 @@ use http::Response;
 use crate::exchange::context::Timings;
 use crate::exchange::error::ProxyError;
 use crate::proxy::route::Route;
-use crate::upstream::connector::{ConnectError, ConnectionUse};
+use crate::upstream::connector::ConnectError;
 use crate::upstream::gateway_conns::{SendError, UpstreamBody};
 
 /// One attempt: attach the credential, send, wait at most `timeout` for the response
@@ -71,20 +71,19 @@ pub async fn attempt(
         }
         Ok(Ok(response)) => response,
     };
-    if let Some(used) = response.extensions().get::<ConnectionUse>() {
-        if used.mark_used() {
-            route.metrics.connections_reused.inc();
-        } else {
-            // The first request on a new connection: its opening was this request's time.
-            timings.dns = Some(used.opened.dns);
-            timings.connect = Some(used.opened.connect);
-            timings.tls = Some(used.opened.tls);
-            timings.opened = Some(used.opened);
-        }
-        if route.is_stale(used) {
-            tracing::info!(route = %route.name, addr = %used.addr, "endpoint address no longer in DNS; retiring its connection");
-            conns.retire(used);
-        }
+    let used = response.body().connection();
+    if used.mark_used() {
+        route.metrics.connections_reused.inc();
+    } else {
+        // The first request on a new connection: its opening was this request's time.
+        timings.dns = Some(used.opened.dns);
+        timings.connect = Some(used.opened.connect);
+        timings.tls = Some(used.opened.tls);
+        timings.opened = Some(used.opened);
+    }
+    if route.is_stale(used) {
+        tracing::info!(route = %route.name, addr = %used.addr, "endpoint address no longer in DNS; retiring its connection");
+        conns.retire(used);
     }
     Ok(response)
 }

@@ -229,12 +229,11 @@ impl WorkerConns {
                     }
                     SendError::H2 { err, sent: true }
                 })?;
-                let (mut head, recv) = response.into_parts();
-                head.extensions.insert(conn.used.clone());
+                let (head, recv) = response.into_parts();
                 let body = H2Body::new(recv, &head.headers);
                 Ok(Response::from_parts(
                     head,
-                    UpstreamBody::new(Inner::H2(body), returned),
+                    UpstreamBody::new(Inner::H2(body), conn.used.clone(), returned),
                 ))
             }
             Lent::H1(mut conn) => {
@@ -246,9 +245,8 @@ impl WorkerConns {
                     conn: Some(conn),
                     home: Arc::downgrade(self),
                 };
-                let mut response = sending.await.map_err(SendError::Http)?;
-                response.extensions_mut().insert(used);
-                Ok(response.map(|body| UpstreamBody::new(Inner::H1(body), returned)))
+                let response = sending.await.map_err(SendError::Http)?;
+                Ok(response.map(|body| UpstreamBody::new(Inner::H1(body), used, returned)))
             }
         }
     }
@@ -549,6 +547,9 @@ enum Inner {
 /// dropped.
 pub struct UpstreamBody {
     inner: Inner,
+    /// The connection it came over (in the body rather than the response's extensions,
+    /// which would allocate a map and a box per request).
+    used: ConnectionUse,
     returned: Option<Returned>,
 }
 
@@ -562,11 +563,17 @@ impl Drop for UpstreamBody {
 }
 
 impl UpstreamBody {
-    fn new(inner: Inner, returned: Returned) -> UpstreamBody {
+    fn new(inner: Inner, used: ConnectionUse, returned: Returned) -> UpstreamBody {
         UpstreamBody {
             inner,
+            used,
             returned: Some(returned),
         }
+    }
+
+    /// The connection the answer came over.
+    pub fn connection(&self) -> &ConnectionUse {
+        &self.used
     }
 }
 
