@@ -235,18 +235,33 @@ impl AsyncWrite for Discard {
 
 /// What the write coalescer adds per small request on the gateway connection: h2's
 /// HEADERS (a frame head and ~30 bytes) and DATA (a frame head and the body) written
-/// around the flush it puts off by one turn, then written as one.
+/// around the flush it puts off by one turn (with another request open on the
+/// connection), then written as one; and a lone request's, written at its first flush.
 fn bench_coalesce(c: &mut Criterion) {
     let headers = [0u8; 39];
     let (data_head, body) = ([0u8; 9], bodies()[2].1.clone());
     let mut cx = Context::from_waker(Waker::noop());
     let mut group = c.benchmark_group("write_coalescing");
+    let open = |n| std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(n));
     group.bench_function("headers_flush_data_flush", |b| {
-        let mut s = Coalescing::new(Discard);
+        let mut s = Coalescing::new(Discard, open(2));
         b.iter(|| {
             let mut s = Pin::new(&mut s);
             let _ = s.as_mut().poll_write(&mut cx, black_box(&headers));
             assert!(s.as_mut().poll_flush(&mut cx).is_pending());
+            let slices = [
+                std::io::IoSlice::new(&data_head),
+                std::io::IoSlice::new(&body),
+            ];
+            let _ = s.as_mut().poll_write_vectored(&mut cx, black_box(&slices));
+            assert!(s.as_mut().poll_flush(&mut cx).is_ready());
+        })
+    });
+    group.bench_function("lone_request_headers_data_flush", |b| {
+        let mut s = Coalescing::new(Discard, open(1));
+        b.iter(|| {
+            let mut s = Pin::new(&mut s);
+            let _ = s.as_mut().poll_write(&mut cx, black_box(&headers));
             let slices = [
                 std::io::IoSlice::new(&data_head),
                 std::io::IoSlice::new(&body),

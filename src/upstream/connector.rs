@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
@@ -286,13 +286,15 @@ impl Inner {
             );
             self.metrics.connections_opened.inc();
             self.metrics.connections_open.inc();
+            let open_requests = Arc::new(AtomicUsize::new(0));
             return Ok(UpstreamStream {
                 tls: if h2 {
-                    Tls::Coalescing(Coalescing::new(tls))
+                    Tls::Coalescing(Coalescing::new(tls, open_requests.clone()))
                 } else {
                     Tls::Plain(tls)
                 },
                 h2,
+                open_requests,
                 used: ConnectionUse {
                     used: Arc::default(),
                     retired: Arc::default(),
@@ -348,6 +350,9 @@ impl tower_service::Service<http::Uri> for Connector {
 pub struct UpstreamStream {
     tls: Tls,
     h2: bool,
+    /// Requests open on the connection, counted by its owner (`gateway_conns`); the
+    /// write coalescing reads it.
+    open_requests: Arc<AtomicUsize>,
     used: ConnectionUse,
     _open: OpenConnection,
 }
@@ -356,6 +361,11 @@ impl UpstreamStream {
     /// Whether the gateway chose HTTP/2 by ALPN.
     pub fn is_h2(&self) -> bool {
         self.h2
+    }
+
+    /// The count of requests open on this connection, for its owner to keep.
+    pub fn open_requests(&self) -> Arc<AtomicUsize> {
+        self.open_requests.clone()
     }
 
     /// What every response over this connection carries about it.

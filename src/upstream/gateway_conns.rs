@@ -128,16 +128,17 @@ struct H1Conn {
 
 /// The open requests of one connection and when the last one ended.
 struct Activity {
-    open: AtomicUsize,
+    /// Shared with the connection's write coalescing (`UpstreamStream::open_requests`).
+    open: Arc<AtomicUsize>,
     last: Mutex<Instant>,
     /// Set when no new request may be given to it; its driver closes it when idle.
     left: AtomicBool,
 }
 
 impl Activity {
-    fn new() -> Arc<Activity> {
+    fn new(open: Arc<AtomicUsize>) -> Arc<Activity> {
         Arc::new(Activity {
-            open: AtomicUsize::new(0),
+            open,
             last: Mutex::new(Instant::now()),
             left: AtomicBool::new(false),
         })
@@ -381,7 +382,7 @@ impl WorkerConns {
                 .map_err(|e| Arc::new(OpenFailure::Connect(e)))?;
             let used = stream.connection_use();
             let h2 = stream.is_h2();
-            let activity = Activity::new();
+            let activity = Activity::new(stream.open_requests());
             if h2 {
                 let (send, mut conn) = h2_stream::builder()
                     .handshake::<_, Bytes>(stream)
