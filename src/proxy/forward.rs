@@ -607,6 +607,29 @@ mod tests {
     }
 
     #[test]
+    fn each_hop_by_hop_header_is_dropped_on_its_own() {
+        // Without a `Connection` header naming them.
+        for hop in [
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "connection",
+        ] {
+            let mut h = headers(&[(hop, "x"), ("mcp-session-id", "s1")]);
+            strip_hop_by_hop(&mut h);
+            let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+            assert_eq!(names, ["mcp-session-id"], "{hop}");
+        }
+        let mut clean = headers(&[("accept", "application/json"), ("mcp-session-id", "s1")]);
+        strip_hop_by_hop(&mut clean);
+        assert_eq!(clean.len(), 2);
+    }
+
+    #[test]
     fn passthrough_keeps_the_caller_authorization() {
         let mut h = headers(&[("authorization", "Bearer user")]);
         rewrite_request_headers(&mut h, true);

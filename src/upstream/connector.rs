@@ -6,7 +6,6 @@
 //! checked against the in-VPC ranges before it is dialed; addresses are tried in turn;
 //! TLS always uses SNI = gateway host and checks the certificate for that name.
 
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -14,8 +13,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -331,22 +328,7 @@ impl Inner {
     }
 }
 
-impl tower_service::Service<http::Uri> for Connector {
-    type Response = TokioIo<UpstreamStream>;
-    type Error = ConnectError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _uri: http::Uri) -> Self::Future {
-        let inner = self.inner.clone();
-        Box::pin(async move { inner.connect().await.map(TokioIo::new) })
-    }
-}
-
-/// A TLS connection to the gateway, telling hyper whether h2 was negotiated.
+/// A TLS connection to the gateway, and whether the gateway chose h2.
 pub struct UpstreamStream {
     tls: Tls,
     h2: bool,
@@ -374,8 +356,8 @@ impl UpstreamStream {
     }
 }
 
-/// Attached to every response (hyper-util copies it from `Connected::extra`), so the
-/// proxy can tell a reused connection from a fresh one.
+/// Carried by every answer's body (`UpstreamBody::connection`), so the proxy can tell a
+/// reused connection from a fresh one and retire one to a stale address.
 #[derive(Clone)]
 pub struct ConnectionUse {
     used: Arc<std::sync::atomic::AtomicBool>,
@@ -450,17 +432,6 @@ struct OpenConnection(Arc<RouteMetrics>);
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.connections_open.dec();
-    }
-}
-
-impl Connection for UpstreamStream {
-    fn connected(&self) -> Connected {
-        let connected = Connected::new().extra(self.used.clone());
-        if self.h2 {
-            connected.negotiated_h2()
-        } else {
-            connected
-        }
     }
 }
 
