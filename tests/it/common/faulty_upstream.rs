@@ -26,7 +26,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::server::TlsStream;
 
 use super::certs::{self, TestPki};
-use super::upstream::{ENDPOINT_HOST, GATEWAY_HOST};
+use super::upstream::{private_dns_off_route, GATEWAY_HOST};
 
 /// What the upstream does with one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,11 +180,7 @@ impl FaultyUpstream {
     /// dialing [`ENDPOINT_HOST`] (private DNS off), trusting the fixture's CA; `extra`
     /// lines are added to the table.
     pub fn route(&self, extra: &str) -> String {
-        format!(
-            "\n[[route]]\ngateway = \"https://{GATEWAY_HOST}:{port}/mcp\"\nendpoint = \"{ENDPOINT_HOST}\"\nca_file = \"{ca}\"\n{extra}\n",
-            port = self.port,
-            ca = self.ca_file().display(),
-        )
+        private_dns_off_route(self.port, self.ca_file(), extra)
     }
 
     /// Appends faults to the script: the next requests take them in order.

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::certs::{self, TestPki};
-use super::upstream::{ENDPOINT_HOST, GATEWAY_HOST};
+use super::upstream::{private_dns_off_route, GATEWAY_HOST};
 
 /// What the gateway does with one request, once it has read it whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,11 +131,7 @@ impl H2Gateway {
     /// dialing [`ENDPOINT_HOST`] (private DNS off), trusting the fixture's CA; `extra`
     /// lines are added to the table.
     pub fn route(&self, extra: &str) -> String {
-        format!(
-            "\n[[route]]\ngateway = \"https://{GATEWAY_HOST}:{port}/mcp\"\nendpoint = \"{ENDPOINT_HOST}\"\nca_file = \"{ca}\"\n{extra}\n",
-            port = self.port,
-            ca = self.ca_file().display(),
-        )
+        private_dns_off_route(self.port, self.ca_file(), extra)
     }
 
     /// Appends replies to the script: the next requests take them in order.

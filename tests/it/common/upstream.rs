@@ -37,6 +37,16 @@ pub const ENDPOINT_HOST: &str =
 /// The path the MCP endpoint is served at; anything else gets a 404.
 pub const MCP_PATH: &str = "/mcp";
 
+/// A `[[route]]` table for a test gateway listening on `port`, at `/mcp`: the gateway name
+/// with this port, dialing [`ENDPOINT_HOST`] (private DNS off), trusting `ca_file`;
+/// `extra` lines are added to the table.
+pub fn private_dns_off_route(port: u16, ca_file: &Path, extra: &str) -> String {
+    format!(
+        "\n[[route]]\ngateway = \"https://{GATEWAY_HOST}:{port}/mcp\"\nendpoint = \"{ENDPOINT_HOST}\"\nca_file = \"{ca}\"\n{extra}\n",
+        ca = ca_file.display(),
+    )
+}
+
 /// One HTTP request as the upstream saw it.
 #[derive(Debug, Clone)]
 pub struct SeenRequest {
