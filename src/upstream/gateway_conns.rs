@@ -62,6 +62,14 @@ impl std::fmt::Display for SendError {
         match self {
             SendError::Connect(e) => e.fmt(f),
             SendError::Http(e) => e.fmt(f),
+            // rustls words an abrupt close with a link to its manual; say what happened.
+            SendError::H2 { err, .. }
+                if err
+                    .get_io()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof) =>
+            {
+                f.write_str("http2 error: the gateway closed the connection before answering")
+            }
             SendError::H2 { err, .. } => write!(f, "http2 error: {err}"),
             SendError::Handshake(e) => write!(f, "HTTP handshake with the gateway failed: {e}"),
         }
@@ -73,7 +81,8 @@ impl std::error::Error for SendError {
         match self {
             SendError::Connect(e) => Some(e),
             SendError::Http(e) => Some(e),
-            SendError::H2 { err, .. } => err.get_io().map(|io| io as _),
+            // h2's own message already says it (an I/O error's text included).
+            SendError::H2 { .. } => None,
             SendError::Handshake(_) => None,
         }
     }

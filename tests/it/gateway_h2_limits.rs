@@ -272,3 +272,31 @@ async fn a_refused_stream_is_answered_502_for_a_tool_call_and_not_replayed() {
     let next = post_rpc(&rig.proxy.url(), &rpc(2)).await;
     assert_answered_on(&next, 2, rig.gateway.requests()[1].connection);
 }
+
+#[tokio::test]
+async fn a_tool_call_whose_connection_breaks_before_the_answer_is_answered_502_and_not_replayed() {
+    let rig = rig("h2-broken-call", None, "").await;
+    rig.gateway.script(&[Reply::Break]);
+    let refused = post_rpc(&rig.proxy.url(), &rpc(1)).await;
+    assert_rpc_error(&refused, 502, -31007, json!(1), "mcp-vpce-proxy: route h2-broken-call: gateway connection failed: http2 error: the gateway closed the connection before answering");
+    assert_eq!(refused.json()["error"]["data"]["reason"], "upstream");
+    assert_eq!(rig.gateway.requests().len(), 1, "sent once");
+    assert_eq!(retries("h2-broken-call"), 0);
+
+    // The broken connection is never lent again: the next call opens a new one.
+    let next = post_rpc(&rig.proxy.url(), &rpc(2)).await;
+    assert_answered_on(&next, 2, 1);
+    assert_eq!(rig.gateway.connections(), 2);
+}
+
+#[tokio::test]
+async fn a_read_whose_connection_breaks_before_the_answer_is_sent_once_more_over_a_new_one() {
+    let rig = rig("h2-broken-read", None, "").await;
+    rig.gateway.script(&[Reply::Break]);
+    let answer = post_rpc(&rig.proxy.url(), &read(1)).await;
+    let seen = rig.gateway.requests();
+    assert_eq!(seen.len(), 2, "sent twice: {seen:?}");
+    assert_answered_on(&answer, 1, 1);
+    assert_eq!(rig.gateway.connections(), 2);
+    assert_eq!(retries("h2-broken-read"), 1);
+}

@@ -34,6 +34,9 @@ pub enum Reply {
     /// Reset the stream with REFUSED_STREAM, without a byte of answer: the gateway did
     /// not process it (RFC 9113 8.7).
     Refuse,
+    /// Close the whole connection (TLS and TCP) without a byte of answer or a GOAWAY: the
+    /// gateway's host went away.
+    Break,
 }
 
 /// One request as the gateway read it.
@@ -244,6 +247,10 @@ async fn serve_connection<T>(
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let go_away = Arc::new(Notify::new());
+    let broken = Arc::new(Notify::new());
+    // Streams of a broken connection hold their handles until it is gone: dropped earlier,
+    // h2 would reset them (CANCEL) before the connection closes.
+    let (gone, gone_seen) = tokio::sync::watch::channel(false);
     let index = {
         // Both lists grow together, under the connections lock.
         let mut connections = shared.connections.lock().unwrap();
@@ -262,10 +269,13 @@ async fn serve_connection<T>(
                         record.open += 1;
                         record.max_open = record.max_open.max(record.open);
                     }
-                    tokio::spawn(serve_stream(request, respond, index, shared.clone(), gate.clone()));
+                    let stream = Stream { connection: index, broken: broken.clone(), gone: gone_seen.clone() };
+                    tokio::spawn(serve_stream(request, respond, stream, shared.clone(), gate.clone()));
                 }
                 Some(Err(_)) | None => break,
             },
+            // Dropping the connection closes it, with nothing said.
+            () = broken.notified() => break,
             () = go_away.notified() => {
                 conn.graceful_shutdown();
                 // A PING after the GOAWAY: its answer proves the client processed both.
@@ -280,17 +290,28 @@ async fn serve_connection<T>(
             }
         }
     }
+    drop(conn);
+    let _ = gone.send(true);
     shared.connections.lock().unwrap()[index].closed = true;
+}
+
+/// Which connection a stream came on, and how to break that connection.
+struct Stream {
+    connection: usize,
+    broken: Arc<Notify>,
+    /// Turns true once the connection is closed.
+    gone: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Reads one request whole, records it, and does what the script says.
 async fn serve_stream(
     request: Request<h2::RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
-    connection: usize,
+    stream: Stream,
     shared: Arc<Shared>,
     gate: Arc<Semaphore>,
 ) {
+    let connection = stream.connection;
     let mut body = request.into_body();
     let mut bytes = BytesMut::new();
     while let Some(chunk) = body.data().await {
@@ -313,6 +334,12 @@ async fn serve_stream(
         .unwrap_or(Reply::Answer);
     match reply {
         Reply::Refuse => respond.send_reset(h2::Reason::REFUSED_STREAM),
+        Reply::Break => {
+            stream.broken.notify_one();
+            let mut gone = stream.gone.clone();
+            let _ = tokio::time::timeout(Duration::from_secs(30), gone.wait_for(|g| *g)).await;
+            drop(respond);
+        }
         Reply::Answer | Reply::AnswerWhenReleased => {
             if reply == Reply::AnswerWhenReleased {
                 if let Ok(permit) = gate.acquire().await {
