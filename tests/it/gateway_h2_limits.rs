@@ -300,3 +300,25 @@ async fn a_read_whose_connection_breaks_before_the_answer_is_sent_once_more_over
     assert_eq!(rig.gateway.connections(), 2);
     assert_eq!(retries("h2-broken-read"), 1);
 }
+
+#[tokio::test]
+async fn a_call_larger_than_the_gateways_flow_control_window_arrives_whole() {
+    // 3 MiB of arguments: 48 times the initial HTTP/2 stream window (64 KiB), so the body
+    // goes out as the gateway gives the window back, not in one write.
+    let rig = rig("h2-large-call", None, "").await;
+    let text = "x".repeat(3 * 1024 * 1024);
+    let call = json!({
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "DemoTarget___echo", "arguments": {"text": text}},
+    });
+    let answer = post_rpc(&rig.proxy.url(), &call.to_string()).await;
+    assert_answered_on(&answer, 1, 0);
+    let seen = rig.gateway.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].body, call,
+        "the body the gateway read is the agent's"
+    );
+}
