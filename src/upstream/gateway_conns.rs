@@ -295,8 +295,8 @@ impl WorkerConns {
                 // idle), when it failed a request, or when it was retired.
                 // A connection that received GOAWAY takes no new stream: left now, so
                 // that the request goes over another one instead of failing unsent.
-                state.h2.retain(|c| {
-                    if going_away(&c.send) {
+                state.h2.retain_mut(|c| {
+                    if going_away(&mut c.send) {
                         c.activity.left.store(true, Ordering::Relaxed);
                     }
                     !c.activity.left.load(Ordering::Relaxed)
@@ -482,11 +482,12 @@ where
 }
 
 /// Whether an h2 connection takes no new stream any more: the gateway sent GOAWAY, or
-/// the connection failed. (Polling readiness of a fresh clone has no other effect: it
-/// has no stream of its own pending.)
-fn going_away(send: &h2::client::SendRequest<Bytes>) -> bool {
+/// the connection failed. (Polling the readiness of the connection's kept handle has no
+/// other effect: requests send through clones of it, so it never has a stream of its own
+/// pending, and no waker is kept.)
+fn going_away(send: &mut h2::client::SendRequest<Bytes>) -> bool {
     let mut cx = Context::from_waker(std::task::Waker::noop());
-    matches!(send.clone().poll_ready(&mut cx), Poll::Ready(Err(_)))
+    matches!(send.poll_ready(&mut cx), Poll::Ready(Err(_)))
 }
 
 /// HTTP/1.1 requests carry the path only; Host names the gateway.
