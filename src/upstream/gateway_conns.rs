@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::{FutureExt, Shared};
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -626,11 +626,4 @@ impl Body for UpstreamBody {
             Inner::H2(body) => body.size_hint(),
         }
     }
-}
-
-/// The `Content-Length` of a head, when it has exactly one valid one.
-pub(super) fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut values = headers.get_all(http::header::CONTENT_LENGTH).iter();
-    let length = values.next()?.to_str().ok()?.trim().parse().ok()?;
-    values.next().is_none().then_some(length)
 }

@@ -111,7 +111,7 @@ pub struct H2Body {
 impl H2Body {
     pub fn new(recv: h2::RecvStream, headers: &HeaderMap) -> H2Body {
         H2Body {
-            remaining: super::gateway_conns::content_length(headers),
+            remaining: content_length(headers),
             data_done: recv.is_end_stream(),
             recv,
         }
@@ -151,6 +151,13 @@ impl H2Body {
             None => SizeHint::default(),
         }
     }
+}
+
+/// The `Content-Length` of a head, when it has exactly one valid one.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    let mut values = headers.get_all(CONTENT_LENGTH).iter();
+    let length = values.next()?.to_str().ok()?.trim().parse().ok()?;
+    values.next().is_none().then_some(length)
 }
 
 #[cfg(test)]

@@ -19,9 +19,8 @@ use crate::common::agents::rpc;
 use crate::common::dns::DnsServer;
 use crate::common::h2_gateway::{answer, H2Gateway, Reply};
 use crate::common::http::{assert_rpc_error, post_rpc, Answer};
-use crate::common::proxy::{head, Proxy};
+use crate::common::proxy::{head, upstream_retries, Proxy};
 use crate::common::upstream::ENDPOINT_HOST;
-use mcp_vpce_proxy::ops::metrics::{metrics, RouteLabels};
 
 struct Rig {
     gateway: H2Gateway,
@@ -83,15 +82,6 @@ fn connection_of(gateway: &H2Gateway, id: u64) -> usize {
         .find(|r| r.body["id"] == id)
         .unwrap_or_else(|| panic!("the gateway never saw id {id}"))
         .connection
-}
-
-fn retries(route: &str) -> u64 {
-    metrics()
-        .upstream_retries
-        .get_or_create(&RouteLabels {
-            route: route.to_string(),
-        })
-        .get()
 }
 
 /// Sends five `tools/call`s that the gateway holds, and checks that they were spread two
@@ -249,7 +239,7 @@ async fn a_refused_stream_is_sent_once_more_for_a_read() {
     assert_answered_on(&answer, 1, 0);
     assert_eq!(seen[1].connection, 0);
     assert_eq!(rig.gateway.connections(), 1);
-    assert_eq!(retries("h2-refused-read"), 1);
+    assert_eq!(upstream_retries("h2-refused-read"), 1);
 }
 
 #[tokio::test]
@@ -266,7 +256,7 @@ async fn a_refused_stream_is_answered_502_for_a_tool_call_and_not_replayed() {
     );
     assert_eq!(refused.json()["error"]["data"]["reason"], "upstream");
     assert_eq!(rig.gateway.requests().len(), 1, "sent once");
-    assert_eq!(retries("h2-refused-call"), 0);
+    assert_eq!(upstream_retries("h2-refused-call"), 0);
 
     // The connection itself is fine: the next call goes through.
     let next = post_rpc(&rig.proxy.url(), &rpc(2)).await;
@@ -281,7 +271,7 @@ async fn a_tool_call_whose_connection_breaks_before_the_answer_is_answered_502_a
     assert_rpc_error(&refused, 502, -31007, json!(1), "mcp-vpce-proxy: route h2-broken-call: gateway connection failed: http2 error: the gateway closed the connection before answering");
     assert_eq!(refused.json()["error"]["data"]["reason"], "upstream");
     assert_eq!(rig.gateway.requests().len(), 1, "sent once");
-    assert_eq!(retries("h2-broken-call"), 0);
+    assert_eq!(upstream_retries("h2-broken-call"), 0);
 
     // The broken connection is never lent again: the next call opens a new one.
     let next = post_rpc(&rig.proxy.url(), &rpc(2)).await;
@@ -298,7 +288,7 @@ async fn a_read_whose_connection_breaks_before_the_answer_is_sent_once_more_over
     assert_eq!(seen.len(), 2, "sent twice: {seen:?}");
     assert_answered_on(&answer, 1, 1);
     assert_eq!(rig.gateway.connections(), 2);
-    assert_eq!(retries("h2-broken-read"), 1);
+    assert_eq!(upstream_retries("h2-broken-read"), 1);
 }
 
 #[tokio::test]

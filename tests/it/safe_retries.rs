@@ -9,9 +9,8 @@ use crate::common::agents::{list, rpc};
 use crate::common::dns::DnsServer;
 use crate::common::faulty_upstream::{self, Fault, FaultyUpstream};
 use crate::common::http::post_rpc;
-use crate::common::proxy::{head, Proxy};
+use crate::common::proxy::{head, upstream_retries, Proxy};
 use crate::common::upstream::ENDPOINT_HOST;
-use mcp_vpce_proxy::ops::metrics::{metrics, RouteLabels};
 
 async fn rig(route: &str, extra: &str) -> (FaultyUpstream, Proxy, DnsServer) {
     let upstream = FaultyUpstream::start().await;
@@ -19,15 +18,6 @@ async fn rig(route: &str, extra: &str) -> (FaultyUpstream, Proxy, DnsServer) {
     let table = upstream.route(&format!("name = \"{route}\"\n{extra}"));
     let proxy = Proxy::start(&format!("{}{table}", head(&dns))).await;
     (upstream, proxy, dns)
-}
-
-fn retries(route: &str) -> u64 {
-    metrics()
-        .upstream_retries
-        .get_or_create(&RouteLabels {
-            route: route.to_string(),
-        })
-        .get()
 }
 
 #[tokio::test]
@@ -43,7 +33,7 @@ async fn a_read_is_sent_once_more_after_a_reset_before_the_answer() {
         seen[0].connection, seen[1].connection,
         "on a new connection"
     );
-    assert_eq!(retries("retry-reset"), 1);
+    assert_eq!(upstream_retries("retry-reset"), 1);
 }
 
 #[tokio::test]
@@ -61,7 +51,7 @@ async fn a_read_crossing_the_close_of_a_reused_connection_is_sent_once_more() {
         "the pooled connection"
     );
     assert_ne!(seen[2].connection, seen[1].connection);
-    assert_eq!(retries("retry-close"), 1);
+    assert_eq!(upstream_retries("retry-close"), 1);
 }
 
 #[tokio::test]
@@ -76,7 +66,7 @@ async fn a_read_is_retried_once_only() {
     assert_eq!(answer.status, 502, "{}", answer.body);
     assert_eq!(answer.json()["error"]["data"]["reason"], "upstream");
     assert_eq!(upstream.requests().len(), 2);
-    assert_eq!(retries("retry-once"), 1);
+    assert_eq!(upstream_retries("retry-once"), 1);
 }
 
 #[tokio::test]
@@ -87,7 +77,7 @@ async fn a_tool_call_is_never_sent_twice() {
     assert_eq!(answer.status, 502, "{}", answer.body);
     assert_eq!(answer.json()["id"], 1);
     assert_eq!(upstream.requests().len(), 1, "sent once");
-    assert_eq!(retries("retry-call"), 0);
+    assert_eq!(upstream_retries("retry-call"), 0);
 }
 
 #[tokio::test]

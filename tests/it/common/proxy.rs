@@ -185,3 +185,14 @@ timeout = "1s"
         dns.addr
     )
 }
+
+/// The proxy's `upstream_retries` counter of `route` (reads sent once more), as this test
+/// process's in-process proxies counted it.
+pub fn upstream_retries(route: &str) -> u64 {
+    mcp_vpce_proxy::ops::metrics::metrics()
+        .upstream_retries
+        .get_or_create(&mcp_vpce_proxy::ops::metrics::RouteLabels {
+            route: route.to_string(),
+        })
+        .get()
+}
