@@ -1,7 +1,12 @@
 //! Micro-benchmarks of the pure functions every forwarded request runs through, so that a
 //! regression shows without a full load run (`bench/run.sh`): the JSON-RPC peek and read,
 //! the header rewrite, the SSE scan, the per-request context (made, routed, finished)
-//! and the write coalescing of the gateway connection.
+//! and the write coalescing of the gateway connection; and two that are not pure but
+//! in-process: one small request over the gateway's HTTP/2 connection as the proxy drives
+//! it (`h2_gateway_stream`: `h2_stream::open`, the answer's head, its body read through
+//! `H2Body`, against an in-process `h2` server over a memory pipe, alone and 32 at once),
+//! and the MCP layer's judgement of a tools/call (`mcp_layer`: `RouteLayer::on_request`
+//! on routes built from a configuration as the proxy builds them).
 //!
 //! `cargo bench --bench hot_path` (add `-- --quick` for a fast pass). Criterion keeps the
 //! last run under `target/criterion/` and reports the change against it.
@@ -11,17 +16,24 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use futures_util::future::join_all;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use http::Method;
+use http::{Method, Request, Response};
+use mcp_vpce_proxy::config::Config;
 use mcp_vpce_proxy::exchange::context::{End, RequestContext};
 use mcp_vpce_proxy::exchange::message;
 use mcp_vpce_proxy::exchange::peek::peek;
+use mcp_vpce_proxy::mcp::layer::Verdict;
 use mcp_vpce_proxy::mcp::sse::{Collect, Field, Scanner, Sink};
 use mcp_vpce_proxy::ops::audit::AuditSink;
 use mcp_vpce_proxy::ops::metrics::RouteMetrics;
 use mcp_vpce_proxy::proxy::forward::rewrite_request_headers;
+use mcp_vpce_proxy::proxy::route::RouteTable;
 use mcp_vpce_proxy::upstream::coalesce::Coalescing;
+use mcp_vpce_proxy::upstream::dns::Dns;
+use mcp_vpce_proxy::upstream::h2_stream::{self, H2Body};
 use tokio::io::AsyncWrite;
 
 /// Request bodies as MCP clients send them, from the smallest to a tool call with a
@@ -287,6 +299,237 @@ fn bench_coalesce(c: &mut Criterion) {
     group.finish();
 }
 
+/// The gateway every request of the in-process benchmarks names.
+const GATEWAY: &str =
+    "https://bench-gw-0123456789.gateway.bedrock-agentcore.us-east-1.amazonaws.com/mcp";
+
+/// A tools/call answer as the gateway sends it with `application/json` (~200 bytes).
+const CALL_ANSWER: &[u8] = br#"{"jsonrpc":"2.0","id":42,"result":{"content":[{"type":"text","text":"Weather in Seattle: 22 C, sunny, light wind from the north-west, humidity 61 %, pressure 1016 hPa."}],"isError":false}}"#;
+
+/// The head of a tools/call as the proxy sends it to an HTTP/2 gateway: the absolute URI
+/// (h2 takes `:scheme` and `:authority` from it), the agent's MCP headers and the
+/// route's credential, marked sensitive so that HPACK never indexes it.
+fn gateway_head_template() -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(6);
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        http::header::ACCEPT,
+        HeaderValue::from_static("application/json, text/event-stream"),
+    );
+    headers.insert(
+        "mcp-session-id",
+        HeaderValue::from_static("3f1c9a0e6b7d4e2a9c8b1d0f5e4a3b2c"),
+    );
+    headers.insert(
+        "mcp-protocol-version",
+        HeaderValue::from_static("2025-06-18"),
+    );
+    let mut token = HeaderValue::from_static("Bearer 0123456789abcdefghijABCDEFGHIJ0123456789");
+    token.set_sensitive(true);
+    headers.insert(http::header::AUTHORIZATION, token);
+    headers
+}
+
+fn gateway_parts(headers: &HeaderMap) -> http::request::Parts {
+    let (mut parts, ()) = Request::post(GATEWAY)
+        .body(())
+        .expect("valid request")
+        .into_parts();
+    parts.headers = headers.clone();
+    parts
+}
+
+/// The gateway, in process: answers every request, once its body has arrived whole,
+/// with [`CALL_ANSWER`] (each request on a task of its own, as an HTTP/2 server does).
+async fn serve_gateway(io: tokio::io::DuplexStream) {
+    let mut conn = h2::server::Builder::new()
+        .max_concurrent_streams(128)
+        .handshake::<_, Bytes>(io)
+        .await
+        .expect("server handshake");
+    while let Some(Ok((request, mut respond))) = conn.accept().await {
+        tokio::spawn(async move {
+            let mut body = request.into_body();
+            while let Some(Ok(data)) = body.data().await {
+                let _ = body.flow_control().release_capacity(data.len());
+            }
+            let head = Response::builder()
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .header(http::header::CONTENT_LENGTH, CALL_ANSWER.len())
+                .body(())
+                .expect("valid response");
+            if let Ok(mut send) = respond.send_response(head, false) {
+                let _ = send.send_data(Bytes::from_static(CALL_ANSWER), true);
+            }
+        });
+    }
+}
+
+/// One request as `WorkerConns::send` makes it and the response path reads it: opened
+/// (HEADERS and DATA queued together), the answer's head awaited, its body read to the
+/// end through `H2Body`. Returns the bytes of the answer's body.
+async fn call_gateway(
+    send: &h2::client::SendRequest<Bytes>,
+    parts: http::request::Parts,
+    payload: Bytes,
+) -> usize {
+    let answer = h2_stream::open(send, parts, payload).expect("stream opened");
+    let (head, recv) = answer.await.expect("answer head").into_parts();
+    let mut body = H2Body::new(recv, &head.headers);
+    let mut read = 0;
+    while let Some(frame) = std::future::poll_fn(|cx| body.poll_frame(cx)).await {
+        if let Ok(data) = frame.expect("answer body").into_data() {
+            read += data.len();
+        }
+    }
+    read
+}
+
+/// A small tools/call over the gateway's HTTP/2 connection, client and server in one
+/// current-thread runtime over a memory pipe: what h2 costs the proxy per request (the
+/// in-process server's share included; no TLS, no syscall). The request's head is made
+/// outside the measure (the proxy rewrites the agent's).
+fn bench_h2_gateway_stream(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let (client_io, server_io) = tokio::io::duplex(1 << 20);
+    rt.spawn(serve_gateway(server_io));
+    let send = rt.block_on(async {
+        let (send, conn) = h2_stream::builder()
+            .handshake::<_, Bytes>(client_io)
+            .await
+            .expect("client handshake");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        send
+    });
+    let headers = gateway_head_template();
+    let payload = Bytes::from(bodies()[2].1.clone());
+    // The server's SETTINGS are in: every request below may open its stream at once.
+    assert_eq!(
+        rt.block_on(call_gateway(
+            &send,
+            gateway_parts(&headers),
+            payload.clone()
+        )),
+        CALL_ANSWER.len()
+    );
+
+    let mut group = c.benchmark_group("h2_gateway_stream");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("tools_call_open_head_body", |b| {
+        b.iter_batched(
+            || gateway_parts(&headers),
+            |parts| rt.block_on(call_gateway(&send, parts, black_box(payload.clone()))),
+            BatchSize::SmallInput,
+        )
+    });
+    const IN_FLIGHT: usize = 32;
+    group.throughput(Throughput::Elements(IN_FLIGHT as u64));
+    group.bench_function("tools_call_32_in_flight", |b| {
+        b.iter_batched(
+            || {
+                (0..IN_FLIGHT)
+                    .map(|_| gateway_parts(&headers))
+                    .collect::<Vec<_>>()
+            },
+            |all| {
+                rt.block_on(join_all(all.into_iter().map(|parts| {
+                    call_gateway(&send, parts, black_box(payload.clone()))
+                })))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+/// Three routes as a configuration file declares them: the defaults (validation, the
+/// gateway's throttles, coalescing and the cache on, no policy), a tool allow-list that
+/// admits the call, and a deny-list that refuses it.
+const LAYER_CONFIG: &str = r#"
+[dns]
+servers = ["127.0.0.1:9"]
+
+[[route]]
+path = "/default"
+gateway = "https://bench-gw-0123456789.gateway.bedrock-agentcore.us-east-1.amazonaws.com/mcp"
+
+[[route]]
+path = "/allowed"
+gateway = "https://bench-gw-0123456789.gateway.bedrock-agentcore.us-east-1.amazonaws.com/mcp"
+[route.policy]
+allow_tools = ["DemoTarget___*", "Docs___summarise"]
+allow_methods = ["initialize", "notifications/*", "tools/*", "ping"]
+
+[[route]]
+path = "/denied"
+gateway = "https://bench-gw-0123456789.gateway.bedrock-agentcore.us-east-1.amazonaws.com/mcp"
+[route.policy]
+deny_tools = ["*___get_weather"]
+"#;
+
+/// The MCP layer's judgement of the bench's tools/call (`RouteLayer::on_request`, as
+/// `forward` calls it) on routes built by `RouteTable::build`. The body's one parse
+/// (`message::read`) is made outside the measure, as `post_body_read` has it.
+fn bench_mcp_layer(c: &mut Criterion) {
+    // Building the routes' pools and resolver wants a runtime around (nothing is dialed).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _entered = rt.enter();
+    let config = Config::from_toml(LAYER_CONFIG, "bench").expect("valid configuration");
+    let dns = Arc::new(Dns::new(&config.dns).expect("resolver"));
+    let audit = AuditSink::default();
+    let table = RouteTable::build(&config, &dns, &audit).expect("routes");
+    let (_, tools_call) = &bodies()[2];
+    let payload = Bytes::from(tools_call.clone());
+    let headers = agent_headers();
+    let (mut head, ()) = Request::post("/mcp").body(()).expect("valid").into_parts();
+    head.headers = headers.clone();
+
+    let mut group = c.benchmark_group("mcp_layer");
+    for (name, path, forwarded) in [
+        ("tools_call_default_route", "/default", true),
+        ("tools_call_allowed_by_policy", "/allowed", true),
+        ("tools_call_denied_by_policy", "/denied", false),
+    ] {
+        let route = table.get(path).expect("configured route");
+        let mut context = RequestContext::new(&Method::POST, &headers, &audit);
+        context.routed(&route.name, &route.metrics, route.layer.audit());
+        let judge = |post: message::Post<'_>| {
+            route.layer.on_request(
+                &context,
+                &head,
+                payload.clone(),
+                Some(post.body),
+                black_box(&post.rpc),
+            )
+        };
+        let verdict = judge(message::read(&payload));
+        assert_eq!(
+            matches!(verdict, Verdict::Forward { .. }),
+            forwarded,
+            "{name}"
+        );
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || message::read(&payload),
+                |post| judge(black_box(post)),
+                BatchSize::SmallInput,
+            )
+        });
+        context.finish(200, End::Complete);
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bench_peek,
@@ -294,6 +537,8 @@ criterion_group!(
     bench_rewrite,
     bench_sse_scan,
     bench_request_context,
-    bench_coalesce
+    bench_coalesce,
+    bench_h2_gateway_stream,
+    bench_mcp_layer
 );
 criterion_main!(benches);
