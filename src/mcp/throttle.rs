@@ -193,9 +193,24 @@ impl Throttles {
         self.len.store(maps.len(), Ordering::Relaxed);
     }
 
-    /// The window open for `subject`, if any.
+    /// The window open for `subject`, if any. While no window is kept (the common
+    /// case) this reads neither the lock nor the clock.
     pub fn open(&self, subject: Subject<'_>) -> Option<Open> {
+        if !self.may_be_open() {
+            return None;
+        }
         self.open_at(subject, Instant::now())
+    }
+
+    /// False when no request can find a window open: the route ignores throttles, or
+    /// none is kept.
+    pub fn may_be_open(&self) -> bool {
+        self.is_on() && self.len.load(Ordering::Relaxed) > 0
+    }
+
+    /// False when no request can be held: not in `hold` mode, or no window is kept.
+    pub fn may_hold(&self) -> bool {
+        self.mode == ThrottleMode::Hold && self.may_be_open()
     }
 
     fn open_at(&self, subject: Subject<'_>, now: Instant) -> Option<Open> {
@@ -224,6 +239,9 @@ impl Throttles {
     /// In `hold` mode, how long a request for `subject` waits before it is judged: the
     /// time left of its window when that is within `throttle_hold_max`.
     pub fn hold_for(&self, subject: Subject<'_>) -> Option<Duration> {
+        if !self.may_hold() {
+            return None;
+        }
         self.hold_for_at(subject, Instant::now())
     }
 

@@ -188,7 +188,7 @@ async fn forward(
     // for the window to end (when it ends soon enough), then is judged as usual.
     if mcp {
         if let Some(wait) = route.layer.hold_for(post.as_ref()) {
-            tokio::time::sleep(wait).await;
+            Box::pin(tokio::time::sleep(wait)).await;
         }
     }
 
@@ -235,7 +235,7 @@ async fn forward(
         match route.sharing.join(request) {
             Some(Joined::Follow(follower)) => {
                 let waiting = Waiting::new(&route);
-                let outcome = follower.outcome().await;
+                let outcome = Box::pin(follower.outcome()).await;
                 drop(waiting);
                 match outcome {
                     Flight::Shared(answer) => {
@@ -342,7 +342,13 @@ async fn forward(
             rewriter.rewrite_challenges(&mut parts.headers);
         }
         if matches!(target, Target::Discovery { .. }) {
-            body = discovery::rewrite_body(&route.name, &mut parts.headers, body, &rewriter).await;
+            body = Box::pin(discovery::rewrite_body(
+                &route.name,
+                &mut parts.headers,
+                body,
+                &rewriter,
+            ))
+            .await;
         }
     }
     context.forwarded(Response::from_parts(parts, body), route.idle_timeout)
@@ -373,7 +379,9 @@ async fn exchange(
         if failure.retryable {
             tracing::info!(route = %route.name, cause = %failure.err, "a read failed before any answer (connection failed or stream refused); sending it once more");
             route.metrics.upstream_retries.inc();
-            result = attempt(route, spare.to_parts(), payload, timeout, timings).await;
+            // The rare second attempts are boxed: inline, their state (~1.6 KB) would be
+            // part of every request's future, copied and allocated with it.
+            result = Box::pin(attempt(route, spare.to_parts(), payload, timeout, timings)).await;
         }
     }
     let mut result = result.map_err(|f| f.err);
@@ -381,9 +389,15 @@ async fn exchange(
         if matches!(&result, Ok(r) if r.status() == StatusCode::UNAUTHORIZED) {
             tracing::info!(route = %route.name, "gateway answered 401; refreshing the credential and retrying once");
             route.credential.invalidate();
-            result = attempt(route, spare.into_parts(), payload, timeout, timings)
-                .await
-                .map_err(|f| f.err);
+            result = Box::pin(attempt(
+                route,
+                spare.into_parts(),
+                payload,
+                timeout,
+                timings,
+            ))
+            .await
+            .map_err(|f| f.err);
         }
     }
     result

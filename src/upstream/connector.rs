@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
@@ -292,10 +292,10 @@ impl Inner {
                 },
                 h2,
                 open_requests,
-                used: ConnectionUse {
-                    used: Arc::default(),
-                    retired: Arc::default(),
-                    current_at: Arc::new(AtomicU64::new(dns_generation)),
+                used: ConnectionUse(Arc::new(ConnectionInfo {
+                    used: AtomicBool::new(false),
+                    retired: AtomicBool::new(false),
+                    current_at: AtomicU64::new(dns_generation),
                     addr,
                     opened: OpeningTimes {
                         peer: addr,
@@ -305,7 +305,7 @@ impl Inner {
                         connect: connected_in,
                         tls: tls_started.elapsed(),
                     },
-                },
+                })),
                 _open: OpenConnection(self.metrics.clone()),
             });
         }
@@ -357,18 +357,29 @@ impl UpstreamStream {
 }
 
 /// Carried by every answer's body (`UpstreamBody::connection`), so the proxy can tell a
-/// reused connection from a fresh one and retire one to a stale address.
+/// reused connection from a fresh one and retire one to a stale address. One shared
+/// record per connection: a request's copy is one pointer and one count.
 #[derive(Clone)]
-pub struct ConnectionUse {
-    used: Arc<std::sync::atomic::AtomicBool>,
+pub struct ConnectionUse(Arc<ConnectionInfo>);
+
+pub struct ConnectionInfo {
+    used: AtomicBool,
     /// Set when no new request may go over it (its address left the DNS answer).
-    retired: Arc<std::sync::atomic::AtomicBool>,
+    retired: AtomicBool,
     /// The DNS generation at which `addr` was last known to be in the answer.
-    current_at: Arc<AtomicU64>,
+    current_at: AtomicU64,
     /// The address the connection went to.
     pub addr: SocketAddr,
     /// What opening it took: the first request on it reports these as its own.
     pub opened: OpeningTimes,
+}
+
+impl std::ops::Deref for ConnectionUse {
+    type Target = ConnectionInfo;
+
+    fn deref(&self) -> &ConnectionInfo {
+        &self.0
+    }
 }
 
 /// Where the time of opening a connection went, recorded as it happened.
@@ -399,7 +410,7 @@ impl ConnectionUse {
 
     /// Whether both describe the same connection.
     pub fn same_connection(&self, other: &ConnectionUse) -> bool {
-        Arc::ptr_eq(&self.used, &other.used)
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// Marks the connection used; true when it had been used before.

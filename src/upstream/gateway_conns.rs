@@ -21,7 +21,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -35,7 +35,6 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
 use super::connector::{ConnectError, ConnectionUse, Connector};
 use super::h2_stream::{self, H2Body};
@@ -135,11 +134,14 @@ struct H1Conn {
     activity: Arc<Activity>,
 }
 
-/// The open requests of one connection and when the last one ended.
+/// The open requests of one connection, and how many have ended.
 struct Activity {
     /// Shared with the connection's write coalescing (`UpstreamStream::open_requests`).
     open: Arc<AtomicUsize>,
-    last: Mutex<Instant>,
+    /// Requests ended so far. The driver finds the connection idle when, check after
+    /// check, this has not moved and nothing is open: no clock read and no lock per
+    /// request.
+    ended: AtomicU64,
     /// Set when no new request may be given to it; its driver closes it when idle.
     left: AtomicBool,
 }
@@ -148,7 +150,7 @@ impl Activity {
     fn new(open: Arc<AtomicUsize>) -> Arc<Activity> {
         Arc::new(Activity {
             open,
-            last: Mutex::new(Instant::now()),
+            ended: AtomicU64::new(0),
             left: AtomicBool::new(false),
         })
     }
@@ -158,14 +160,16 @@ impl Activity {
     }
 
     fn end(&self) {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        // Counted before the request stops being open: a driver that sees nothing open
+        // and the count unchanged since its last check knows nothing ended meanwhile.
+        self.ended.fetch_add(1, Ordering::Relaxed);
         self.open.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Idle since when, if nothing is open.
-    fn idle_since(&self) -> Option<Instant> {
-        (self.open.load(Ordering::Relaxed) == 0)
-            .then(|| *self.last.lock().unwrap_or_else(|e| e.into_inner()))
+    /// What a check of the driver sees: the requests ended so far, when nothing is open.
+    fn quiet(&self) -> Option<u64> {
+        let ended = self.ended.load(Ordering::Relaxed);
+        (self.open.load(Ordering::Relaxed) == 0).then_some(ended)
     }
 }
 
@@ -246,19 +250,28 @@ impl WorkerConns {
                     UpstreamBody::new(Inner::H2(body), conn.used.clone(), returned),
                 ))
             }
-            Lent::H1(mut conn) => {
-                conn.activity.begin();
-                let request = origin_form(Request::from_parts(parts, Full::new(payload)));
-                let used = conn.used.clone();
-                let sending = conn.send.send_request(request);
-                let returned = Returned::H1 {
-                    conn: Some(conn),
-                    home: Arc::downgrade(self),
-                };
-                let response = sending.await.map_err(SendError::Http)?;
-                Ok(response.map(|body| UpstreamBody::new(Inner::H1(body), used, returned)))
-            }
+            // Boxed: gateways speak h2, and inline this branch's state would be part of
+            // every request's future.
+            Lent::H1(conn) => Box::pin(self.send_h1(conn, parts, payload)).await,
         }
+    }
+
+    async fn send_h1(
+        self: &Arc<Self>,
+        mut conn: H1Conn,
+        parts: http::request::Parts,
+        payload: Bytes,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        conn.activity.begin();
+        let request = origin_form(Request::from_parts(parts, Full::new(payload)));
+        let used = conn.used.clone();
+        let sending = conn.send.send_request(request);
+        let returned = Returned::H1 {
+            conn: Some(conn),
+            home: Arc::downgrade(self),
+        };
+        let response = sending.await.map_err(SendError::Http)?;
+        Ok(response.map(|body| UpstreamBody::new(Inner::H1(body), used, returned)))
     }
 
     /// Marks the connection `used` describes as left: no new request goes to it (its
@@ -460,6 +473,10 @@ where
 {
     let mut conn = std::pin::pin!(conn);
     let check = (idle / 2).max(Duration::from_millis(100));
+    // How long nothing has been open and nothing has ended, counted in whole checks (the
+    // connection closes between `idle` and `idle + check` after its last request).
+    let mut quiet = Duration::ZERO;
+    let mut ended = activity.ended.load(Ordering::Relaxed);
     loop {
         tokio::select! {
             result = &mut conn => {
@@ -470,11 +487,18 @@ where
                 return;
             }
             () = tokio::time::sleep(check) => {
-                if let Some(since) = activity.idle_since() {
-                    if activity.left.load(Ordering::Relaxed) || since.elapsed() >= idle {
-                        activity.left.store(true, Ordering::Relaxed);
-                        return;
+                match activity.quiet() {
+                    Some(now) if now == ended => quiet += check,
+                    Some(now) => {
+                        quiet = Duration::ZERO;
+                        ended = now;
                     }
+                    None => quiet = Duration::ZERO,
+                }
+                let left = activity.left.load(Ordering::Relaxed);
+                if activity.quiet().is_some() && (left || quiet >= idle) {
+                    activity.left.store(true, Ordering::Relaxed);
+                    return;
                 }
             }
         }
