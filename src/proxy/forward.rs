@@ -3,6 +3,7 @@
 //! answered from the cache or by an identical request's upstream answer (`share.rs`); a
 //! read whose connection failed before any answer is sent once more.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,33 +48,37 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// request's context is made here and finished exactly once, by the answer's body when
 /// it ends or by its own drop when the agent goes away first.
 /// `budget`: what the agent's connection and the process may still buffer, for a POST.
-pub async fn handle(
+pub fn handle(
     table: Arc<RouteTable>,
     peer: Option<std::net::SocketAddr>,
     budget: Option<body::BufferBudget>,
     req: Request<Incoming>,
-) -> Response<ProxyBody> {
-    let mut context = RequestContext::new(req.method(), req.headers(), table.audit());
-    context.start_span(req.uri().path(), req.version(), req.headers());
-    let selected = table
-        .inbound
-        .check(peer, &req)
-        .and_then(|()| select_route(&table, &req));
-    match selected {
-        Ok((route, target)) => {
-            let route = route.clone();
-            context.routed(&route.name, &route.metrics, route.layer.audit());
-            let owns_bare_discovery = table
-                .bare_discovery_route()
-                .is_some_and(|r| Arc::ptr_eq(r, &route));
-            let body_deadline = table.body_read_timeout;
-            let read = BodyRead {
-                deadline: body_deadline,
-                budget,
-            };
-            forward(context, route, target, owns_bare_discovery, read, req).await
+) -> impl Future<Output = Response<ProxyBody>> {
+    // An async block rather than an `async fn`: rustc keeps an `async fn`'s arguments
+    // twice in its state, and this future is part of every request's.
+    async move {
+        let mut context = RequestContext::new(req.method(), req.headers(), table.audit());
+        context.start_span(req.uri().path(), req.version(), req.headers());
+        let selected = table
+            .inbound
+            .check(peer, &req)
+            .and_then(|()| select_route(&table, &req));
+        match selected {
+            Ok((route, target)) => {
+                let route = route.clone();
+                context.routed(&route.name, &route.metrics, route.layer.audit());
+                let owns_bare_discovery = table
+                    .bare_discovery_route()
+                    .is_some_and(|r| Arc::ptr_eq(r, &route));
+                let body_deadline = table.body_read_timeout;
+                let read = BodyRead {
+                    deadline: body_deadline,
+                    budget,
+                };
+                forward(context, route, target, owns_bare_discovery, read, req).await
+            }
+            Err(err) => context.refuse(err, Answer::Text, None),
         }
-        Err(err) => context.refuse(err, Answer::Text, None),
     }
 }
 
@@ -137,221 +142,227 @@ struct BodyRead {
     budget: Option<body::BufferBudget>,
 }
 
-async fn forward(
+fn forward(
     mut context: RequestContext,
     route: Arc<Route>,
     target: Target,
     owns_bare_discovery: bool,
     read: BodyRead,
     req: Request<Incoming>,
-) -> Response<ProxyBody> {
-    let (mut head, incoming) = req.into_parts();
-    let is_post = head.method == Method::POST;
+) -> impl Future<Output = Response<ProxyBody>> {
+    // An async block rather than an `async fn`: rustc keeps an `async fn`'s arguments
+    // twice in its state, and this future is part of every request's.
+    async move {
+        let (mut head, incoming) = req.into_parts();
+        let is_post = head.method == Method::POST;
 
-    // POST bodies are JSON-RPC messages the gateway only processes whole: read them
-    // (bounded) so that a 413 comes before any connection, errors can echo the id, and
-    // credentials that sign the body can see it. GET and DELETE carry no body in MCP.
-    let payload = if is_post {
-        let budget = read.budget.as_ref();
-        match body::read_limited(incoming, route.max_body_bytes, read.deadline, budget).await {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                let answer = Answer::JsonRpc(&RpcPeek::Unreadable);
-                return context.refuse(e.into(), answer, None);
-            }
-        }
-    } else {
-        drop(incoming);
-        Bytes::new()
-    };
-    // The one parse of the body: the MCP layer judges it, errors and logs use its view.
-    let (post, rpc) = if is_post {
-        let message::Post { body, rpc } = message::read(&payload);
-        context.read(&rpc, payload.len() as u64);
-        context.trace_call(&body);
-        (Some(body), rpc)
-    } else {
-        (None, RpcPeek::Unreadable)
-    };
-    let answer_for = |echo: Echo| match echo {
-        Echo::Ids if is_post => Answer::JsonRpc(&rpc),
-        Echo::Ids | Echo::NullId if is_post => Answer::JsonRpc(&RpcPeek::Unreadable),
-        _ => Answer::Text,
-    };
-    let mcp = matches!(target, Target::Mcp);
-    // A list request may share its answer with identical ones (coalescing, the cache).
-    let shareable = match (&post, mcp) {
-        (Some(Ok(body)), true) => route.sharing.shareable(body, &head),
-        _ => None,
-    };
-    // `throttle = "hold"`: a request for what the gateway throttled a moment ago waits
-    // for the window to end (when it ends soon enough), then is judged as usual.
-    if mcp {
-        if let Some(wait) = route.layer.hold_for(post.as_ref()) {
-            Box::pin(tokio::time::sleep(wait)).await;
-        }
-    }
-
-    // The request hook of the MCP layer; it looks at MCP traffic only, not at OAuth
-    // discovery documents.
-    let verdict = match target {
-        Target::Mcp => Some(
-            route
-                .layer
-                .on_request(&context, &head, payload.clone(), post, &rpc),
-        ),
-        Target::Discovery { .. } => {
-            drop(post);
-            None
-        }
-    };
-    // What goes on is the verdict's payload: the body read is not held (and its buffer
-    // budget is given back) when only part of a batch is forwarded.
-    drop(payload);
-    let (payload, mut inspection) = match verdict {
-        None => (Bytes::new(), None),
-        Some(Verdict::Forward {
-            payload,
-            inspection,
-        }) => (payload, Some(inspection)),
-        Some(Verdict::Answer(response)) => return context.answered(response),
-        Some(Verdict::Refuse { err, echo, tool }) => {
-            return context.refuse(err, answer_for(echo), tool.as_deref())
-        }
-    };
-    context.set_bytes_in(payload.len() as u64);
-
-    // A kept answer, or the answer of an identical request already on its way.
-    let mut leader: Option<Leader> = None;
-    if let Some(request) = &shareable {
-        if let Some(hit) = route
-            .sharing
-            .cached(request, route.layer.lists_generation())
-        {
-            route.metrics.cache_hits.inc();
-            let response = hit.answer.respond(&request.id, Some(hit.ttl_left_ms));
-            return serve_shared(context, &route, inspection, response);
-        }
-        match route.sharing.join(request) {
-            Some(Joined::Follow(follower)) => {
-                let waiting = Waiting::new(&route);
-                let outcome = Box::pin(follower.outcome()).await;
-                drop(waiting);
-                match outcome {
-                    Flight::Shared(answer) => {
-                        route.metrics.coalesced.inc();
-                        let response = answer.respond(&request.id, None);
-                        return serve_shared(context, &route, inspection, response);
-                    }
-                    Flight::Failed(err) => {
-                        if let Some(inspection) = inspection {
-                            route.layer.on_response(inspection, Upstream::Failed(&err));
-                        }
-                        return context.refuse(err, answer_for(Echo::Ids), None);
-                    }
-                    // The leader's answer cannot be shared: on its own.
-                    Flight::Alone | Flight::Pending => {}
+        // POST bodies are JSON-RPC messages the gateway only processes whole: read them
+        // (bounded) so that a 413 comes before any connection, errors can echo the id, and
+        // credentials that sign the body can see it. GET and DELETE carry no body in MCP.
+        let payload = if is_post {
+            let budget = read.budget.as_ref();
+            match body::read_limited(incoming, route.max_body_bytes, read.deadline, budget).await {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    let answer = Answer::JsonRpc(&RpcPeek::Unreadable);
+                    return context.refuse(e.into(), answer, None);
                 }
             }
-            Some(Joined::Lead(lead)) => leader = Some(lead),
-            Some(Joined::Alone) | None => {}
-        }
-    }
-    // The route's own quota pays for what goes upstream.
-    if mcp {
-        if let Err(err) = route.layer.admit_upstream(inspection.as_ref()) {
-            if let Some(leader) = leader.take() {
-                leader.land(Flight::Failed(err.clone()));
+        } else {
+            drop(incoming);
+            Bytes::new()
+        };
+        // The one parse of the body: the MCP layer judges it, errors and logs use its view.
+        let (post, rpc) = if is_post {
+            let message::Post { body, rpc } = message::read(&payload);
+            context.read(&rpc, payload.len() as u64);
+            context.trace_call(&body);
+            (Some(body), rpc)
+        } else {
+            (None, RpcPeek::Unreadable)
+        };
+        let answer_for = |echo: Echo| match echo {
+            Echo::Ids if is_post => Answer::JsonRpc(&rpc),
+            Echo::Ids | Echo::NullId if is_post => Answer::JsonRpc(&RpcPeek::Unreadable),
+            _ => Answer::Text,
+        };
+        let mcp = matches!(target, Target::Mcp);
+        // A list request may share its answer with identical ones (coalescing, the cache).
+        let shareable = match (&post, mcp) {
+            (Some(Ok(body)), true) => route.sharing.shareable(body, &head),
+            _ => None,
+        };
+        // `throttle = "hold"`: a request for what the gateway throttled a moment ago waits
+        // for the window to end (when it ends soon enough), then is judged as usual.
+        if mcp {
+            if let Some(wait) = route.layer.hold_for(post.as_ref()) {
+                Box::pin(tokio::time::sleep(wait)).await;
             }
-            drop(inspection.take());
-            let tool = single_tool(&rpc, &payload);
-            return context.refuse(err, answer_for(Echo::Ids), tool.as_deref());
         }
-    }
-    let generation = route.layer.lists_generation();
 
-    // The sidecar's own origin as the agent addressed it, for passthrough rewrites.
-    let local_origin = route.url_map.as_ref().map(|_| local_origin(&head));
-    rewrite_request_headers(
-        &mut head.headers,
-        route.credential.forwards_caller_authorization(),
-    );
-    if matches!(target, Target::Mcp) && route.layer.reads_answers() {
-        // The MCP layer reads (and may filter) the answer: it must come as plain bytes,
-        // whatever encodings the agent would accept.
-        head.headers.insert(
-            header::ACCEPT_ENCODING,
-            http::HeaderValue::from_static("identity"),
+        // The request hook of the MCP layer; it looks at MCP traffic only, not at OAuth
+        // discovery documents.
+        let verdict = match target {
+            Target::Mcp => {
+                Some(
+                    route
+                        .layer
+                        .on_request(&context, &head, payload.clone(), post, &rpc),
+                )
+            }
+            Target::Discovery { .. } => {
+                drop(post);
+                None
+            }
+        };
+        // What goes on is the verdict's payload: the body read is not held (and its buffer
+        // budget is given back) when only part of a batch is forwarded.
+        drop(payload);
+        let (payload, mut inspection) = match verdict {
+            None => (Bytes::new(), None),
+            Some(Verdict::Forward {
+                payload,
+                inspection,
+            }) => (payload, Some(inspection)),
+            Some(Verdict::Answer(response)) => return context.answered(response),
+            Some(Verdict::Refuse { err, echo, tool }) => {
+                return context.refuse(err, answer_for(echo), tool.as_deref())
+            }
+        };
+        context.set_bytes_in(payload.len() as u64);
+
+        // A kept answer, or the answer of an identical request already on its way.
+        let mut leader: Option<Leader> = None;
+        if let Some(request) = &shareable {
+            if let Some(hit) = route
+                .sharing
+                .cached(request, route.layer.lists_generation())
+            {
+                route.metrics.cache_hits.inc();
+                let response = hit.answer.respond(&request.id, Some(hit.ttl_left_ms));
+                return serve_shared(context, &route, inspection, response);
+            }
+            match route.sharing.join(request) {
+                Some(Joined::Follow(follower)) => {
+                    let waiting = Waiting::new(&route);
+                    let outcome = Box::pin(follower.outcome()).await;
+                    drop(waiting);
+                    match outcome {
+                        Flight::Shared(answer) => {
+                            route.metrics.coalesced.inc();
+                            let response = answer.respond(&request.id, None);
+                            return serve_shared(context, &route, inspection, response);
+                        }
+                        Flight::Failed(err) => {
+                            if let Some(inspection) = inspection {
+                                route.layer.on_response(inspection, Upstream::Failed(&err));
+                            }
+                            return context.refuse(err, answer_for(Echo::Ids), None);
+                        }
+                        // The leader's answer cannot be shared: on its own.
+                        Flight::Alone | Flight::Pending => {}
+                    }
+                }
+                Some(Joined::Lead(lead)) => leader = Some(lead),
+                Some(Joined::Alone) | None => {}
+            }
+        }
+        // The route's own quota pays for what goes upstream.
+        if mcp {
+            if let Err(err) = route.layer.admit_upstream(inspection.as_ref()) {
+                if let Some(leader) = leader.take() {
+                    leader.land(Flight::Failed(err.clone()));
+                }
+                drop(inspection.take());
+                let tool = single_tool(&rpc, &payload);
+                return context.refuse(err, answer_for(Echo::Ids), tool.as_deref());
+            }
+        }
+        let generation = route.layer.lists_generation();
+
+        // The sidecar's own origin as the agent addressed it, for passthrough rewrites.
+        let local_origin = route.url_map.as_ref().map(|_| local_origin(&head));
+        rewrite_request_headers(
+            &mut head.headers,
+            route.credential.forwards_caller_authorization(),
         );
-    }
-    let mut outgoing = Outgoing {
-        method: head.method,
-        uri: match &target {
-            Target::Mcp => route.upstream_uri(head.uri.query()),
-            Target::Discovery { gateway_path } => {
-                route.upstream_uri_at(gateway_path, head.uri.query())
-            }
-        },
-        headers: head.headers,
-    };
-    // The gateway's span, and the `traceparent` naming it as the gateway's parent.
-    context.start_upstream(&outgoing.method, &outgoing.uri, &mut outgoing.headers);
-    let sent = Instant::now();
-    let read_only = mcp && is_read_only(&rpc);
-    let result = exchange(&route, outgoing, &payload, &mut context.timings, read_only).await;
-    let answer = result
-        .as_ref()
-        .ok()
-        .map(|r| (r.status().as_u16(), r.version()));
-    context.upstream_answered(answer, &dialed(&route));
-    let response = match result {
-        Ok(r) => r,
-        Err(err) => {
-            if let Some(leader) = leader.take() {
-                leader.land(Flight::Failed(err.clone()));
-            }
-            if let Some(inspection) = inspection {
-                route.layer.on_response(inspection, Upstream::Failed(&err));
-            }
-            return context.refuse(err, answer_for(Echo::Ids), None);
+        if matches!(target, Target::Mcp) && route.layer.reads_answers() {
+            // The MCP layer reads (and may filter) the answer: it must come as plain bytes,
+            // whatever encodings the agent would accept.
+            head.headers.insert(
+                header::ACCEPT_ENCODING,
+                http::HeaderValue::from_static("identity"),
+            );
         }
-    };
+        let mut outgoing = Outgoing {
+            method: head.method,
+            uri: match &target {
+                Target::Mcp => route.upstream_uri(head.uri.query()),
+                Target::Discovery { gateway_path } => {
+                    route.upstream_uri_at(gateway_path, head.uri.query())
+                }
+            },
+            headers: head.headers,
+        };
+        // The gateway's span, and the `traceparent` naming it as the gateway's parent.
+        context.start_upstream(&outgoing.method, &outgoing.uri, &mut outgoing.headers);
+        let sent = Instant::now();
+        let read_only = mcp && is_read_only(&rpc);
+        let result = exchange(&route, outgoing, &payload, &mut context.timings, read_only).await;
+        let answer = result
+            .as_ref()
+            .ok()
+            .map(|r| (r.status().as_u16(), r.version()));
+        context.upstream_answered(answer, &dialed(&route));
+        let response = match result {
+            Ok(r) => r,
+            Err(err) => {
+                if let Some(leader) = leader.take() {
+                    leader.land(Flight::Failed(err.clone()));
+                }
+                if let Some(inspection) = inspection {
+                    route.layer.on_response(inspection, Upstream::Failed(&err));
+                }
+                return context.refuse(err, answer_for(Echo::Ids), None);
+            }
+        };
 
-    let (mut parts, upstream_body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    let upstream_time = sent.elapsed();
-    context.timings.upstream = Some(upstream_time);
-    route
-        .metrics
-        .upstream_seconds
-        .observe(upstream_time.as_secs_f64());
-    let mut body = upstream_body.map_err(Into::into).boxed_unsync();
-    if let (Some(leader), Some(request)) = (leader.take(), &shareable) {
-        body = lead(&route, leader, request, &parts, body, generation);
-    }
-    if let Some(inspection) = inspection {
-        let answered = Upstream::Answered(&mut parts, body);
-        body = route
-            .layer
-            .on_response(inspection, answered)
-            .unwrap_or_else(body::empty);
-    }
-    if let (Some(map), Some(origin)) = (&route.url_map, &local_origin) {
-        let rewriter = map.at(origin, owns_bare_discovery);
-        if parts.status == StatusCode::UNAUTHORIZED || parts.status == StatusCode::FORBIDDEN {
-            rewriter.rewrite_challenges(&mut parts.headers);
+        let (mut parts, upstream_body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        let upstream_time = sent.elapsed();
+        context.timings.upstream = Some(upstream_time);
+        route
+            .metrics
+            .upstream_seconds
+            .observe(upstream_time.as_secs_f64());
+        let mut body = upstream_body.map_err(Into::into).boxed_unsync();
+        if let (Some(leader), Some(request)) = (leader.take(), &shareable) {
+            body = lead(&route, leader, request, &parts, body, generation);
         }
-        if matches!(target, Target::Discovery { .. }) {
-            body = Box::pin(discovery::rewrite_body(
-                &route.name,
-                &mut parts.headers,
-                body,
-                &rewriter,
-            ))
-            .await;
+        if let Some(inspection) = inspection {
+            let answered = Upstream::Answered(&mut parts, body);
+            body = route
+                .layer
+                .on_response(inspection, answered)
+                .unwrap_or_else(body::empty);
         }
+        if let (Some(map), Some(origin)) = (&route.url_map, &local_origin) {
+            let rewriter = map.at(origin, owns_bare_discovery);
+            if parts.status == StatusCode::UNAUTHORIZED || parts.status == StatusCode::FORBIDDEN {
+                rewriter.rewrite_challenges(&mut parts.headers);
+            }
+            if matches!(target, Target::Discovery { .. }) {
+                body = Box::pin(discovery::rewrite_body(
+                    &route.name,
+                    &mut parts.headers,
+                    body,
+                    &rewriter,
+                ))
+                .await;
+            }
+        }
+        context.forwarded(Response::from_parts(parts, body), route.idle_timeout)
     }
-    context.forwarded(Response::from_parts(parts, body), route.idle_timeout)
 }
 
 /// Sends the request to the gateway. A credential that can be refreshed gets one more
@@ -359,48 +370,53 @@ async fn forward(
 /// request whose connection failed (or whose stream the gateway refused) before any byte
 /// of the answer is sent once more (a failed connection is never lent again). Either
 /// replays the buffered body.
-async fn exchange(
-    route: &Route,
+fn exchange<'a>(
+    route: &'a Route,
     outgoing: Outgoing,
-    payload: &Bytes,
-    timings: &mut Timings,
+    payload: &'a Bytes,
+    timings: &'a mut Timings,
     read_only: bool,
-) -> Result<Response<UpstreamBody>, ProxyError> {
-    let retry_read = read_only && route.config.traffic.retry_reads;
-    let refreshable = route.credential.refreshable();
-    let (first, spare) = if refreshable || retry_read {
-        (outgoing.to_parts(), Some(outgoing))
-    } else {
-        (outgoing.into_parts(), None)
-    };
-    let timeout = route.response_timeout;
-    let mut result = attempt(route, first, payload, timeout, timings).await;
-    if let (Err(failure), Some(spare), true) = (&result, &spare, retry_read) {
-        if failure.retryable {
-            tracing::info!(route = %route.name, cause = %failure.err, "a read failed before any answer (connection failed or stream refused); sending it once more");
-            route.metrics.upstream_retries.inc();
-            // The rare second attempts are boxed: inline, their state (~1.6 KB) would be
-            // part of every request's future, copied and allocated with it.
-            result = Box::pin(attempt(route, spare.to_parts(), payload, timeout, timings)).await;
+) -> impl Future<Output = Result<Response<UpstreamBody>, ProxyError>> + 'a {
+    // An async block rather than an `async fn`: rustc keeps an `async fn`'s arguments
+    // twice in its state, and this future is part of every request's.
+    async move {
+        let retry_read = read_only && route.config.traffic.retry_reads;
+        let refreshable = route.credential.refreshable();
+        let (first, spare) = if refreshable || retry_read {
+            (outgoing.to_parts(), Some(outgoing))
+        } else {
+            (outgoing.into_parts(), None)
+        };
+        let timeout = route.response_timeout;
+        let mut result = attempt(route, first, payload, timeout, timings).await;
+        if let (Err(failure), Some(spare), true) = (&result, &spare, retry_read) {
+            if failure.retryable {
+                tracing::info!(route = %route.name, cause = %failure.err, "a read failed before any answer (connection failed or stream refused); sending it once more");
+                route.metrics.upstream_retries.inc();
+                // The rare second attempts are boxed: inline, their state (~1.6 KB) would be
+                // part of every request's future, copied and allocated with it.
+                result =
+                    Box::pin(attempt(route, spare.to_parts(), payload, timeout, timings)).await;
+            }
         }
-    }
-    let mut result = result.map_err(|f| f.err);
-    if let (Some(spare), true) = (spare, refreshable) {
-        if matches!(&result, Ok(r) if r.status() == StatusCode::UNAUTHORIZED) {
-            tracing::info!(route = %route.name, "gateway answered 401; refreshing the credential and retrying once");
-            route.credential.invalidate();
-            result = Box::pin(attempt(
-                route,
-                spare.into_parts(),
-                payload,
-                timeout,
-                timings,
-            ))
-            .await
-            .map_err(|f| f.err);
+        let mut result = result.map_err(|f| f.err);
+        if let (Some(spare), true) = (spare, refreshable) {
+            if matches!(&result, Ok(r) if r.status() == StatusCode::UNAUTHORIZED) {
+                tracing::info!(route = %route.name, "gateway answered 401; refreshing the credential and retrying once");
+                route.credential.invalidate();
+                result = Box::pin(attempt(
+                    route,
+                    spare.into_parts(),
+                    payload,
+                    timeout,
+                    timings,
+                ))
+                .await
+                .map_err(|f| f.err);
+            }
         }
+        result
     }
-    result
 }
 
 /// Whether a request is a single read-only call (see [`READ_ONLY`] and the list methods).

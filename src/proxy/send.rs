@@ -2,6 +2,7 @@
 //! route's credential, send over the worker's gateway connection within a timeout, and
 //! map a failure to what the agent (or the operator) is told.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -45,47 +46,52 @@ pub struct Failure {
 /// left, a failed HTTP/1.1 one dropped), so a second attempt goes over another one; a
 /// stream the gateway refused (REFUSED_STREAM) leaves its connection usable, and the
 /// second attempt may go over it again (RFC 9113 8.7).
-pub async fn attempt(
-    route: &Route,
+pub fn attempt<'a>(
+    route: &'a Route,
     mut parts: http::request::Parts,
-    payload: &Bytes,
+    payload: &'a Bytes,
     timeout: Duration,
-    timings: &mut Timings,
-) -> Result<Response<UpstreamBody>, Failure> {
-    let fail = |err| Failure {
-        err,
-        retryable: false,
-    };
-    let getting = Instant::now();
-    let applied = route.credential.apply(&mut parts, payload).await;
-    timings.credential = Some(getting.elapsed());
-    applied.map_err(|e| fail(ProxyError::Credential(e)))?;
-    let conns = route.pool();
-    let response = match tokio::time::timeout(timeout, conns.send(parts, payload.clone())).await {
-        Err(_) => return Err(fail(ProxyError::ResponseTimeout { after: timeout })),
-        Ok(Err(e)) => {
-            return Err(Failure {
-                err: classify(&e),
-                retryable: failed_before_answer(&e),
-            })
+    timings: &'a mut Timings,
+) -> impl Future<Output = Result<Response<UpstreamBody>, Failure>> + 'a {
+    // An async block rather than an `async fn`: rustc keeps an `async fn`'s arguments
+    // twice in its state, and this future is part of every request's.
+    async move {
+        let fail = |err| Failure {
+            err,
+            retryable: false,
+        };
+        let getting = Instant::now();
+        let applied = route.credential.apply(&mut parts, payload).await;
+        timings.credential = Some(getting.elapsed());
+        applied.map_err(|e| fail(ProxyError::Credential(e)))?;
+        let conns = route.pool();
+        let response = match tokio::time::timeout(timeout, conns.send(parts, payload.clone())).await
+        {
+            Err(_) => return Err(fail(ProxyError::ResponseTimeout { after: timeout })),
+            Ok(Err(e)) => {
+                return Err(Failure {
+                    err: classify(&e),
+                    retryable: failed_before_answer(&e),
+                })
+            }
+            Ok(Ok(response)) => response,
+        };
+        let used = response.body().connection();
+        if used.mark_used() {
+            route.metrics.connections_reused.inc();
+        } else {
+            // The first request on a new connection: its opening was this request's time.
+            timings.dns = Some(used.opened.dns);
+            timings.connect = Some(used.opened.connect);
+            timings.tls = Some(used.opened.tls);
+            timings.opened = Some(used.opened);
         }
-        Ok(Ok(response)) => response,
-    };
-    let used = response.body().connection();
-    if used.mark_used() {
-        route.metrics.connections_reused.inc();
-    } else {
-        // The first request on a new connection: its opening was this request's time.
-        timings.dns = Some(used.opened.dns);
-        timings.connect = Some(used.opened.connect);
-        timings.tls = Some(used.opened.tls);
-        timings.opened = Some(used.opened);
+        if route.is_stale(used) {
+            tracing::info!(route = %route.name, addr = %used.addr, "endpoint address no longer in DNS; retiring its connection");
+            conns.retire(used);
+        }
+        Ok(response)
     }
-    if route.is_stale(used) {
-        tracing::info!(route = %route.name, addr = %used.addr, "endpoint address no longer in DNS; retiring its connection");
-        conns.retire(used);
-    }
-    Ok(response)
 }
 
 /// Whether the connection failed before any byte of the answer arrived, in a way another
