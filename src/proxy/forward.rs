@@ -48,6 +48,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// request's context is made here and finished exactly once, by the answer's body when
 /// it ends or by its own drop when the agent goes away first.
 /// `budget`: what the agent's connection and the process may still buffer, for a POST.
+#[allow(clippy::manual_async_fn)] // not an `async fn` on purpose: see the note in the body
 pub fn handle(
     table: Arc<RouteTable>,
     peer: Option<std::net::SocketAddr>,
@@ -142,6 +143,7 @@ struct BodyRead {
     budget: Option<body::BufferBudget>,
 }
 
+#[allow(clippy::manual_async_fn)] // not an `async fn` on purpose: see the note in the body
 fn forward(
     mut context: RequestContext,
     route: Arc<Route>,
@@ -370,6 +372,7 @@ fn forward(
 /// request whose connection failed (or whose stream the gateway refused) before any byte
 /// of the answer is sent once more (a failed connection is never lent again). Either
 /// replays the buffered body.
+#[allow(clippy::manual_async_fn)] // not an `async fn` on purpose: see the note in the body
 fn exchange<'a>(
     route: &'a Route,
     outgoing: Outgoing,

@@ -46,6 +46,7 @@ pub struct Failure {
 /// left, a failed HTTP/1.1 one dropped), so a second attempt goes over another one; a
 /// stream the gateway refused (REFUSED_STREAM) leaves its connection usable, and the
 /// second attempt may go over it again (RFC 9113 8.7).
+#[allow(clippy::manual_async_fn)] // not an `async fn` on purpose: see the note in the body
 pub fn attempt<'a>(
     route: &'a Route,
     mut parts: http::request::Parts,
