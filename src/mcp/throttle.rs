@@ -214,7 +214,7 @@ impl Throttles {
     }
 
     fn open_at(&self, subject: Subject<'_>, now: Instant) -> Option<Open> {
-        if !self.is_on() || self.len.load(Ordering::Relaxed) == 0 {
+        if !self.may_be_open() {
             return None;
         }
         let mut maps = self.windows.lock().unwrap_or_else(|p| p.into_inner());

@@ -487,7 +487,8 @@ where
                 return;
             }
             () = tokio::time::sleep(check) => {
-                match activity.quiet() {
+                let seen = activity.quiet();
+                match seen {
                     Some(now) if now == ended => quiet += check,
                     Some(now) => {
                         quiet = Duration::ZERO;
@@ -496,7 +497,7 @@ where
                     None => quiet = Duration::ZERO,
                 }
                 let left = activity.left.load(Ordering::Relaxed);
-                if activity.quiet().is_some() && (left || quiet >= idle) {
+                if seen.is_some() && (left || quiet >= idle) {
                     activity.left.store(true, Ordering::Relaxed);
                     return;
                 }

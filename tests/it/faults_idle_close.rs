@@ -73,6 +73,39 @@ async fn the_proxy_closes_idle_connections_before_the_gateway_does() {
     assert_eq!(upstream.requests().len(), 12);
 }
 
+/// The proxy's own idle timeout on an HTTP/1.1 gateway connection: while calls keep
+/// coming (every 100 ms here, ten times within `pool_idle_timeout`) the connection stays;
+/// once it has been idle for `pool_idle_timeout`, the proxy closes it, and the next call
+/// opens a new one.
+#[tokio::test]
+async fn a_connection_idle_for_pool_idle_timeout_is_closed_by_the_proxy() {
+    let (upstream, proxy, _dns) = rig(r#"pool_idle_timeout = "1s""#).await;
+    for id in 0..10u64 {
+        assert_call_succeeds(&proxy, id).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(upstream.closed_by_peer(), 0, "a connection in use is kept");
+    assert_eq!(upstream.connections(), 1);
+    for _ in 0..1500 {
+        if upstream.closed_by_peer() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        upstream.closed_by_peer(),
+        1,
+        "closed by the proxy within 30 s"
+    );
+    assert_call_succeeds(&proxy, 10).await;
+    assert_eq!(upstream.connections(), 2);
+    assert_eq!(
+        upstream.idle_closes(),
+        0,
+        "the gateway never had to close one"
+    );
+}
+
 /// When a request crosses the gateway's close (written just as the connection closes),
 /// the proxy cannot tell whether the gateway read it, so it is not replayed: the agent
 /// gets a 502 it may retry. The fixture closes right after reading the request, which is

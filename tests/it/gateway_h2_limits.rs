@@ -312,3 +312,29 @@ async fn a_call_larger_than_the_gateways_flow_control_window_arrives_whole() {
         "the body the gateway read is the agent's"
     );
 }
+
+/// The proxy's own idle timeout on an h2 gateway connection: while calls keep coming
+/// (every 100 ms here, ten times within `pool_idle_timeout`) the connection stays; once
+/// nothing has been open on it for `pool_idle_timeout`, the proxy closes it, and the next
+/// call opens a new one.
+#[tokio::test]
+async fn a_connection_idle_for_pool_idle_timeout_is_closed_by_the_proxy() {
+    let rig = rig("h2_idle", None, r#"pool_idle_timeout = "1s""#).await;
+    for id in 0..10u64 {
+        let answer = post_rpc(&rig.proxy.url(), &rpc(id)).await;
+        assert_answered_on(&answer, id, 0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !rig.gateway.connection(0).closed,
+        "a connection in use is kept"
+    );
+    rig.gateway
+        .wait_until("the proxy closed its idle connection", |g| {
+            g.connection(0).closed
+        })
+        .await;
+    let answer = post_rpc(&rig.proxy.url(), &rpc(10)).await;
+    assert_answered_on(&answer, 10, 1);
+    assert_eq!(rig.gateway.connections(), 2);
+}
