@@ -48,9 +48,14 @@ pub fn same(a: &Value, b: &Value) -> bool {
 }
 
 /// The first id that occurs twice (by value), if any.
-pub fn first_duplicate<'a>(ids: impl Iterator<Item = &'a Value>) -> Option<&'a Value> {
+pub fn first_duplicate<'a>(mut ids: impl Iterator<Item = &'a Value>) -> Option<&'a Value> {
+    // One id cannot repeat: a single call (the usual case) costs no set.
+    let first = ids.next()?;
+    let second = ids.next()?;
     let mut seen = HashSet::new();
-    ids.into_iter()
+    [first, second]
+        .into_iter()
+        .chain(ids)
         .find(|id| IdKey::of(id).is_some_and(|key| !seen.insert(key)))
 }
 
@@ -59,8 +64,17 @@ pub fn text_len(id: &Value) -> usize {
     match id {
         // Escapes aside, a string's text is its length plus the quotes.
         Value::String(s) => s.len() + 2,
+        // Integers, the usual numeric ids, without writing them out (this runs per call).
+        Value::Number(n) if n.is_u64() => decimal_digits(n.as_u64().unwrap_or(0)),
+        Value::Number(n) if n.is_i64() => {
+            1 + decimal_digits(n.as_i64().unwrap_or(0).unsigned_abs())
+        }
         other => other.to_string().len(),
     }
+}
+
+fn decimal_digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
 #[cfg(test)]
@@ -70,6 +84,33 @@ mod tests {
 
     fn parse(text: &str) -> Value {
         serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn an_ids_text_length_is_its_json_texts() {
+        for text in [
+            "0",
+            "7",
+            "9",
+            "10",
+            "99",
+            "100",
+            "-1",
+            "-10",
+            "-9223372036854775808",
+            "18446744073709551615",
+            "9223372036854775807",
+            "1.5",
+            "-0.25",
+            "1e300",
+            "\"abc\"",
+            "\"\"",
+            "null",
+            "true",
+        ] {
+            let id = parse(text);
+            assert_eq!(text_len(&id), id.to_string().len(), "{text}");
+        }
     }
 
     #[test]
@@ -97,5 +138,13 @@ mod tests {
         assert_eq!(first_duplicate(ids.iter()), None);
         let ids = [json!(null), json!(null)];
         assert!(first_duplicate(ids.iter()).is_some());
+        let ids = [json!(2), json!(1), json!(2)];
+        assert_eq!(
+            first_duplicate(ids.iter()),
+            Some(&ids[2]),
+            "the first two ids count"
+        );
+        assert_eq!(first_duplicate([json!(7)].iter()), None);
+        assert_eq!(first_duplicate([].iter()), None);
     }
 }

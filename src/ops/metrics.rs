@@ -45,6 +45,11 @@ pub enum ToolOutcome {
     upstream_failure,
 }
 
+impl ToolOutcome {
+    /// How many outcomes there are (the variants are numbered from 0).
+    const COUNT: usize = ToolOutcome::upstream_failure as usize + 1;
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub route: Arc<str>,
@@ -160,10 +165,33 @@ pub struct ToolNames {
     other: Arc<str>,
 }
 
+/// Maps looked up on every request hash with foldhash rather than std's SipHash, ~5
+/// times cheaper on short names. Its seed is random per process; the maps grow only
+/// with names the gateway vouched for (bounded by [`MAX_TOOL_NAMES`]) or labels of
+/// bounded sets, so an agent's strings are never keys of their own.
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct KnownNames {
-    by_route: std::collections::HashMap<Arc<str>, std::collections::HashSet<Arc<str>>>,
+    by_route: FastMap<Arc<str>, FastMap<Arc<str>, KnownTool>>,
     total: usize,
+}
+
+/// A known tool's name and its `tool_calls_total` series, one per outcome, made the
+/// first time the outcome is counted: counting a call then needs no look-up in the
+/// family (which hashes every label with SipHash).
+struct KnownTool {
+    name: Arc<str>,
+    calls: [OnceLock<Counter>; ToolOutcome::COUNT],
+}
+
+impl KnownTool {
+    fn new(name: Arc<str>) -> KnownTool {
+        KnownTool {
+            name,
+            calls: Default::default(),
+        }
+    }
 }
 
 impl Default for ToolNames {
@@ -192,13 +220,13 @@ impl ToolNames {
         if names.total >= MAX_TOOL_NAMES {
             return self.other.clone();
         }
-        let set = names.by_route.entry(route.clone()).or_default();
-        if let Some(known) = set.get(tool) {
+        let tools = names.by_route.entry(route.clone()).or_default();
+        if let Some(known) = tools.get(tool) {
             // Added by another thread since the look-up.
-            return known.clone();
+            return known.name.clone();
         }
         let name: Arc<str> = Arc::from(tool);
-        set.insert(name.clone());
+        tools.insert(name.clone(), KnownTool::new(name.clone()));
         names.total += 1;
         name
     }
@@ -211,7 +239,32 @@ impl ToolNames {
 
     fn known(&self, route: &str, tool: &str) -> Option<Arc<str>> {
         let names = self.names.read().unwrap_or_else(|p| p.into_inner());
-        names.by_route.get(route)?.get(tool).cloned()
+        Some(names.by_route.get(route)?.get(tool)?.name.clone())
+    }
+
+    /// Counts a call of a known tool; false when the name is not known.
+    fn count_known(&self, route: &Arc<str>, tool: &str, outcome: ToolOutcome) -> bool {
+        let names = self.names.read().unwrap_or_else(|p| p.into_inner());
+        let Some(known) = names
+            .by_route
+            .get(&**route)
+            .and_then(|tools| tools.get(tool))
+        else {
+            return false;
+        };
+        known.calls[outcome as usize]
+            .get_or_init(|| {
+                metrics()
+                    .tool_calls
+                    .get_or_create(&ToolLabels {
+                        route: route.clone(),
+                        tool: known.name.clone(),
+                        outcome,
+                    })
+                    .clone()
+            })
+            .inc();
+        true
     }
 
     /// Names known, all routes together.
@@ -440,7 +493,14 @@ pub struct RouteMetrics {
     pub coalesce_waiting: Gauge,
     pub cache_hits: Counter,
     pub upstream_retries: Counter,
+    /// The route's `requests_total` series met so far, by their other labels (bounded
+    /// sets: the method and RPC method labels, the status): one fast look-up per request
+    /// instead of the family's SipHash over every label.
+    requests: std::sync::RwLock<FastMap<RequestKey, Counter>>,
 }
+
+/// `requests_total`'s labels besides the route.
+type RequestKey = (&'static str, &'static str, u16);
 
 impl RouteMetrics {
     pub fn new(name: &str) -> RouteMetrics {
@@ -461,21 +521,33 @@ impl RouteMetrics {
             coalesce_waiting: m.coalesce_waiting.get_or_create(&labels).clone(),
             cache_hits: m.cache_hits.get_or_create(&labels).clone(),
             upstream_retries: m.upstream_retries.get_or_create(&labels).clone(),
+            requests: Default::default(),
         }
     }
 
     /// Counts one answered request; `rpc_label` is already [`rpc_method_label`]'s. The
     /// labels borrow static names, so counting costs no allocation.
     pub fn request(&self, method: &http::Method, rpc_label: &'static str, status: u16) {
-        metrics()
+        let key = (http_method_label(method), rpc_label, status);
+        let seen = self.requests.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(counter) = seen.get(&key) {
+            counter.inc();
+            return;
+        }
+        drop(seen);
+        let (method, rpc_method, status) = key;
+        let counter = metrics()
             .requests
             .get_or_create(&RequestLabels {
                 route: self.name.clone(),
-                method: http_method_label(method),
-                rpc_method: rpc_label,
+                method,
+                rpc_method,
                 status,
             })
-            .inc();
+            .clone();
+        counter.inc();
+        let mut seen = self.requests.write().unwrap_or_else(|p| p.into_inner());
+        seen.insert(key, counter);
     }
 
     /// Counts one refusal; like `request`, without allocating.
@@ -495,7 +567,10 @@ impl RouteMetrics {
 pub fn count_tool_call(route: &Arc<str>, tool: &str, outcome: crate::ops::audit::Outcome) {
     use crate::ops::audit::Outcome;
     let m = metrics();
-    // One look-up for a known name (the usual case): no copy of the name.
+    // A known name (the usual case): its series is kept with the name.
+    if m.tool_names.count_known(route, tool, outcome.metric()) {
+        return;
+    }
     let label = match m.tool_names.known(route, tool) {
         Some(known) => known,
         // The gateway ran it: the name is a real tool's, worth a series of its own.
@@ -602,6 +677,57 @@ mod tests {
         assert_eq!(names.len(), MAX_TOOL_NAMES);
         let last = format!("T___{}", MAX_TOOL_NAMES + 10);
         assert_eq!(&*names.label("b", &last), "other");
+    }
+
+    /// The series a request or a call is counted in, whether found in the route's or
+    /// the tool's kept handles or in the family.
+    #[test]
+    fn kept_series_count_in_the_same_series_as_the_family() {
+        let m = metrics();
+        let route = RouteMetrics::new("kept-series-route");
+        route.request(&http::Method::POST, "tools/call", 200);
+        route.request(&http::Method::POST, "tools/call", 200);
+        route.request(&http::Method::GET, "-", 200);
+        let requests = |method, rpc_method, status| {
+            m.requests
+                .get_or_create(&RequestLabels {
+                    route: route.name.clone(),
+                    method,
+                    rpc_method,
+                    status,
+                })
+                .get()
+        };
+        assert_eq!(requests("POST", "tools/call", 200), 2);
+        assert_eq!(requests("GET", "-", 200), 1);
+        assert_eq!(requests("POST", "tools/call", 500), 0);
+
+        use crate::ops::audit::Outcome;
+        let name = &route.name;
+        count_tool_call(name, "Demo___known", Outcome::Ok); // vouches for the name
+        count_tool_call(name, "Demo___known", Outcome::Ok);
+        count_tool_call(name, "Demo___known", Outcome::Refused);
+        count_tool_call(name, "Demo___unknown", Outcome::Refused);
+        count_tool_call(name, "Demo___unknown", Outcome::RpcError);
+        let calls = |tool: &str, outcome| {
+            m.tool_calls
+                .get_or_create(&ToolLabels {
+                    route: name.clone(),
+                    tool: Arc::from(tool),
+                    outcome,
+                })
+                .get()
+        };
+        assert_eq!(calls("Demo___known", ToolOutcome::ok), 2);
+        assert_eq!(calls("Demo___known", ToolOutcome::refused), 1);
+        assert_eq!(calls("other", ToolOutcome::refused), 1);
+        assert_eq!(calls("other", ToolOutcome::rpc_error), 1);
+        assert_eq!(calls("Demo___unknown", ToolOutcome::refused), 0);
+        assert_eq!(
+            &*m.tool_names.label(name, "Demo___unknown"),
+            "other",
+            "a name the gateway never ran is no label"
+        );
     }
 
     #[test]

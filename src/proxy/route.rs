@@ -339,7 +339,9 @@ pub struct RouteTable {
     audit: AuditSink,
     /// Time an agent has to send a request body (`limits.body_read_timeout`).
     pub body_read_timeout: std::time::Duration,
-    by_path: HashMap<String, Arc<Route>>,
+    /// Looked up per request by the agent's path: foldhash, as the metrics' maps (its
+    /// keys come from the config only).
+    by_path: HashMap<String, Arc<Route>, foldhash::fast::RandomState>,
     /// Paths in configuration order, for listings.
     order: Vec<String>,
     /// See [`RouteTable::bare_discovery_route`]; found once when the table is built, as
@@ -376,7 +378,7 @@ impl RouteTable {
             body_read_timeout: config.limits.body_read_timeout,
             inbound: InboundGuard::build(&config.inbound, config.listen)
                 .map_err(|e| format!("inbound: {e}"))?,
-            by_path: HashMap::new(),
+            by_path: HashMap::default(),
             order: Vec::new(),
             bare_discovery: None,
         };
