@@ -90,11 +90,11 @@ pub enum Invalid {
 #[derive(Deserialize)]
 struct Wire<'a> {
     #[serde(borrow, default)]
-    jsonrpc: Option<Cow<'a, str>>,
+    jsonrpc: Option<Text<'a>>,
     #[serde(default, deserialize_with = "present")]
     id: Option<Value>,
     #[serde(borrow, default)]
-    method: Option<Cow<'a, str>>,
+    method: Option<Text<'a>>,
     #[serde(borrow, default)]
     params: Option<&'a RawValue>,
     #[serde(default, deserialize_with = "present_any")]
@@ -102,6 +102,13 @@ struct Wire<'a> {
     #[serde(default, deserialize_with = "present_any")]
     error: Option<()>,
 }
+
+/// A string borrowed from the body unless it has escapes. serde borrows a `Cow<str>`
+/// only when it is the field itself: inside an `Option` it always made a `String` (two
+/// allocations per request for `jsonrpc` and `method`).
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(d).map(Some)
@@ -153,7 +160,7 @@ fn element(raw: &str) -> Result<Message<'_>, Invalid> {
         return Err(Invalid::NotJsonRpc("not an object".into()));
     }
     let wire: Wire<'_> = serde_json::from_str(raw).map_err(classify)?;
-    if wire.jsonrpc.as_deref() != Some("2.0") {
+    if wire.jsonrpc.as_ref().map(|v| &*v.0) != Some("2.0") {
         return Err(Invalid::NotJsonRpc("\"jsonrpc\" must be \"2.0\"".into()));
     }
     if let Some(id) = &wire.id {
@@ -179,7 +186,7 @@ fn element(raw: &str) -> Result<Message<'_>, Invalid> {
     Ok(Message {
         raw,
         id: wire.id,
-        method: wire.method,
+        method: wire.method.map(|m| m.0),
         params: wire.params,
     })
 }
@@ -214,6 +221,30 @@ mod tests {
 
     fn invalid(body: &str) -> Invalid {
         parse(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn the_method_is_borrowed_from_the_body_unless_escaped() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+        let parsed = parse(body).unwrap();
+        assert!(matches!(
+            parsed.messages[0].method,
+            Some(Cow::Borrowed("tools/list"))
+        ));
+        let body = br#"{"jsonrpc":"2\u002e0","id":1,"method":"tools\/call"}"#;
+        let parsed = parse(body).unwrap();
+        assert!(matches!(
+            &parsed.messages[0].method,
+            Some(Cow::Owned(m)) if m == "tools/call"
+        ));
+        assert!(matches!(
+            invalid(r#"{"jsonrpc":"2.1","id":1,"method":"ping"}"#),
+            Invalid::NotJsonRpc(_)
+        ));
+        assert!(matches!(
+            invalid(r#"{"jsonrpc":2.0,"id":1,"method":"ping"}"#),
+            Invalid::NotJsonRpc(_)
+        ));
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crate::proxy::send::attempt;
 use crate::proxy::share::{Landing, Shareable, LIST_METHODS};
 use crate::upstream::connector::DialTarget;
 use crate::upstream::gateway_conns::UpstreamBody;
+use crate::upstream::header_names;
 
 /// Requests that change nothing on the gateway: sent once more when their connection
 /// failed before any byte of the answer (`tools/call` and everything else, never).
@@ -42,6 +43,24 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+];
+
+/// What an agent's request loses on its way to the gateway (see
+/// [`rewrite_request_headers`]): the hop-by-hop headers, then Host, Content-Length and
+/// Upgrade, and last the agent's Authorization (kept by a passthrough route).
+const REQUEST_DROPPED: [HeaderName; 12] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::HOST,
+    header::CONTENT_LENGTH,
+    header::UPGRADE,
+    header::AUTHORIZATION,
 ];
 
 /// Handles one request from the agent. Never fails: every problem is an answer. The
@@ -559,19 +578,25 @@ impl Outgoing {
 /// client sets it from the gateway URI), no Content-Length (set from the body we send),
 /// and no caller Authorization unless the route passes it through.
 pub fn rewrite_request_headers(headers: &mut HeaderMap, keep_authorization: bool) {
-    strip_hop_by_hop(headers);
-    headers.remove(header::HOST);
-    headers.remove(header::CONTENT_LENGTH);
-    headers.remove(header::UPGRADE);
-    if !keep_authorization {
-        headers.remove(header::AUTHORIZATION);
-    }
+    let dropped = if keep_authorization {
+        &REQUEST_DROPPED[..REQUEST_DROPPED.len() - 1]
+    } else {
+        &REQUEST_DROPPED[..]
+    };
+    remove_hop_by_hop_and(headers, dropped);
 }
 
 /// Removes the hop-by-hop headers and any header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    remove_hop_by_hop_and(headers, &HOP_BY_HOP);
+}
+
+/// Removes the headers the `Connection` header names, then `names` (which starts with
+/// [`HOP_BY_HOP`]), in one pass over the headers' names.
+fn remove_hop_by_hop_and(headers: &mut HeaderMap, names: &[HeaderName]) {
+    debug_assert!(names.starts_with(&HOP_BY_HOP));
     // Every `Connection` header counts (RFC 9110 7.6.1): a second one naming a header
-    // must not let that header through.
+    // must not let that header through. (No allocation when there is none.)
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -581,9 +606,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
+    header_names::remove_present(headers, names);
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ use http::header::{HeaderName, CONNECTION, CONTENT_LENGTH, TE, TRANSFER_ENCODING
 use http::{HeaderMap, HeaderValue, Method, Request};
 use http_body::{Frame, SizeHint};
 
+use crate::upstream::header_names;
+
 /// The connection settings hyper's own HTTP/2 client uses (hyper 1.x defaults), so that
 /// the gateway sees the same client as before: 2 MiB stream and 5 MiB connection receive
 /// windows, 16 KiB frames and header lists, a 1 MiB send buffer per stream, no server
@@ -84,14 +86,13 @@ fn strip_connection_headers(headers: &mut HeaderMap) {
             }
         }
     }
-    for name in [
+    const REFUSED: [HeaderName; 4] = [
         HeaderName::from_static("keep-alive"),
         HeaderName::from_static("proxy-connection"),
         TRANSFER_ENCODING,
         UPGRADE,
-    ] {
-        headers.remove(name);
-    }
+    ];
+    header_names::remove_present(headers, &REFUSED);
     if headers.get(TE).is_some_and(|te| te != "trailers") {
         headers.remove(TE);
     }

@@ -7,5 +7,6 @@ pub mod connector;
 pub mod dns;
 pub mod gateway_conns;
 pub mod h2_stream;
+pub mod header_names;
 pub mod per_worker;
 pub mod tls;
