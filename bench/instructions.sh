@@ -129,10 +129,10 @@ count() {
     PROXY_PID=$!
     wait_http "$PROXY_PORT" "the proxy under valgrind"
     wrk -t1 -c"$connections" -d2s -s bench/wrk/post_mcp.lua "http://127.0.0.1:$PROXY_PORT/mcp" >/dev/null
-    callgrind_control -z "$PROXY_PID" >/dev/null
+    callgrind_control -z "$PROXY_PID" >/dev/null 2>&1
     out=$(wrk -t1 -c"$connections" -d"${SECONDS_COUNTED}s" -s bench/wrk/post_mcp.lua \
         "http://127.0.0.1:$PROXY_PORT/mcp" | tail -n 1)
-    callgrind_control -d "$PROXY_PID" >/dev/null
+    callgrind_control -d "$PROXY_PID" >/dev/null 2>&1
     stop "$PROXY_PID"
     PROXY_PID=
     # The dump made after zeroing is part 1 of the profile.
