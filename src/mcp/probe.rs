@@ -205,13 +205,13 @@ impl Probe {
         match memchr::memchr2(b'"', b'\\', rest) {
             None => {
                 if capturing {
-                    rest.iter().for_each(|&b| self.capture(b));
+                    self.capture_all(rest);
                 }
                 bytes.len()
             }
             Some(j) => {
                 if capturing {
-                    rest[..j].iter().for_each(|&b| self.capture(b));
+                    self.capture_all(&rest[..j]);
                 }
                 let at = start + j;
                 if bytes[at] == b'\\' {
@@ -229,6 +229,21 @@ impl Probe {
                 }
                 at + 1
             }
+        }
+    }
+
+    /// [`Probe::capture`] of each byte, copied at once (keys and ids are read whole).
+    fn capture_all(&mut self, bytes: &[u8]) {
+        if self.capturing_key {
+            let room = MAX_KEY - self.key_len;
+            let n = bytes.len().min(room);
+            self.key[self.key_len..self.key_len + n].copy_from_slice(&bytes[..n]);
+            self.key_len += n;
+            self.key_over |= bytes.len() > room;
+        } else if self.scalar.is_some() {
+            let room = MAX_SCALAR.saturating_sub(self.scalar_buf.len());
+            self.scalar_buf
+                .extend_from_slice(&bytes[..bytes.len().min(room)]);
         }
     }
 
@@ -521,5 +536,28 @@ mod tests {
         let mut p = Probe::default();
         p.feed(long_id.as_bytes());
         assert_eq!(p.take_done()[0].id, None, "over-long ids are not captured");
+    }
+
+    /// Keys and ids at the capture limits, whole and cut anywhere.
+    #[test]
+    fn keys_and_ids_at_the_limits() {
+        let at_limit = "x".repeat(MAX_SCALAR - 2); // with its quotes: MAX_SCALAR bytes
+        let f = facts_split_everywhere(&format!(r#"{{"id":"{at_limit}","result":{{}}}}"#));
+        assert_eq!(f[0].id, Some(json!(at_limit)));
+        let over = "x".repeat(MAX_SCALAR - 1);
+        let f = facts_split_everywhere(&format!(r#"{{"id":"{over}","result":{{}}}}"#));
+        assert_eq!(f[0].id, None);
+        // A key longer than MAX_KEY that starts like one that matters is not that key.
+        let long_key = format!("id{}", "d".repeat(MAX_KEY));
+        let f = facts_split_everywhere(&format!(r#"{{"{long_key}":5,"id":6,"result":{{}}}}"#));
+        assert_eq!(f[0].id, Some(json!(6)));
+        let sixteen = "e".repeat(MAX_KEY);
+        let f = facts_split_everywhere(&format!(
+            r#"{{"{sixteen}":5,"id":7,"error":{{"code":-1}}}}"#
+        ));
+        assert_eq!(
+            (f[0].id.clone(), f[0].error_code),
+            (Some(json!(7)), Some(-1))
+        );
     }
 }
