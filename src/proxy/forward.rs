@@ -32,23 +32,12 @@ use crate::upstream::header_names;
 /// failed before any byte of the answer (`tools/call` and everything else, never).
 const READ_ONLY: [&str; 2] = ["resources/read", "ping"];
 
-/// Headers that belong to one hop and never cross the proxy (RFC 9110 7.6.1), plus the
-/// proxy-only ones.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-];
-
-/// What an agent's request loses on its way to the gateway (see
-/// [`rewrite_request_headers`]): the hop-by-hop headers, then Host, Content-Length and
-/// Upgrade, and last the agent's Authorization (kept by a passthrough route).
-const REQUEST_DROPPED: [HeaderName; 12] = [
+/// What an agent's request loses on its way to the gateway: first the headers that belong
+/// to one hop and never cross the proxy (RFC 9110 7.6.1) plus the proxy-only ones, which an
+/// answer loses too (the first [`HOP_BY_HOP`]); then Host, Content-Length and Upgrade;
+/// last the agent's Authorization (kept by a passthrough route). See
+/// [`rewrite_request_headers`].
+static REQUEST_DROPPED: [HeaderName; 12] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -62,6 +51,9 @@ const REQUEST_DROPPED: [HeaderName; 12] = [
     header::UPGRADE,
     header::AUTHORIZATION,
 ];
+
+/// How many of [`REQUEST_DROPPED`] are the hop-by-hop headers.
+const HOP_BY_HOP: usize = 8;
 
 /// Handles one request from the agent. Never fails: every problem is an answer. The
 /// request's context is made here and finished exactly once, by the answer's body when
@@ -588,13 +580,13 @@ pub fn rewrite_request_headers(headers: &mut HeaderMap, keep_authorization: bool
 
 /// Removes the hop-by-hop headers and any header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    remove_hop_by_hop_and(headers, &HOP_BY_HOP);
+    remove_hop_by_hop_and(headers, &REQUEST_DROPPED[..HOP_BY_HOP]);
 }
 
-/// Removes the headers the `Connection` header names, then `names` (which starts with
-/// [`HOP_BY_HOP`]), in one pass over the headers' names.
+/// Removes the headers the `Connection` header names, then `names` (the start of
+/// [`REQUEST_DROPPED`], hop-by-hop headers included), in one pass over the headers' names.
 fn remove_hop_by_hop_and(headers: &mut HeaderMap, names: &[HeaderName]) {
-    debug_assert!(names.starts_with(&HOP_BY_HOP));
+    debug_assert!(names.len() >= HOP_BY_HOP);
     // Every `Connection` header counts (RFC 9110 7.6.1): a second one naming a header
     // must not let that header through. (No allocation when there is none.)
     let named: Vec<HeaderName> = headers
