@@ -35,33 +35,15 @@ UPSTREAM_PORT=$PORT_BASE
 STATS_PORT=$((PORT_BASE + 1))
 PROXY_PORT=$((PORT_BASE + 10))
 PROXY_ADMIN_PORT=$((PORT_BASE + 11))
-GATEWAY=bench-gw-0123456789.gateway.bedrock-agentcore.us-east-1.amazonaws.com
-ENDPOINT=vpce-0123456789abcdef0-bench123.gateway.bedrock-agentcore.us-east-1.vpce.amazonaws.com
-TOKEN=bench-token-$RANDOM$RANDOM
-export BENCH_GATEWAY_TOKEN=$TOKEN
-
-log() { printf '%s\n' "instructions: $*" >&2; }
-die() {
-    log "$*"
-    exit 1
-}
+LOG_PREFIX=instructions
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
 need_packages=()
-for tool in valgrind callgrind_control wrk curl; do
+for tool in valgrind wrk curl; do
     command -v "$tool" >/dev/null 2>&1 || need_packages+=("$tool")
 done
-if [ ${#need_packages[@]} -gt 0 ]; then
-    [ "$INSTALL" = 1 ] || die "missing: ${need_packages[*]} (BENCH_INSTALL=0)"
-    SUDO=
-    [ "$(id -u)" = 0 ] || SUDO=sudo
-    packages=()
-    for tool in "${need_packages[@]}"; do
-        case $tool in callgrind_control) packages+=(valgrind) ;; *) packages+=("$tool") ;; esac
-    done
-    log "installing ${packages[*]} from apt"
-    $SUDO apt-get update -qq
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >&2
-fi
+install_packages ${need_packages[@]+"${need_packages[@]}"}
 
 BINARIES=("$@")
 log "building (release)"
@@ -75,39 +57,16 @@ UPSTREAM_BIN=$ROOT/target/release/examples/bench_upstream
 RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mcp-vpce-instructions.XXXXXX")
 UPSTREAM_PID=
 PROXY_PID=
-stop() {
-    local pid=$1
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-}
 cleanup() {
-    stop "$PROXY_PID"
-    stop "$UPSTREAM_PID"
+    stop_pid "$PROXY_PID" 100
+    stop_pid "$UPSTREAM_PID"
     wait 2>/dev/null || true
     rm -rf "$RUN_DIR"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for port in $UPSTREAM_PORT $STATS_PORT $PROXY_PORT $PROXY_ADMIN_PORT; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        die "127.0.0.1:$port is in use; set BENCH_PORT_BASE"
-    fi
-done
-
-# Waits until something answers HTTP on the port (any status); valgrind starts slowly.
-wait_http() {
-    for _ in $(seq 600); do
-        curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$1/bench-ready" && return 0
-        sleep 0.1
-    done
-    die "$2 did not come up on 127.0.0.1:$1 (logs in $RUN_DIR)"
-}
+ports_free $UPSTREAM_PORT $STATS_PORT $PROXY_PORT $PROXY_ADMIN_PORT
 
 "$UPSTREAM_BIN" --listen "127.0.0.1:$UPSTREAM_PORT" --stats-listen "127.0.0.1:$STATS_PORT" \
     --gateway "$GATEWAY" --ca-out "$RUN_DIR/ca.pem" --token "$TOKEN" --workers 2 \
@@ -127,13 +86,13 @@ count() {
         "$binary" run --config "$RUN_DIR/proxy.toml" --workers "$WORKERS" --log-level warn \
         >"$RUN_DIR/proxy.out" 2>"$RUN_DIR/proxy.log" &
     PROXY_PID=$!
-    wait_http "$PROXY_PORT" "the proxy under valgrind"
+    wait_http "$PROXY_PORT" "the proxy under valgrind" 1200 # valgrind starts slowly
     wrk -t1 -c"$connections" -d2s -s bench/wrk/post_mcp.lua "http://127.0.0.1:$PROXY_PORT/mcp" >/dev/null
     callgrind_control -z "$PROXY_PID" >/dev/null 2>&1
     out=$(wrk -t1 -c"$connections" -d"${SECONDS_COUNTED}s" -s bench/wrk/post_mcp.lua \
         "http://127.0.0.1:$PROXY_PORT/mcp" | tail -n 1)
     callgrind_control -d "$PROXY_PID" >/dev/null 2>&1
-    stop "$PROXY_PID"
+    stop_pid "$PROXY_PID" 100
     PROXY_PID=
     # The dump made after zeroing is part 1 of the profile.
     summary=$(sed -n 's/^summary: //p' "$RUN_DIR"/callgrind.out.*.1 2>/dev/null | head -n 1)

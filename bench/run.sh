@@ -69,30 +69,16 @@ CANDIDATE_PORT=$((PORT_BASE + 12))
 CANDIDATE_ADMIN_PORT=$((PORT_BASE + 13))
 NGINX_PORT=$((PORT_BASE + 20))
 HAPROXY_PORT=$((PORT_BASE + 30))
-GATEWAY=bench-gw-0123456789.gateway.bedrock-agentcore.us-east-1.amazonaws.com
-ENDPOINT=vpce-0123456789abcdef0-bench123.gateway.bedrock-agentcore.us-east-1.vpce.amazonaws.com
-TOKEN=bench-token-$RANDOM$RANDOM
-export BENCH_GATEWAY_TOKEN=$TOKEN
-
-log() { printf '%s\n' "bench: $*" >&2; }
-die() {
-    log "$*"
-    exit 1
-}
+LOG_PREFIX=bench
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
 # ---------------------------------------------------------------- tools and build
 need_packages=()
 for tool in nginx haproxy wrk curl; do
     command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || need_packages+=("$tool")
 done
-if [ ${#need_packages[@]} -gt 0 ]; then
-    [ "$INSTALL" = 1 ] || die "missing: ${need_packages[*]} (BENCH_INSTALL=0)"
-    SUDO=
-    [ "$(id -u)" = 0 ] || SUDO=sudo
-    log "installing ${need_packages[*]} from apt"
-    $SUDO apt-get update -qq
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_packages[@]}" >&2
-fi
+install_packages ${need_packages[@]+"${need_packages[@]}"}
 export PATH=$PATH:/usr/sbin:/sbin
 command -v cargo >/dev/null || die "cargo not found: install Rust >= 1.88 with rustup (https://rustup.rs)"
 
@@ -115,15 +101,6 @@ RECORDS=$RUN_DIR/records.jsonl
 : >"$RECORDS"
 declare -A PID=()
 
-stop_pid() {
-    local pid=$1
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-}
 cleanup() {
     local status=$?
     for name in "${!PID[@]}"; do
@@ -148,23 +125,7 @@ MAX_CONNECTIONS=$(((NOFILE - 1024) / 2))
 WORKER_CONNECTIONS=$((NOFILE - 1024))
 PROXY_MAX_CONNECTIONS=$WORKER_CONNECTIONS
 
-for port in $UPSTREAM_PORT $STATS_PORT $PROXY_PORT $PROXY_ADMIN_PORT $CANDIDATE_PORT $CANDIDATE_ADMIN_PORT $NGINX_PORT $HAPROXY_PORT; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        die "127.0.0.1:$port is in use; set BENCH_PORT_BASE"
-    fi
-done
-
-# Waits until something answers HTTP on the port (any status).
-wait_http() {
-    local port=$1 name=$2
-    for _ in $(seq 200); do
-        if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/bench-ready"; then
-            return 0
-        fi
-        sleep 0.05
-    done
-    die "$name did not come up on 127.0.0.1:$port (logs in $RUN_DIR)"
-}
+ports_free $UPSTREAM_PORT $STATS_PORT $PROXY_PORT $PROXY_ADMIN_PORT $CANDIDATE_PORT $CANDIDATE_ADMIN_PORT $NGINX_PORT $HAPROXY_PORT
 
 # ---------------------------------------------------------------- upstream and configs
 log "starting the upstream (ALPN $UPSTREAM_ALPN, $UPSTREAM_WORKERS threads)"

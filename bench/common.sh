@@ -1,0 +1,61 @@
+# bench/common.sh: what bench/run.sh and bench/instructions.sh share. Sourced, not run.
+# Before sourcing, set LOG_PREFIX (the name on log lines) and INSTALL (1: install missing
+# tools from apt). The caller sets RUN_DIR before calling wait_http.
+
+# The names the bench upstream serves and the proxy's bench configuration uses, and a
+# gateway token fresh for each run.
+GATEWAY=bench-gw-0123456789.gateway.bedrock-agentcore.us-east-1.amazonaws.com
+ENDPOINT=vpce-0123456789abcdef0-bench123.gateway.bedrock-agentcore.us-east-1.vpce.amazonaws.com
+TOKEN=bench-token-$RANDOM$RANDOM
+export BENCH_GATEWAY_TOKEN=$TOKEN
+
+log() { printf '%s\n' "$LOG_PREFIX: $*" >&2; }
+die() {
+    log "$*"
+    exit 1
+}
+
+# Installs the given Debian packages with apt-get, or fails when INSTALL is not 1.
+install_packages() {
+    [ $# -gt 0 ] || return 0
+    [ "$INSTALL" = 1 ] || die "missing: $* (BENCH_INSTALL=0)"
+    local sudo=
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    log "installing $* from apt"
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+# Fails when something already listens on one of the given ports of 127.0.0.1.
+ports_free() {
+    local port
+    for port in "$@"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            die "127.0.0.1:$port is in use; set BENCH_PORT_BASE"
+        fi
+    done
+}
+
+# Stops a process: TERM, then KILL after 5 s (or TRIES tenths of a second).
+stop_pid() {
+    local pid=$1 tries=${2:-50}
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq "$tries"); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+# Waits until something answers HTTP on the port (any status), up to TRIES × 50 ms.
+wait_http() {
+    local port=$1 name=$2 tries=${3:-200}
+    for _ in $(seq "$tries"); do
+        if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/bench-ready"; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    die "$name did not come up on 127.0.0.1:$port (logs in $RUN_DIR)"
+}
