@@ -120,7 +120,7 @@ fuzz_target!(|data: &[u8]| {
     let policy = Arc::new(policy());
     let watch = Watch {
         recorder: Recorder::new("fuzz", &AuditSink::default()),
-        calls: Vec::new(),
+        calls: Default::default(),
         policy: policy.clone(),
         filtering: true,
         search,
@@ -130,7 +130,7 @@ fuzz_target!(|data: &[u8]| {
         max_filter_bytes: limit,
         permit: None,
         throttles: None,
-        subjects: Vec::new(),
+        subjects: Default::default(),
         lists: None,
     };
     let frames = answer.chunks(frame).map(Bytes::copy_from_slice).collect();

@@ -148,24 +148,38 @@ impl<T: Clone + Send + Sync + 'static> TokenCache<T> {
         }
     }
 
+    /// The current value when one is usable without waiting: fresh, or due for a refresh
+    /// (started in the background, once, unless fetches are backing off).
+    pub fn get_now(&self) -> Option<T> {
+        let state = self.inner.lock();
+        let now = Instant::now();
+        self.inner.report_expiry(&state);
+        match state.usable(now) {
+            Usable::Fresh(value) => Some(value.clone()),
+            Usable::Refresh(value) => {
+                let value = value.clone();
+                let backing_off = state.backing_off(now);
+                drop(state);
+                if !backing_off {
+                    self.refresh_in_background();
+                }
+                Some(value)
+            }
+            Usable::No => None,
+        }
+    }
+
     /// The current value, fetched if there is none (or it expired or was refused).
     pub async fn get(&self) -> Result<T, String> {
+        if let Some(value) = self.get_now() {
+            return Ok(value);
+        }
         let seen_attempts = {
             let state = self.inner.lock();
             let now = Instant::now();
-            self.inner.report_expiry(&state);
-            match state.usable(now) {
-                Usable::Fresh(value) => return Ok(value.clone()),
-                Usable::Refresh(value) => {
-                    let value = value.clone();
-                    let backing_off = state.backing_off(now);
-                    drop(state);
-                    if !backing_off {
-                        self.refresh_in_background();
-                    }
-                    return Ok(value);
-                }
-                Usable::No => {}
+            if let Usable::Fresh(value) | Usable::Refresh(value) = state.usable(now) {
+                // Fetched between the two looks.
+                return Ok(value.clone());
             }
             if state.backing_off(now) {
                 return Err(state.last_error.clone().unwrap_or_default());
@@ -382,6 +396,15 @@ impl super::Credential for CachedBearer {
         })
     }
 
+    fn apply_now(
+        &self,
+        parts: &mut http::request::Parts,
+    ) -> Option<Result<(), super::CredentialError>> {
+        let value = self.cache.get_now()?;
+        parts.headers.insert(http::header::AUTHORIZATION, value);
+        Some(Ok(()))
+    }
+
     fn refreshable(&self) -> bool {
         true
     }
@@ -467,6 +490,31 @@ mod tests {
             assert_eq!(t.await.unwrap().unwrap(), "t1");
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_value_is_had_at_once_only_while_one_is_usable() {
+        let hour = Some(Duration::from_secs(3600));
+        let (cache, calls) = cache(
+            vec![Ok(("t1".into(), hour)), Ok(("t2".into(), hour))],
+            Duration::ZERO,
+        );
+        assert_eq!(
+            cache.get_now(),
+            None,
+            "nothing fetched yet: no value, no fetch"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        assert_eq!(cache.get().await.unwrap(), "t1");
+        assert_eq!(cache.get_now().as_deref(), Some("t1"));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "a fresh value needs no fetch"
+        );
+        cache.invalidate();
+        assert_eq!(cache.get_now(), None, "a refused value is not lent");
+        assert_eq!(cache.get().await.unwrap(), "t2");
     }
 
     #[tokio::test]

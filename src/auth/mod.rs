@@ -109,6 +109,13 @@ pub trait Credential: Send + Sync {
         body: &'a [u8],
     ) -> BoxFuture<'a, Result<(), CredentialError>>;
 
+    /// Attaches the credential at once when no waiting is needed (a static token, a
+    /// cached one still fresh), so that most requests cost no boxed future; `None`: call
+    /// [`apply`](Credential::apply). A source that signs the body never answers here.
+    fn apply_now(&self, _parts: &mut http::request::Parts) -> Option<Result<(), CredentialError>> {
+        None
+    }
+
     /// True when the caller's own `Authorization` must reach the gateway.
     fn forwards_caller_authorization(&self) -> bool {
         false

@@ -14,6 +14,10 @@ impl Credential for NoCredential {
         Box::pin(async { Ok(()) })
     }
 
+    fn apply_now(&self, _parts: &mut http::request::Parts) -> Option<Result<(), CredentialError>> {
+        Some(Ok(()))
+    }
+
     fn describe(&self) -> String {
         "none".into()
     }
@@ -29,6 +33,10 @@ impl Credential for Passthrough {
         _body: &'a [u8],
     ) -> BoxFuture<'a, Result<(), CredentialError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    fn apply_now(&self, _parts: &mut http::request::Parts) -> Option<Result<(), CredentialError>> {
+        Some(Ok(()))
     }
 
     fn forwards_caller_authorization(&self) -> bool {

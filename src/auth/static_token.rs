@@ -29,8 +29,13 @@ impl Credential for StaticToken {
         parts: &'a mut http::request::Parts,
         _body: &'a [u8],
     ) -> BoxFuture<'a, Result<(), CredentialError>> {
+        let applied = self.apply_now(parts).unwrap_or(Ok(()));
+        Box::pin(async { applied })
+    }
+
+    fn apply_now(&self, parts: &mut http::request::Parts) -> Option<Result<(), CredentialError>> {
         parts.headers.insert(AUTHORIZATION, self.value.clone());
-        Box::pin(async { Ok(()) })
+        Some(Ok(()))
     }
 
     fn describe(&self) -> String {

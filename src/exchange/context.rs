@@ -451,8 +451,8 @@ impl Recorder {
     }
 
     /// Records how one forwarded call ended.
-    pub fn call_ended(&self, id: Value, tool: String, ending: CallEnding) {
-        count_tool_call(&self.route, &tool, ending.outcome);
+    pub fn call_ended(&self, id: Value, tool: &str, ending: CallEnding) {
+        count_tool_call(&self.route, tool, ending.outcome);
         trace::TraceIds::call_ended(&self.trace, &ending);
         // The record is built only for an audit trail that takes it.
         if !self.audit.enabled() {
@@ -464,7 +464,7 @@ impl Recorder {
             session: self.session.as_deref().map(str::to_string),
             id: Some(id),
             method: "tools/call".into(),
-            tool: Some(tool),
+            tool: Some(tool.to_string()),
             outcome: ending.outcome,
             error_code: ending.error_code,
             reason: ending.reason,

@@ -12,6 +12,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
+use smallvec::{smallvec, SmallVec};
 
 use super::peek::{peek, RpcPeek};
 
@@ -54,7 +55,8 @@ impl<'a> Message<'a> {
 #[derive(Debug)]
 pub struct Body<'a> {
     pub batch: bool,
-    pub messages: Vec<Message<'a>>,
+    /// One message inline: a single message (nearly every request) is not allocated.
+    pub messages: SmallVec<[Message<'a>; 1]>,
 }
 
 /// A POST body read once: the verdict of [`parse`] for validation and policy, and the
@@ -138,7 +140,7 @@ pub fn parse(body: &[u8]) -> Result<Body<'_>, Invalid> {
                         other => other,
                     })
                 })
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect::<Result<SmallVec<_>, _>>()?;
             Ok(Body {
                 batch: true,
                 messages,
@@ -146,7 +148,7 @@ pub fn parse(body: &[u8]) -> Result<Body<'_>, Invalid> {
         }
         Some(b'{') => Ok(Body {
             batch: false,
-            messages: vec![element(text)?],
+            messages: smallvec![element(text)?],
         }),
         _ => Err(match serde_json::from_str::<IgnoredAny>(text) {
             Ok(_) => Invalid::NotJsonRpc("not an object or an array of objects".into()),

@@ -6,10 +6,13 @@
 //! valid body is taken from that parse ([`RpcPeek::of`]); only a body the parse refuses
 //! gets the lenient reading of [`peek`], so that its error answer can still echo the id.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::message::{Body, Message};
+use crate::ops::metrics::rpc_method_label;
 
 /// One message as far as we care.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -17,8 +20,10 @@ pub struct RpcMessage {
     /// Absent for notifications. `Some(Value::Null)` is an explicit `"id": null`.
     #[serde(default, deserialize_with = "present")]
     pub id: Option<Value>,
+    /// An MCP method's name is the static one (no allocation per request); any other
+    /// name is owned.
     #[serde(default)]
-    pub method: Option<String>,
+    pub method: Option<Cow<'static, str>>,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
@@ -41,7 +46,13 @@ impl RpcPeek {
     pub fn of(body: &Body<'_>) -> RpcPeek {
         let view = |m: &Message<'_>| RpcMessage {
             id: m.id.clone(),
-            method: m.method.as_deref().map(str::to_string),
+            method: m
+                .method
+                .as_deref()
+                .map(|name| match rpc_method_label(name) {
+                    known if known == name => Cow::Borrowed(known),
+                    _ => Cow::Owned(name.to_string()),
+                }),
         };
         if body.batch {
             RpcPeek::Batch(body.messages.iter().map(view).collect())
@@ -120,6 +131,34 @@ mod tests {
         ] {
             let parsed = crate::exchange::message::parse(body.as_bytes()).unwrap();
             assert_eq!(RpcPeek::of(&parsed), peek(body.as_bytes()), "{body}");
+        }
+    }
+
+    #[test]
+    fn an_mcp_method_is_the_static_name_and_any_other_is_owned() {
+        for (body, borrowed) in [
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#,
+                true,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+                true,
+            ),
+            (r#"{"jsonrpc":"2.0","id":1,"method":"vendor/thing"}"#, false),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/cal\u006c"}"#,
+                true,
+            ),
+        ] {
+            let parsed = crate::exchange::message::parse(body.as_bytes()).unwrap();
+            assert!(!parsed.messages.spilled(), "one message is kept inline");
+            let RpcPeek::Single(m) = RpcPeek::of(&parsed) else {
+                panic!("{body}")
+            };
+            let method = m.method.unwrap();
+            assert_eq!(matches!(method, Cow::Borrowed(_)), borrowed, "{body}");
+            assert_eq!(Some(&*method), parsed.messages[0].method.as_deref());
         }
     }
 

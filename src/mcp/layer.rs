@@ -21,6 +21,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{request, response, HeaderValue, Method, Response, StatusCode};
 use serde_json::Value;
+use smallvec::SmallVec;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::config::PolicyConfig;
@@ -516,14 +517,15 @@ impl RouteLayer {
                     }
                 }
                 let search = ToolPolicy::is_search(&params.name);
+                let tool: Arc<str> = Arc::from(&*params.name);
                 let subject = self
                     .throttles
                     .is_on()
-                    .then(|| Throttled::Tool(params.name.as_ref().into()));
+                    .then(|| Throttled::Tool(tool.clone()));
                 if let Some(id) = &m.id {
                     watch.calls.push(PendingCall {
                         id: id.clone(),
-                        tool: params.name.into_owned(),
+                        tool,
                         arguments,
                     });
                 }
@@ -627,7 +629,7 @@ impl RouteLayer {
     fn watch(&self, recorder: Recorder, batch: bool) -> Watch {
         Watch {
             recorder,
-            calls: Vec::new(),
+            calls: SmallVec::new(),
             policy: self.tools.clone(),
             filtering: false,
             search: false,
@@ -637,7 +639,7 @@ impl RouteLayer {
             max_filter_bytes: self.max_filter_bytes,
             permit: None,
             throttles: self.throttles.is_on().then(|| self.throttles.clone()),
-            subjects: Vec::new(),
+            subjects: SmallVec::new(),
             lists: self.lists.clone(),
         }
     }

@@ -7,6 +7,7 @@
 //! of any size without buffering them.
 
 use serde_json::Value;
+use smallvec::SmallVec;
 
 /// Ids, codes and flags longer than this are not captured (ids are short in practice).
 const MAX_SCALAR: usize = 256;
@@ -95,9 +96,11 @@ pub struct Probe {
     pending: Option<Slot>,
     /// Capturing a scalar value for this slot.
     scalar: Option<Slot>,
-    scalar_buf: Vec<u8>,
+    /// Inline up to the length of usual ids and codes: no allocation per answer.
+    scalar_buf: SmallVec<[u8; 32]>,
     current: Facts,
-    done: Vec<Facts>,
+    /// One message inline: the answer to a single request allocates no list.
+    done: SmallVec<[Facts; 1]>,
 }
 
 impl Default for Probe {
@@ -117,9 +120,9 @@ impl Default for Probe {
             key_over: false,
             pending: None,
             scalar: None,
-            scalar_buf: Vec::new(),
+            scalar_buf: SmallVec::new(),
             current: Facts::default(),
-            done: Vec::new(),
+            done: SmallVec::new(),
         }
     }
 }
@@ -135,7 +138,7 @@ impl Probe {
     }
 
     /// Messages completed so far, in order; taking them empties the list.
-    pub fn take_done(&mut self) -> Vec<Facts> {
+    pub fn take_done(&mut self) -> SmallVec<[Facts; 1]> {
         std::mem::take(&mut self.done)
     }
 
@@ -434,7 +437,7 @@ mod tests {
             bytewise.feed(std::slice::from_ref(b));
         }
         assert_eq!(bytewise.take_done(), expected);
-        expected
+        expected.into_vec()
     }
 
     #[test]

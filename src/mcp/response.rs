@@ -608,7 +608,7 @@ mod tests {
         .unwrap();
         Watch {
             recorder: Recorder::new("mcp", &AuditSink::default()),
-            calls: Vec::new(),
+            calls: Default::default(),
             policy: Arc::new(policy),
             filtering: !expected.is_empty(),
             search: false,
@@ -618,7 +618,7 @@ mod tests {
             max_filter_bytes: limit,
             permit: None,
             throttles: None,
-            subjects: Vec::new(),
+            subjects: Default::default(),
             lists: None,
         }
     }

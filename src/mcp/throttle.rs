@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -32,11 +32,12 @@ pub enum Subject<'a> {
     Method(&'a str),
 }
 
-/// A subject remembered with a window (owned).
+/// A subject remembered with a window (owned; a tool's name is shared with the call's
+/// record, one allocation for both).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Throttled {
-    Tool(Box<str>),
-    Method(Box<str>),
+    Tool(Arc<str>),
+    Method(Arc<str>),
 }
 
 impl Throttled {
@@ -162,8 +163,8 @@ impl Throttles {
             }
             k
         });
-        let name = match &subject {
-            Throttled::Tool(n) | Throttled::Method(n) => n.clone(),
+        let name: Box<str> = match &subject {
+            Throttled::Tool(n) | Throttled::Method(n) => Box::from(&**n),
         };
         tracing::info!(
             subject = ?subject,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 use serde_json::Value;
+use smallvec::SmallVec;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::ids;
@@ -22,7 +23,7 @@ use crate::ops::metrics::metrics;
 /// A forwarded tools/call waiting for its outcome.
 pub struct PendingCall {
     pub id: Value,
-    pub tool: String,
+    pub tool: Arc<str>,
     pub arguments: Option<Box<RawValue>>,
 }
 
@@ -49,7 +50,8 @@ pub enum Expect {
 pub struct Watch {
     /// Writes this request's audit records (see `exchange::context`).
     pub recorder: Recorder,
-    pub calls: Vec<PendingCall>,
+    /// One call inline: a single `tools/call` (the usual request) allocates no list.
+    pub calls: SmallVec<[PendingCall; 1]>,
     pub policy: Arc<ToolPolicy>,
     /// Every answer is filtered by what it carries, whatever its id: the request asked for
     /// something that lists tools (or is a stream, whose answers are not known ahead).
@@ -69,7 +71,7 @@ pub struct Watch {
     pub throttles: Option<Arc<Throttles>>,
     /// The forwarded requests by id and what each was for, to tell what a throttle
     /// answer throttled.
-    pub subjects: Vec<(Value, Throttled)>,
+    pub subjects: SmallVec<[(Value, Throttled); 1]>,
     /// The route's lists, told when a `list_changed` notification passes.
     pub lists: Option<Arc<Lists>>,
 }
@@ -260,7 +262,7 @@ impl Watch {
     fn end_call(&self, call: PendingCall, ending: Ending) {
         self.recorder.call_ended(
             call.id,
-            call.tool,
+            &call.tool,
             CallEnding {
                 outcome: ending.outcome,
                 error_code: ending.error_code,

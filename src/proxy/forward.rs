@@ -37,7 +37,7 @@ const READ_ONLY: [&str; 2] = ["resources/read", "ping"];
 /// answer loses too (the first [`HOP_BY_HOP`]); then Host, Content-Length and Upgrade;
 /// last the agent's Authorization (kept by a passthrough route). See
 /// [`rewrite_request_headers`].
-static REQUEST_DROPPED: [HeaderName; 12] = [
+static REQUEST_DROPPED: [HeaderName; 11] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -47,7 +47,6 @@ static REQUEST_DROPPED: [HeaderName; 12] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::HOST,
-    header::CONTENT_LENGTH,
     header::UPGRADE,
     header::AUTHORIZATION,
 ];
@@ -567,8 +566,9 @@ impl Outgoing {
 }
 
 /// Makes the agent's headers fit for the gateway: no hop-by-hop headers, no Host (the
-/// client sets it from the gateway URI), no Content-Length (set from the body we send),
-/// and no caller Authorization unless the route passes it through.
+/// client sets it from the gateway URI), and no caller Authorization unless the route
+/// passes it through. Content-Length stays: the gateway connection makes it the length
+/// of the body sent (`upstream::content_length`), keeping the agent's when it is right.
 pub fn rewrite_request_headers(headers: &mut HeaderMap, keep_authorization: bool) {
     let dropped = if keep_authorization {
         &REQUEST_DROPPED[..REQUEST_DROPPED.len() - 1]
@@ -645,6 +645,7 @@ mod tests {
             names,
             [
                 "accept",
+                "content-length",
                 "content-type",
                 "last-event-id",
                 "mcp-protocol-version",

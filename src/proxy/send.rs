@@ -12,6 +12,7 @@ use crate::exchange::context::Timings;
 use crate::exchange::error::ProxyError;
 use crate::proxy::route::Route;
 use crate::upstream::connector::ConnectError;
+use crate::upstream::content_length;
 use crate::upstream::gateway_conns::{SendError, UpstreamBody};
 
 /// One attempt: attach the credential, send, wait at most `timeout` for the response
@@ -61,8 +62,14 @@ pub fn attempt<'a>(
             err,
             retryable: false,
         };
+        // What is declared is what is sent (a filtered batch is shorter than the agent's
+        // body), before a credential that signs the headers sees them.
+        content_length::declare(&mut parts.headers, &parts.method, payload.len());
         let getting = Instant::now();
-        let applied = route.credential.apply(&mut parts, payload).await;
+        let applied = match route.credential.apply_now(&mut parts) {
+            Some(applied) => applied,
+            None => route.credential.apply(&mut parts, payload).await,
+        };
         timings.credential = Some(getting.elapsed());
         applied.map_err(|e| fail(ProxyError::Credential(e)))?;
         let conns = route.pool();

@@ -7,7 +7,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http::header::{HeaderName, CONNECTION, CONTENT_LENGTH, TE, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderMap, HeaderValue, Method, Request};
+use http::{HeaderMap, Request};
 use http_body::{Frame, SizeHint};
 
 use crate::upstream::header_names;
@@ -44,13 +44,6 @@ pub fn open(
 ) -> Result<h2::client::ResponseFuture, h2::Error> {
     strip_connection_headers(&mut parts.headers);
     let end = payload.is_empty();
-    if !end || has_defined_payload(&parts.method) {
-        // What is sent is the payload: a filtered batch is shorter than what the agent
-        // declared.
-        parts
-            .headers
-            .insert(CONTENT_LENGTH, HeaderValue::from(payload.len()));
-    }
     // A clone has no stream of its own pending, so it may open one at once (h2 queues
     // it when the gateway's concurrent-stream limit is reached).
     let mut send = send.clone();
@@ -59,20 +52,6 @@ pub fn open(
         stream.send_data(payload, true)?;
     }
     Ok(answer)
-}
-
-/// Whether a request of this method carries a body by definition (a `Content-Length: 0`
-/// is sent for an empty one, as hyper does).
-fn has_defined_payload(method: &Method) -> bool {
-    !matches!(
-        *method,
-        Method::GET
-            | Method::HEAD
-            | Method::DELETE
-            | Method::CONNECT
-            | Method::OPTIONS
-            | Method::TRACE
-    )
 }
 
 /// Connection-specific headers are malformed in HTTP/2 (RFC 9113 8.2.2); the forwarding
@@ -164,6 +143,7 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     #[test]
     fn connection_specific_headers_never_reach_an_h2_gateway() {
@@ -183,12 +163,5 @@ mod tests {
         trailers_only.insert(TE, HeaderValue::from_static("trailers"));
         strip_connection_headers(&mut trailers_only);
         assert_eq!(trailers_only[TE], "trailers");
-    }
-
-    #[test]
-    fn a_body_is_declared_by_its_real_length_and_gets_and_deletes_by_none() {
-        assert!(has_defined_payload(&Method::POST));
-        assert!(!has_defined_payload(&Method::GET));
-        assert!(!has_defined_payload(&Method::DELETE));
     }
 }

@@ -4,6 +4,7 @@
 pub mod coalesce;
 pub mod config;
 pub mod connector;
+pub mod content_length;
 pub mod dns;
 pub mod gateway_conns;
 pub mod h2_stream;

@@ -356,3 +356,51 @@ async fn batches_are_capped_and_each_call_takes_a_rate_token() {
         "only the batch within the rate went on"
     );
 }
+
+#[tokio::test]
+async fn a_filtered_batch_reaches_the_gateway_declared_by_the_length_of_what_is_left() {
+    // The agent's own Content-Length is kept only while it is true: a refused element
+    // shortens the body, and the gateway must not be told the agent's length.
+    let rig = rig(POLICY, |seen: &Seen| {
+        let answers: Vec<Value> = seen
+            .json()
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| json!({"jsonrpc": "2.0", "id": m["id"], "result": {"content": []}}))
+            .collect();
+        Scripted::json(Value::Array(answers).to_string())
+    })
+    .await;
+    let call = |id: u32, tool: &str| json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": {}}});
+    let batch = json!([call(1, "Demo___echo"), call(2, DENIED)]).to_string();
+    let answer = post(&rig, &batch, &[]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let single = call(3, "Demo___echo").to_string();
+    let answer = post(&rig, &single, &[]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+
+    let seen = rig.upstream.seen();
+    assert_eq!(seen.len(), 2);
+    let declared = |s: &Seen| {
+        let values: Vec<&str> = s
+            .headers
+            .get_all("content-length")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        values.join(",")
+    };
+    assert!(
+        seen[0].body.len() < batch.len(),
+        "the denied call was dropped"
+    );
+    assert_eq!(seen[0].json().as_array().map(Vec::len), Some(1));
+    assert_eq!(declared(&seen[0]), seen[0].body.len().to_string());
+    assert_eq!(
+        &seen[1].body[..],
+        single.as_bytes(),
+        "a kept body goes as it came"
+    );
+    assert_eq!(declared(&seen[1]), single.len().to_string());
+}
