@@ -586,19 +586,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Removes the headers the `Connection` header names, then `names` (the start of
 /// [`REQUEST_DROPPED`], hop-by-hop headers included), in one pass over the headers' names.
 fn remove_hop_by_hop_and(headers: &mut HeaderMap, names: &[HeaderName]) {
-    debug_assert!(names.len() >= HOP_BY_HOP);
-    // Every `Connection` header counts (RFC 9110 7.6.1): a second one naming a header
-    // must not let that header through. (No allocation when there is none.)
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|value| value.to_str().unwrap_or("").split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    debug_assert!(names.len() >= HOP_BY_HOP && names[0] == header::CONNECTION);
+    let found = header_names::present(headers, names);
+    if found & 1 != 0 {
+        header_names::remove_connection_named(headers);
     }
-    header_names::remove_present(headers, names);
+    header_names::remove_found(headers, names, found);
 }
 
 #[cfg(test)]

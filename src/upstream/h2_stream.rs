@@ -56,25 +56,28 @@ pub fn open(
 
 /// Connection-specific headers are malformed in HTTP/2 (RFC 9113 8.2.2); the forwarding
 /// drops the hop-by-hop ones already, this is what h2 would refuse outright (as hyper's
-/// client removes them).
+/// client removes them). One pass over the names when there are none (the usual case).
 fn strip_connection_headers(headers: &mut HeaderMap) {
-    if let Some(connection) = headers.remove(CONNECTION) {
-        if let Ok(names) = connection.to_str() {
-            for name in names.split(',') {
-                headers.remove(name.trim());
-            }
-        }
-    }
-    const REFUSED: [HeaderName; 4] = [
+    const REFUSED: [HeaderName; 6] = [
+        CONNECTION,
         HeaderName::from_static("keep-alive"),
         HeaderName::from_static("proxy-connection"),
         TRANSFER_ENCODING,
         UPGRADE,
+        TE,
     ];
-    header_names::remove_present(headers, &REFUSED);
-    if headers.get(TE).is_some_and(|te| te != "trailers") {
-        headers.remove(TE);
+    const TE_BIT: u64 = 1 << 5;
+    let mut found = header_names::present(headers, &REFUSED);
+    if found == 0 {
+        return;
     }
+    if found & 1 != 0 {
+        header_names::remove_connection_named(headers);
+    }
+    if found & TE_BIT != 0 && headers.get(TE).is_some_and(|te| te == "trailers") {
+        found &= !TE_BIT;
+    }
+    header_names::remove_found(headers, &REFUSED, found);
 }
 
 /// The answer's body read from its stream: each DATA frame is passed on as it comes and
