@@ -47,7 +47,8 @@ pub enum Kind {
 pub struct McpBody {
     inner: ProxyBody,
     out: VecDeque<Bytes>,
-    watch: Watch,
+    /// The inspection's own box, kept: the watch (~400 bytes) is not copied again.
+    watch: Box<Watch>,
     status: u16,
     received: u64,
     mode: Mode,
@@ -55,8 +56,12 @@ pub struct McpBody {
     ended: bool,
 }
 
+// The JSON state inline: the whole body is boxed already, and most answers are JSON (an
+// opaque answer, rare, carries the unused room).
+#[allow(clippy::large_enum_variant)]
 enum Mode {
-    Json(Box<JsonState>),
+    /// Inline (no allocation of its own per answer).
+    Json(JsonState),
     Sse(Box<SseState>),
     /// Passed through unread; pending calls end with this reason.
     Opaque(&'static str),
@@ -109,17 +114,17 @@ impl Sink for ProbeSink<'_> {
 }
 
 impl McpBody {
-    pub fn new(inner: ProxyBody, watch: Watch, status: u16, kind: Kind) -> McpBody {
+    pub fn new(inner: ProxyBody, watch: impl Into<Box<Watch>>, status: u16, kind: Kind) -> McpBody {
         let mut out = VecDeque::new();
-        let mut watch = watch;
+        let mut watch = watch.into();
         let mode = match kind {
             Kind::Json => {
                 let hold = watch.filtering() || !watch.extras.is_empty();
-                Mode::Json(Box::new(JsonState {
+                Mode::Json(JsonState {
                     probe: Probe::default(),
                     held: hold.then(Vec::new),
                     held_len: 0,
-                }))
+                })
             }
             Kind::Sse => {
                 for extra in std::mem::take(&mut watch.extras) {
@@ -157,11 +162,11 @@ impl McpBody {
             ended: false,
         };
         if withhold {
-            body.mode = Mode::Json(Box::new(JsonState {
+            body.mode = Mode::Json(JsonState {
                 probe: Probe::default(),
                 held: None,
                 held_len: 0,
-            }));
+            });
             let err = unreadable(
                 "the gateway's answer is compressed (Content-Encoding), which the tool policy cannot read",
             );
