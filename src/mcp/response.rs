@@ -56,12 +56,10 @@ pub struct McpBody {
     ended: bool,
 }
 
-// The JSON state inline: the whole body is boxed already, and most answers are JSON (an
-// opaque answer, rare, carries the unused room).
-#[allow(clippy::large_enum_variant)]
 enum Mode {
-    /// Inline (no allocation of its own per answer).
-    Json(JsonState),
+    /// Boxed like the SSE state: inline, every SSE stream's body would carry its ~360
+    /// unused bytes (measured: +0.45 KB per idle stream).
+    Json(Box<JsonState>),
     Sse(Box<SseState>),
     /// Passed through unread; pending calls end with this reason.
     Opaque(&'static str),
@@ -120,11 +118,11 @@ impl McpBody {
         let mode = match kind {
             Kind::Json => {
                 let hold = watch.filtering() || !watch.extras.is_empty();
-                Mode::Json(JsonState {
+                Mode::Json(Box::new(JsonState {
                     probe: Probe::default(),
                     held: hold.then(Vec::new),
                     held_len: 0,
-                })
+                }))
             }
             Kind::Sse => {
                 for extra in std::mem::take(&mut watch.extras) {
@@ -162,11 +160,11 @@ impl McpBody {
             ended: false,
         };
         if withhold {
-            body.mode = Mode::Json(JsonState {
+            body.mode = Mode::Json(Box::new(JsonState {
                 probe: Probe::default(),
                 held: None,
                 held_len: 0,
-            });
+            }));
             let err = unreadable(
                 "the gateway's answer is compressed (Content-Encoding), which the tool policy cannot read",
             );
