@@ -708,10 +708,9 @@ impl RouteLayer {
                 return None;
             }
         };
-        let Some(watch) = inspection.watch else {
+        let Some(mut watch) = inspection.watch else {
             return Some(body);
         };
-        let mut watch = watch;
         // The gateway's throttle in HTTP form: 429 (or 503) with Retry-After.
         if matches!(parts.status.as_u16(), 429 | 503) {
             if let Some(wait) = parts.headers.get(RETRY_AFTER).and_then(retry_after_header) {
