@@ -15,7 +15,7 @@
 # The proxy runs ~50 times slower under valgrind, so requests batch more than they would
 # at full speed: compare builds with each other, not with bench/run.sh's figures.
 #
-# Usage: bash bench/instructions.sh [BINARY...]   (default: target/release/mcp-vpce-proxy)
+# Usage: bash bench/instructions.sh [BINARY...]   (default: build/release.sh's target/pgo/mcp-vpce-proxy)
 # Settings (environment):
 #   BENCH_IR_LOADS="32 1"    wrk connections, one count per value
 #   BENCH_IR_SECONDS=5       seconds counted per count
@@ -48,8 +48,9 @@ install_packages ${need_packages[@]+"${need_packages[@]}"}
 BINARIES=("$@")
 log "building (release)"
 if [ ${#BINARIES[@]} -eq 0 ]; then
-    cargo build --release --quiet
-    BINARIES=("$ROOT/target/release/mcp-vpce-proxy")
+    command -v llvm-profdata-19 >/dev/null || install_packages llvm-19
+    bash "$ROOT/build/release.sh" >&2
+    BINARIES=("$ROOT/target/pgo/mcp-vpce-proxy")
 fi
 cargo build --release --quiet --example bench_upstream
 UPSTREAM_BIN=$ROOT/target/release/examples/bench_upstream

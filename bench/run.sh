@@ -30,7 +30,8 @@
 #   BENCH_PAUSE=1            seconds between cells
 #   BENCH_INSTALL=1          apt-get install missing tools (0: only check)
 #   BENCH_KEEP=0             1: keep the run directory (configs, logs, raw records)
-#   BENCH_PROXY_BIN=         a proxy binary to measure instead of building one
+#   BENCH_PROXY_BIN=         a proxy binary to measure instead of building one (the default:
+#                            build/release.sh, the profile-guided build the image ships)
 #   BENCH_CANDIDATE_BIN=     a second proxy build measured in the same run as forwarder
 #                            "candidate" (A/B of an optimisation; add it to BENCH_FORWARDERS)
 #
@@ -83,9 +84,13 @@ export PATH=$PATH:/usr/sbin:/sbin
 command -v cargo >/dev/null || die "cargo not found: install Rust >= 1.88 with rustup (https://rustup.rs)"
 
 log "building (release)"
-[ -n "${BENCH_PROXY_BIN:-}" ] || cargo build --release --quiet
+if [ -z "${BENCH_PROXY_BIN:-}" ]; then
+    # The binary as shipped: profile-guided (build/release.sh), which needs llvm-profdata.
+    command -v llvm-profdata-19 >/dev/null || install_packages llvm-19
+    bash "$ROOT/build/release.sh" >&2
+fi
 cargo build --release --quiet --example bench_upstream --example bench_client
-PROXY_BIN=${BENCH_PROXY_BIN:-$ROOT/target/release/mcp-vpce-proxy}
+PROXY_BIN=${BENCH_PROXY_BIN:-$ROOT/target/pgo/mcp-vpce-proxy}
 CANDIDATE_BIN=${BENCH_CANDIDATE_BIN:-}
 if [ -n "$CANDIDATE_BIN" ]; then
     case " $FORWARDERS " in *" candidate "*) ;; *) FORWARDERS="$FORWARDERS candidate" ;; esac

@@ -5,7 +5,8 @@
 //! offers h2 and http/1.1 (`--alpn http/1.1` forces HTTP/1.1 for every client).
 //!
 //! `/mcp` answers, after checking that the forwarder did its job (Authorization is the
-//! bench token, Host names the gateway; else 401 / 421):
+//! bench token, or with `--accept-sigv4` a SigV4 authorization for `bedrock-agentcore`,
+//! whose signature it does not check; Host names the gateway; else 401 / 421):
 //! - `POST /mcp`: a fixed ~300-byte JSON-RPC result (`application/json`);
 //! - `POST /mcp?mode=sse`: a `text/event-stream` answer of one `message` event;
 //! - `GET /mcp?mode=stream&seconds=S&interval_ms=I`: one event every I ms (the first at
@@ -70,6 +71,11 @@ struct Args {
     /// The bearer token every request must carry.
     #[arg(long)]
     token: String,
+    /// Also accept requests signed with SigV4 for `bedrock-agentcore` (the shape of the
+    /// Authorization header only: the training of build/release.sh signs with made-up
+    /// keys).
+    #[arg(long)]
+    accept_sigv4: bool,
     /// ALPN protocols offered, comma-separated, in preference order.
     #[arg(long, default_value = "h2,http/1.1", value_delimiter = ',')]
     alpn: Vec<String>,
@@ -124,6 +130,7 @@ impl Stats {
 struct Upstream {
     gateway: String,
     authorization: HeaderValue,
+    accept_sigv4: bool,
     json_answer: Bytes,
     stats: Stats,
 }
@@ -169,6 +176,7 @@ async fn serve(args: Args) -> Result<(), String> {
     let upstream = Arc::new(Upstream {
         authorization: HeaderValue::from_str(&format!("Bearer {}", args.token))
             .map_err(|e| format!("--token: {e}"))?,
+        accept_sigv4: args.accept_sigv4,
         json_answer: Bytes::from(json_answer()),
         gateway: args.gateway.to_ascii_lowercase(),
         stats: Stats::default(),
@@ -236,7 +244,7 @@ impl Upstream {
             stats.not_found.fetch_add(1, Ordering::Relaxed);
             return plain(StatusCode::NOT_FOUND);
         }
-        if req.headers().get(AUTHORIZATION) != Some(&self.authorization) {
+        if !self.authorized(req.headers().get(AUTHORIZATION)) {
             stats.unauthorized.fetch_add(1, Ordering::Relaxed);
             return plain(StatusCode::UNAUTHORIZED);
         }
@@ -271,6 +279,27 @@ impl Upstream {
             (Method::DELETE, _) => plain(StatusCode::OK),
             _ => plain(StatusCode::METHOD_NOT_ALLOWED),
         }
+    }
+
+    fn authorized(&self, authorization: Option<&HeaderValue>) -> bool {
+        let Some(value) = authorization else {
+            return false;
+        };
+        if *value == self.authorization {
+            return true;
+        }
+        // `AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/bedrock-agentcore/aws4_request,
+        // SignedHeaders=..., Signature=<64 hex digits>`
+        self.accept_sigv4
+            && value.to_str().is_ok_and(|v| {
+                v.strip_prefix("AWS4-HMAC-SHA256 Credential=")
+                    .is_some_and(|rest| {
+                        rest.contains("/bedrock-agentcore/aws4_request, SignedHeaders=")
+                            && rest.rsplit_once(", Signature=").is_some_and(|(_, sig)| {
+                                sig.len() == 64 && sig.bytes().all(|b| b.is_ascii_hexdigit())
+                            })
+                    })
+            })
     }
 
     /// Host (HTTP/1.1) or the authority (HTTP/2) names the gateway, with or without port.

@@ -1,6 +1,7 @@
 //! The measuring side of `bench/run.sh`: load generators that wrk cannot do (SSE first
 //! event delay, long and idle SSE streams), the /proc accounting around a load, the
-//! start-up timer and the report that turns the recorded runs into a table and JSON.
+//! start-up timer, the report that turns the recorded runs into a table and JSON, and the
+//! training load of the profile-guided release build.
 //!
 //! Every subcommand prints one JSON object on stdout. It dials loopback addresses only.
 //!
@@ -8,6 +9,7 @@
 //! cargo run --release --example bench_client -- sse-first --url http://127.0.0.1:18410/mcp --seconds 5
 //! cargo run --release --example bench_client -- measure --pid 1234 --stats 127.0.0.1:18401 -- wrk ...
 //! cargo run --release --example bench_client -- report --records bench/results/x.jsonl --out x.json
+//! cargo run --release --example bench_client -- train --url http://127.0.0.1:18610/mcp --seconds 20
 //! ```
 
 mod burst;
@@ -19,6 +21,7 @@ mod report;
 mod sse_first;
 mod startup;
 mod streams;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -48,6 +51,8 @@ enum Command {
     Startup(startup::Args),
     /// Turns the recorded runs into the table and the results JSON.
     Report(report::Args),
+    /// The training load of the profile-guided release build (build/release.sh).
+    Train(train::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,6 +65,7 @@ fn main() -> std::process::ExitCode {
         Command::Memory(args) => measure::memory(args),
         Command::Startup(args) => startup::run(args),
         Command::Report(args) => report::run(args),
+        Command::Train(args) => runtime().and_then(|rt| rt.block_on(train::run(args))),
     };
     match result {
         Ok(json) => {

@@ -1,5 +1,6 @@
 //! The container image's files and the health check it runs: the Dockerfile builds with
-//! CI's own command for the platform it is built for, and `healthcheck` asks a real admin
+//! CI's own command (the profile-guided build/release.sh) for the platform it is built
+//! for, and `healthcheck` asks a real admin
 //! listener. The systemd unit, the Kubernetes manifests and the ECS task definition have
 //! their own modules (deploy_systemd, deploy_kubernetes, deploy_ecs).
 
@@ -37,18 +38,28 @@ fn the_dockerfile_builds_like_ci_and_checks_health_with_the_binary() {
         "the multi-architecture build is documented"
     );
 
-    // Every build command of the image is a command CI runs.
+    // The image installs llvm-profdata as CI does, and builds with a command CI runs.
     let runs: Vec<&str> = instructions
         .iter()
         .filter_map(|l| l.strip_prefix("RUN "))
         .collect();
-    assert_eq!(runs, ["cargo build --release --locked"]);
-    for command in &runs {
-        assert!(
-            ci.lines().any(|l| l.trim() == *command),
-            ".ci/run does not run `{command}`"
-        );
-    }
+    let [install, build] = runs[..] else {
+        panic!("an install and a build: {runs:?}")
+    };
+    assert!(
+        install.contains("apt-get install") && install.contains("llvm-19"),
+        "{install}"
+    );
+    assert!(
+        ci.lines()
+            .any(|l| l.contains("apt-get install") && l.contains("llvm-19")),
+        ".ci/run does not install llvm-19"
+    );
+    assert_eq!(build, "bash build/release.sh");
+    assert!(
+        ci.lines().any(|l| l.trim() == build),
+        ".ci/run does not run `{build}`"
+    );
 
     let after_runtime: Vec<&String> = instructions
         .iter()
@@ -62,7 +73,7 @@ fn the_dockerfile_builds_like_ci_and_checks_health_with_the_binary() {
             .unwrap_or_else(|| panic!("no {prefix}in the runtime stage"))
     };
     assert_eq!(last("USER "), "65532:65532");
-    assert!(last("COPY ").ends_with(&format!("target/release/mcp-vpce-proxy {BINARY_IN_IMAGE}")));
+    assert!(last("COPY ").ends_with(&format!("target/pgo/mcp-vpce-proxy {BINARY_IN_IMAGE}")));
     assert_eq!(last("ENTRYPOINT "), format!("[\"{BINARY_IN_IMAGE}\"]"));
     let health = last("HEALTHCHECK ");
     assert!(
@@ -72,6 +83,13 @@ fn the_dockerfile_builds_like_ci_and_checks_health_with_the_binary() {
     // Only what the build needs is sent to the builder.
     let ignore = read("deploy/container/Dockerfile.dockerignore");
     assert!(ignore.lines().any(|l| l.trim() == "target"));
+    // ...and the training the build runs needs its script, config and helpers.
+    for needed in ["build", "examples", "src"] {
+        assert!(
+            !ignore.lines().any(|l| l.trim() == needed),
+            "{needed} is ignored"
+        );
+    }
 }
 
 /// The image's HEALTHCHECK and the ECS health check run `healthcheck`: 0 when the admin

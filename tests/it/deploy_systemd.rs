@@ -58,7 +58,7 @@ fn install(root: &Path) {
         std::fs::create_dir_all(root.join(dir)).unwrap();
     }
     let steps = marked_block("docs/deploy-systemd.md", "install-steps: systemd").replace(
-        "target/release/mcp-vpce-proxy",
+        "target/pgo/mcp-vpce-proxy",
         env!("CARGO_BIN_EXE_mcp-vpce-proxy"),
     );
     let script = format!(
