@@ -7,6 +7,11 @@
 GATEWAY=bench-gw-0123456789.gateway.bedrock-agentcore.us-east-1.amazonaws.com
 ENDPOINT=vpce-0123456789abcdef0-bench123.gateway.bedrock-agentcore.us-east-1.vpce.amazonaws.com
 TOKEN=bench-token-$RANDOM$RANDOM
+# BENCH_TOKEN_BYTES: a token of that length instead (letters and digits), as long as a
+# real gateway's (a Cognito access token is ~1 000 bytes).
+if [ -n "${BENCH_TOKEN_BYTES:-}" ]; then
+    TOKEN=$(head -c $((BENCH_TOKEN_BYTES * 2 + 64)) /dev/urandom | base64 -w0 | tr -d '+/=' | head -c "$BENCH_TOKEN_BYTES")
+fi
 export BENCH_GATEWAY_TOKEN=$TOKEN
 
 log() { printf '%s\n' "$LOG_PREFIX: $*" >&2; }

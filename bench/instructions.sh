@@ -16,12 +16,21 @@
 # at full speed: compare builds with each other, not with bench/run.sh's figures.
 #
 # Usage: bash bench/instructions.sh [BINARY...]   (default: build/release.sh's target/pgo/mcp-vpce-proxy)
+#
+# With BENCH_IR_COUNT=upstream the bench upstream is counted instead, while each BINARY
+# forwards to it; a BINARY may then be `nginx` (bench/nginx.conf.in, as in bench/run.sh).
+# That shows what the forwarder's side of the connection costs the gateway: the proxy
+# speaks h2 to it, nginx HTTP/1.1.
 # Settings (environment):
 #   BENCH_IR_LOADS="32 1"    wrk connections, one count per value
 #   BENCH_IR_SECONDS=5       seconds counted per count
-#   BENCH_WORKERS=2          proxy --workers
-#   BENCH_PORT_BASE=18600    ports BASE..BASE+11 on 127.0.0.1 are used
-#   BENCH_INSTALL=1          apt-get install valgrind and wrk when missing (0: only check)
+#   BENCH_IR_COUNT=proxy     what is counted: proxy (the BINARY) or upstream
+#   BENCH_TOKEN_BYTES=       length of the gateway token (default ~22 bytes; a Cognito
+#                            access token is ~1 000)
+#   BENCH_WORKERS=2          proxy --workers (nginx worker_processes)
+#   BENCH_PORT_BASE=18600    ports BASE..BASE+12 on 127.0.0.1 are used
+#   BENCH_INSTALL=1          apt-get install valgrind, wrk (and nginx when named) when
+#                            missing (0: only check)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -35,12 +44,16 @@ UPSTREAM_PORT=$PORT_BASE
 STATS_PORT=$((PORT_BASE + 1))
 PROXY_PORT=$((PORT_BASE + 10))
 PROXY_ADMIN_PORT=$((PORT_BASE + 11))
+NGINX_PORT=$((PORT_BASE + 12))
+COUNTED=${BENCH_IR_COUNT:-proxy}
+case $COUNTED in proxy | upstream) ;; *) echo "BENCH_IR_COUNT: proxy or upstream, not $COUNTED" >&2; exit 2 ;; esac
 LOG_PREFIX=instructions
+export PATH=$PATH:/usr/sbin:/sbin # nginx
 # shellcheck source=bench/common.sh
 . bench/common.sh
 
 need_packages=()
-for tool in valgrind wrk curl; do
+for tool in valgrind wrk curl $(printf '%s\n' "$@" | grep -x nginx || true); do
     command -v "$tool" >/dev/null 2>&1 || need_packages+=("$tool")
 done
 install_packages ${need_packages[@]+"${need_packages[@]}"}
@@ -56,45 +69,88 @@ cargo build --release --quiet --example bench_upstream
 UPSTREAM_BIN=$ROOT/target/release/examples/bench_upstream
 
 RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mcp-vpce-instructions.XXXXXX")
+# nginx started as root runs its workers as nobody.
+chmod 755 "$RUN_DIR"
+mkdir -p "$RUN_DIR/nginx-tmp" && chmod 1777 "$RUN_DIR/nginx-tmp"
 UPSTREAM_PID=
-PROXY_PID=
+FORWARDER_PID=
 cleanup() {
-    stop_pid "$PROXY_PID" 100
-    stop_pid "$UPSTREAM_PID"
+    stop_pid "$FORWARDER_PID" 100
+    stop_pid "$UPSTREAM_PID" 100
     wait 2>/dev/null || true
     rm -rf "$RUN_DIR"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ports_free $UPSTREAM_PORT $STATS_PORT $PROXY_PORT $PROXY_ADMIN_PORT
+ports_free $UPSTREAM_PORT $STATS_PORT $PROXY_PORT $PROXY_ADMIN_PORT $NGINX_PORT
 
-"$UPSTREAM_BIN" --listen "127.0.0.1:$UPSTREAM_PORT" --stats-listen "127.0.0.1:$STATS_PORT" \
-    --gateway "$GATEWAY" --ca-out "$RUN_DIR/ca.pem" --token "$TOKEN" --workers 2 \
-    >"$RUN_DIR/upstream.out" 2>"$RUN_DIR/upstream.log" &
-UPSTREAM_PID=$!
-wait_http "$STATS_PORT" upstream
-sed -e "s|@PROXY_PORT@|$PROXY_PORT|; s|@PROXY_ADMIN_PORT@|$PROXY_ADMIN_PORT|" \
-    -e "s|@PROXY_MAX_CONNECTIONS@|1024|; s|@GATEWAY@|$GATEWAY|; s|@ENDPOINT@|$ENDPOINT|" \
-    -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g; s|@CA_FILE@|$RUN_DIR/ca.pem|" \
-    bench/proxy.toml.in >"$RUN_DIR/proxy.toml"
+# A command, not a function: a function run with & is a subshell, and $! would not be
+# the process that is stopped.
+CALLGRIND=(valgrind --tool=callgrind --cache-sim=no --callgrind-out-file="$RUN_DIR/callgrind.out.%p")
+
+# Starts the bench upstream (under callgrind when it is the one counted).
+start_upstream() {
+    local run=()
+    [ "$COUNTED" = upstream ] && run=("${CALLGRIND[@]}")
+    ${run[@]+"${run[@]}"} "$UPSTREAM_BIN" --listen "127.0.0.1:$UPSTREAM_PORT" \
+        --stats-listen "127.0.0.1:$STATS_PORT" --gateway "$GATEWAY" --ca-out "$RUN_DIR/ca.pem" \
+        --token "$TOKEN" --workers 2 >"$RUN_DIR/upstream.out" 2>"$RUN_DIR/upstream.log" &
+    UPSTREAM_PID=$!
+    wait_http "$STATS_PORT" upstream 1200 # valgrind starts slowly
+}
+
+render() {
+    sed -e "s|@PROXY_PORT@|$PROXY_PORT|; s|@PROXY_ADMIN_PORT@|$PROXY_ADMIN_PORT|" \
+        -e "s|@PROXY_MAX_CONNECTIONS@|1024|; s|@GATEWAY@|$GATEWAY|g; s|@ENDPOINT@|$ENDPOINT|" \
+        -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g; s|@CA_FILE@|$RUN_DIR/ca.pem|; s|@TOKEN@|$TOKEN|" \
+        -e "s|@WORKERS@|$WORKERS|; s|@NOFILE@|4096|; s|@WORKER_CONNECTIONS@|1024|" \
+        -e "s|@RUN_DIR@|$RUN_DIR|g; s|@NGINX_PORT@|$NGINX_PORT|" "$1" >"$2"
+}
+
+# Starts a forwarder (under callgrind when it is the one counted); sets PORT.
+start_forwarder() {
+    local binary=$1 run=()
+    [ "$COUNTED" = proxy ] && run=("${CALLGRIND[@]}")
+    if [ "$binary" = nginx ]; then
+        render bench/nginx.conf.in "$RUN_DIR/nginx.conf"
+        nginx -e "$RUN_DIR/nginx-error.log" -p "$RUN_DIR/" -c "$RUN_DIR/nginx.conf" \
+            >"$RUN_DIR/forwarder.log" 2>&1 &
+        PORT=$NGINX_PORT
+    else
+        render bench/proxy.toml.in "$RUN_DIR/proxy.toml"
+        ${run[@]+"${run[@]}"} "$binary" run --config "$RUN_DIR/proxy.toml" --workers "$WORKERS" \
+            --log-level warn >"$RUN_DIR/forwarder.out" 2>"$RUN_DIR/forwarder.log" &
+        PORT=$PROXY_PORT
+    fi
+    FORWARDER_PID=$!
+    wait_http "$PORT" "$binary" 1200
+}
 
 # One count: sets PER_REQUEST and REQUESTS, or fails.
 count() {
-    local binary=$1 connections=$2 out summary errors
+    local binary=$1 connections=$2 counted_pid out summary errors
     rm -f "$RUN_DIR"/callgrind.out.*
-    valgrind --tool=callgrind --cache-sim=no --callgrind-out-file="$RUN_DIR/callgrind.out.%p" \
-        "$binary" run --config "$RUN_DIR/proxy.toml" --workers "$WORKERS" --log-level warn \
-        >"$RUN_DIR/proxy.out" 2>"$RUN_DIR/proxy.log" &
-    PROXY_PID=$!
-    wait_http "$PROXY_PORT" "the proxy under valgrind" 1200 # valgrind starts slowly
-    wrk -t1 -c"$connections" -d2s -s bench/wrk/post_mcp.lua "http://127.0.0.1:$PROXY_PORT/mcp" >/dev/null
-    callgrind_control -z "$PROXY_PID" >/dev/null 2>&1
+    [ "$COUNTED" = upstream ] && start_upstream
+    start_forwarder "$binary"
+    if [ "$COUNTED" = upstream ]; then counted_pid=$UPSTREAM_PID; else counted_pid=$FORWARDER_PID; fi
+    wrk -t1 -c"$connections" -d2s -s bench/wrk/post_mcp.lua "http://127.0.0.1:$PORT/mcp" >/dev/null
+    callgrind_control -z "$counted_pid" >/dev/null 2>&1
     out=$(wrk -t1 -c"$connections" -d"${SECONDS_COUNTED}s" -s bench/wrk/post_mcp.lua \
-        "http://127.0.0.1:$PROXY_PORT/mcp" | tail -n 1)
-    callgrind_control -d "$PROXY_PID" >/dev/null 2>&1
-    stop_pid "$PROXY_PID" 100
-    PROXY_PID=
+        "http://127.0.0.1:$PORT/mcp" | tail -n 1)
+    callgrind_control -d "$counted_pid" >/dev/null 2>&1
+    # The dump is written by the counted process itself: wait for it before stopping it.
+    for _ in $(seq 100); do
+        compgen -G "$RUN_DIR/callgrind.out.*.1" >/dev/null && break
+        sleep 0.1
+    done
+    sleep 0.2
+    stop_pid "$FORWARDER_PID" 100
+    FORWARDER_PID=
+    if [ "$COUNTED" = upstream ]; then
+        stop_pid "$UPSTREAM_PID" 100
+        UPSTREAM_PID=
+    fi
     # The dump made after zeroing is part 1 of the profile.
     summary=$(sed -n 's/^summary: //p' "$RUN_DIR"/callgrind.out.*.1 2>/dev/null | head -n 1)
     [ -n "$summary" ] || die "no callgrind dump (logs in $RUN_DIR)"
@@ -105,7 +161,14 @@ count() {
     PER_REQUEST=$((summary / REQUESTS))
 }
 
-printf '%-12s %-40s %22s %10s\n' connections binary instructions/request requests
+for binary in "${BINARIES[@]}"; do
+    [ "$binary" != nginx ] || [ "$COUNTED" = upstream ] ||
+        die "nginx is counted only as the upstream's client (BENCH_IR_COUNT=upstream)"
+done
+[ "$COUNTED" = upstream ] || start_upstream
+
+log "counting the $COUNTED's instructions; token of ${#TOKEN} bytes"
+printf '%-12s %-40s %22s %10s\n' connections forwarder "$COUNTED instructions/request" requests
 for connections in $LOADS; do
     for binary in "${BINARIES[@]}"; do
         count "$binary" "$connections"

@@ -30,6 +30,8 @@
 #   BENCH_PAUSE=1            seconds between cells
 #   BENCH_INSTALL=1          apt-get install missing tools (0: only check)
 #   BENCH_KEEP=0             1: keep the run directory (configs, logs, raw records)
+#   BENCH_TOKEN_BYTES=       length of the gateway token (default ~22 bytes; a Cognito
+#                            access token is ~1 000)
 #   BENCH_PROXY_BIN=         a proxy binary to measure instead of building one (the default:
 #                            build/release.sh, the profile-guided build the image ships)
 #   BENCH_CANDIDATE_BIN=     a second proxy build measured in the same run as forwarder
