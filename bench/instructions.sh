@@ -59,6 +59,10 @@ done
 install_packages ${need_packages[@]+"${need_packages[@]}"}
 
 BINARIES=("$@")
+for binary in ${BINARIES[@]+"${BINARIES[@]}"}; do
+    [ "$binary" != nginx ] || [ "$COUNTED" = upstream ] ||
+        die "nginx is counted only as the upstream's client (BENCH_IR_COUNT=upstream)"
+done
 log "building (release)"
 if [ ${#BINARIES[@]} -eq 0 ]; then
     command -v llvm-profdata-19 >/dev/null || install_packages llvm-19
@@ -152,7 +156,7 @@ count() {
         UPSTREAM_PID=
     fi
     # The dump made after zeroing is part 1 of the profile.
-    summary=$(sed -n 's/^summary: //p' "$RUN_DIR"/callgrind.out.*.1 2>/dev/null | head -n 1)
+    summary=$(sed -n 's/^summary: //p' "$RUN_DIR"/callgrind.out.*.1 2>/dev/null | head -n 1 || true)
     [ -n "$summary" ] || die "no callgrind dump (logs in $RUN_DIR)"
     REQUESTS=$(printf '%s' "$out" | sed -n 's/.*"units":\([0-9]*\).*/\1/p')
     errors=$(printf '%s' "$out" | sed -n 's/.*"errors":\([0-9]*\).*/\1/p')
@@ -161,10 +165,6 @@ count() {
     PER_REQUEST=$((summary / REQUESTS))
 }
 
-for binary in "${BINARIES[@]}"; do
-    [ "$binary" != nginx ] || [ "$COUNTED" = upstream ] ||
-        die "nginx is counted only as the upstream's client (BENCH_IR_COUNT=upstream)"
-done
 [ "$COUNTED" = upstream ] || start_upstream
 
 log "counting the $COUNTED's instructions; token of ${#TOKEN} bytes"
