@@ -28,7 +28,8 @@
 #   BENCH_TOKEN_BYTES=       length of the gateway token (default ~22 bytes; a Cognito
 #                            access token is ~1 000)
 #   BENCH_WORKERS=2          proxy --workers (nginx worker_processes)
-#   BENCH_PORT_BASE=18600    ports BASE..BASE+12 on 127.0.0.1 are used
+#   BENCH_PORT_BASE=18640    ports BASE..BASE+12 on 127.0.0.1 are used (apart from
+#                            build/release.sh's 18610-18613 and run.sh's 18400-18431)
 #   BENCH_INSTALL=1          apt-get install valgrind, wrk (and nginx when named) when
 #                            missing (0: only check)
 set -euo pipefail
@@ -38,7 +39,7 @@ ROOT=$PWD
 LOADS=${BENCH_IR_LOADS:-32 1}
 SECONDS_COUNTED=${BENCH_IR_SECONDS:-5}
 WORKERS=${BENCH_WORKERS:-2}
-PORT_BASE=${BENCH_PORT_BASE:-18600}
+PORT_BASE=${BENCH_PORT_BASE:-18640}
 INSTALL=${BENCH_INSTALL:-1}
 UPSTREAM_PORT=$PORT_BASE
 STATS_PORT=$((PORT_BASE + 1))
