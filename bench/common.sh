@@ -31,6 +31,14 @@ install_packages() {
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
 }
 
+# What build/release.sh needs: llvm-profdata, and llvm-bolt on x86_64 (where it runs BOLT).
+install_release_tools() {
+    local missing=()
+    command -v llvm-profdata-19 >/dev/null || missing+=(llvm-19)
+    [ "$(uname -m)" != x86_64 ] || command -v llvm-bolt-19 >/dev/null || missing+=(bolt-19)
+    install_packages ${missing[@]+"${missing[@]}"}
+}
+
 # Fails when something already listens on one of the given ports of 127.0.0.1.
 ports_free() {
     local port

@@ -66,7 +66,7 @@ for binary in ${BINARIES[@]+"${BINARIES[@]}"}; do
 done
 log "building (release)"
 if [ ${#BINARIES[@]} -eq 0 ]; then
-    command -v llvm-profdata-19 >/dev/null || install_packages llvm-19
+    install_release_tools
     bash "$ROOT/build/release.sh" >&2
     BINARIES=("$ROOT/target/pgo/mcp-vpce-proxy")
 fi

@@ -87,8 +87,8 @@ command -v cargo >/dev/null || die "cargo not found: install Rust >= 1.88 with r
 
 log "building (release)"
 if [ -z "${BENCH_PROXY_BIN:-}" ]; then
-    # The binary as shipped: profile-guided (build/release.sh), which needs llvm-profdata.
-    command -v llvm-profdata-19 >/dev/null || install_packages llvm-19
+    # The binary as shipped: profile-guided and laid out by BOLT (build/release.sh).
+    install_release_tools
     bash "$ROOT/build/release.sh" >&2
 fi
 cargo build --release --quiet --example bench_upstream --example bench_client

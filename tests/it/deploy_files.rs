@@ -38,7 +38,8 @@ fn the_dockerfile_builds_like_ci_and_checks_health_with_the_binary() {
         "the multi-architecture build is documented"
     );
 
-    // The image installs llvm-profdata as CI does, and builds with a command CI runs.
+    // The image installs llvm-profdata and llvm-bolt as CI does, and builds with a command
+    // CI runs.
     let runs: Vec<&str> = instructions
         .iter()
         .filter_map(|l| l.strip_prefix("RUN "))
@@ -46,15 +47,19 @@ fn the_dockerfile_builds_like_ci_and_checks_health_with_the_binary() {
     let [install, build] = runs[..] else {
         panic!("an install and a build: {runs:?}")
     };
-    assert!(
-        install.contains("apt-get install") && install.contains("llvm-19"),
-        "{install}"
-    );
-    assert!(
-        ci.lines()
-            .any(|l| l.contains("apt-get install") && l.contains("llvm-19")),
-        ".ci/run does not install llvm-19"
-    );
+    for package in ["llvm-19", "bolt-19"] {
+        let installs = |line: &str| {
+            line.contains("apt-get install") && line.split_whitespace().any(|w| w == package)
+        };
+        assert!(
+            installs(install),
+            "the image does not install {package}: {install}"
+        );
+        assert!(
+            ci.lines().any(installs),
+            ".ci/run does not install {package}"
+        );
+    }
     assert_eq!(build, "bash build/release.sh");
     assert!(
         ci.lines().any(|l| l.trim() == build),
