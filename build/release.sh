@@ -20,7 +20,7 @@
 #    cold blocks split off; then strips it.
 #
 # On the bench's machine PGO cut the CPU per forwarded request by 13% at 32 connections
-# and 32% at one, and BOLT 5% and 8% more (docs/performance.md). `cargo build --release`
+# and 32% at one, and BOLT 5-8% more at both (docs/performance.md). `cargo build --release`
 # still builds a correct binary, without that gain.
 #
 # Needs llvm-profdata from an LLVM at least as new as the raw profile format rustc's LLVM
