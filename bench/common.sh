@@ -39,6 +39,28 @@ install_release_tools() {
     install_packages ${missing[@]+"${missing[@]}"}
 }
 
+# Fills the @NAME@ placeholders of a bench configuration (bench/*.in) from the variables
+# of the same names (CA_FILE is $RUN_DIR/ca.pem); a placeholder whose variable the caller
+# did not set becomes empty (instructions.sh runs no HAProxy, for one).
+render() { # TEMPLATE OUTPUT
+    sed -e "s|@WORKERS@|${WORKERS-}|g" \
+        -e "s|@NOFILE@|${NOFILE-}|g" \
+        -e "s|@MAX_CONNECTIONS@|${MAX_CONNECTIONS-}|g" \
+        -e "s|@PROXY_MAX_CONNECTIONS@|${PROXY_MAX_CONNECTIONS-}|g" \
+        -e "s|@WORKER_CONNECTIONS@|${WORKER_CONNECTIONS-}|g" \
+        -e "s|@RUN_DIR@|$RUN_DIR|g" \
+        -e "s|@UPSTREAM_PORT@|${UPSTREAM_PORT-}|g" \
+        -e "s|@PROXY_PORT@|${PROXY_PORT-}|g" \
+        -e "s|@PROXY_ADMIN_PORT@|${PROXY_ADMIN_PORT-}|g" \
+        -e "s|@NGINX_PORT@|${NGINX_PORT-}|g" \
+        -e "s|@HAPROXY_PORT@|${HAPROXY_PORT-}|g" \
+        -e "s|@GATEWAY@|$GATEWAY|g" \
+        -e "s|@ENDPOINT@|$ENDPOINT|g" \
+        -e "s|@TOKEN@|$TOKEN|g" \
+        -e "s|@CA_FILE@|$RUN_DIR/ca.pem|g" \
+        "$1" >"$2"
+}
+
 # Fails when something already listens on one of the given ports of 127.0.0.1.
 ports_free() {
     local port

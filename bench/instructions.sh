@@ -46,6 +46,8 @@ STATS_PORT=$((PORT_BASE + 1))
 PROXY_PORT=$((PORT_BASE + 10))
 PROXY_ADMIN_PORT=$((PORT_BASE + 11))
 NGINX_PORT=$((PORT_BASE + 12))
+# For the configurations (render, bench/common.sh).
+PROXY_MAX_CONNECTIONS=1024 NOFILE=4096 WORKER_CONNECTIONS=1024
 COUNTED=${BENCH_IR_COUNT:-proxy}
 case $COUNTED in proxy | upstream) ;; *) echo "BENCH_IR_COUNT: proxy or upstream, not $COUNTED" >&2; exit 2 ;; esac
 LOG_PREFIX=instructions
@@ -105,13 +107,6 @@ start_upstream() {
     wait_http "$STATS_PORT" upstream 1200 # valgrind starts slowly
 }
 
-render() {
-    sed -e "s|@PROXY_PORT@|$PROXY_PORT|; s|@PROXY_ADMIN_PORT@|$PROXY_ADMIN_PORT|" \
-        -e "s|@PROXY_MAX_CONNECTIONS@|1024|; s|@GATEWAY@|$GATEWAY|g; s|@ENDPOINT@|$ENDPOINT|" \
-        -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g; s|@CA_FILE@|$RUN_DIR/ca.pem|; s|@TOKEN@|$TOKEN|" \
-        -e "s|@WORKERS@|$WORKERS|; s|@NOFILE@|4096|; s|@WORKER_CONNECTIONS@|1024|" \
-        -e "s|@RUN_DIR@|$RUN_DIR|g; s|@NGINX_PORT@|$NGINX_PORT|" "$1" >"$2"
-}
 
 # Starts a forwarder (under callgrind when it is the one counted); sets PORT.
 start_forwarder() {

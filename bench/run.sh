@@ -33,7 +33,7 @@
 #   BENCH_TOKEN_BYTES=       length of the gateway token (default ~22 bytes; a Cognito
 #                            access token is ~1 000)
 #   BENCH_PROXY_BIN=         a proxy binary to measure instead of building one (the default:
-#                            build/release.sh, the profile-guided build the image ships)
+#                            build/release.sh, the profile-guided, BOLT-optimised build the image ships)
 #   BENCH_CANDIDATE_BIN=     a second proxy build measured in the same run as forwarder
 #                            "candidate" (A/B of an optimisation; add it to BENCH_FORWARDERS)
 #
@@ -143,24 +143,6 @@ log "starting the upstream (ALPN $UPSTREAM_ALPN, $UPSTREAM_WORKERS threads)"
 PID[upstream]=$!
 wait_http "$STATS_PORT" upstream
 
-render() {
-    sed -e "s|@WORKERS@|$WORKERS|g" \
-        -e "s|@NOFILE@|$NOFILE|g" \
-        -e "s|@MAX_CONNECTIONS@|$MAX_CONNECTIONS|g" \
-        -e "s|@PROXY_MAX_CONNECTIONS@|$PROXY_MAX_CONNECTIONS|g" \
-        -e "s|@WORKER_CONNECTIONS@|$WORKER_CONNECTIONS|g" \
-        -e "s|@RUN_DIR@|$RUN_DIR|g" \
-        -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
-        -e "s|@PROXY_PORT@|$PROXY_PORT|g" \
-        -e "s|@PROXY_ADMIN_PORT@|$PROXY_ADMIN_PORT|g" \
-        -e "s|@NGINX_PORT@|$NGINX_PORT|g" \
-        -e "s|@HAPROXY_PORT@|$HAPROXY_PORT|g" \
-        -e "s|@GATEWAY@|$GATEWAY|g" \
-        -e "s|@ENDPOINT@|$ENDPOINT|g" \
-        -e "s|@TOKEN@|$TOKEN|g" \
-        -e "s|@CA_FILE@|$RUN_DIR/ca.pem|g" \
-        "$1" >"$2"
-}
 render bench/proxy.toml.in "$RUN_DIR/proxy.toml"
 render bench/nginx.conf.in "$RUN_DIR/nginx.conf"
 render bench/haproxy.cfg.in "$RUN_DIR/haproxy.cfg"
