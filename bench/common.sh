@@ -1,4 +1,4 @@
-# bench/common.sh: what bench/run.sh and bench/instructions.sh share. Sourced, not run.
+# bench/common.sh: what bench/run.sh, bench/instructions.sh and bench/latency_split.sh share. Sourced, not run.
 # Before sourcing, set LOG_PREFIX (the name on log lines) and INSTALL (1: install missing
 # tools from apt). The caller sets RUN_DIR before calling wait_http.
 

@@ -25,6 +25,9 @@
 #   BENCH_FORWARDERS="proxy nginx haproxy direct"
 #   BENCH_UPSTREAM_ALPN=h2,http/1.1   what the upstream offers (http/1.1: h1 for all)
 #   BENCH_UPSTREAM_WORKERS=CPUs       upstream runtime threads
+#   BENCH_UPSTREAM_CPUS=     CPUs the upstream runs on (a taskset list), e.g. 1 with the
+#                            rest of the run on 0 (taskset -c 0 bash bench/run.sh): the
+#                            gateway on a core of its own, as it is on another host
 #   BENCH_WRK_THREADS=1      wrk threads for the 32-connection load
 #   BENCH_PORT_BASE=18400    ports BASE..BASE+31 on 127.0.0.1 are used
 #   BENCH_PAUSE=1            seconds between cells
@@ -58,6 +61,7 @@ LOADS=${BENCH_LOADS:-"c1 c32 sse_first streams"}
 FORWARDERS=${BENCH_FORWARDERS:-"proxy nginx haproxy direct"}
 UPSTREAM_ALPN=${BENCH_UPSTREAM_ALPN:-h2,http/1.1}
 UPSTREAM_WORKERS=${BENCH_UPSTREAM_WORKERS:-$CPUS}
+UPSTREAM_CPUS=${BENCH_UPSTREAM_CPUS:-}
 WRK_THREADS=${BENCH_WRK_THREADS:-1}
 PORT_BASE=${BENCH_PORT_BASE:-18400}
 PAUSE=${BENCH_PAUSE:-1}
@@ -135,8 +139,10 @@ PROXY_MAX_CONNECTIONS=$WORKER_CONNECTIONS
 ports_free $UPSTREAM_PORT $STATS_PORT $PROXY_PORT $PROXY_ADMIN_PORT $CANDIDATE_PORT $CANDIDATE_ADMIN_PORT $NGINX_PORT $HAPROXY_PORT
 
 # ---------------------------------------------------------------- upstream and configs
-log "starting the upstream (ALPN $UPSTREAM_ALPN, $UPSTREAM_WORKERS threads)"
-"$UPSTREAM_BIN" --listen "127.0.0.1:$UPSTREAM_PORT" --stats-listen "127.0.0.1:$STATS_PORT" \
+log "starting the upstream (ALPN $UPSTREAM_ALPN, $UPSTREAM_WORKERS threads${UPSTREAM_CPUS:+, CPUs $UPSTREAM_CPUS})"
+UPSTREAM_RUN=()
+[ -z "$UPSTREAM_CPUS" ] || UPSTREAM_RUN=(taskset -c "$UPSTREAM_CPUS")
+${UPSTREAM_RUN[@]+"${UPSTREAM_RUN[@]}"} "$UPSTREAM_BIN" --listen "127.0.0.1:$UPSTREAM_PORT" --stats-listen "127.0.0.1:$STATS_PORT" \
     --gateway "$GATEWAY" --ca-out "$RUN_DIR/ca.pem" --token "$TOKEN" \
     --alpn "$UPSTREAM_ALPN" --workers "$UPSTREAM_WORKERS" \
     >"$RUN_DIR/upstream.out" 2>"$RUN_DIR/upstream.log" &
@@ -188,6 +194,9 @@ BINARY_BYTES=$(stat -c %s "$PROXY_BIN")
         "$(json_str "$(wrk -v 2>&1 | head -1)")"
     printf '"duration_s":%d,"rounds":%d,"workers":%d,"upstream_alpn":%s,"upstream_workers":%d,' \
         "$DURATION" "$ROUNDS" "$WORKERS" "$(json_str "$UPSTREAM_ALPN")" "$UPSTREAM_WORKERS"
+    printf '"cpus_allowed":%s,"upstream_cpus":%s,' \
+        "$(json_str "$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status)")" \
+        "$(json_str "${UPSTREAM_CPUS:-all}")"
     printf '"streams":%d,"idle_streams":%d,"nofile":%d,"binary_bytes":%d,"git":%s}\n' \
         "$STREAMS" "$IDLE_STREAMS" "$NOFILE" "$BINARY_BYTES" \
         "$(json_str "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)")"
