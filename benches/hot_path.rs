@@ -6,7 +6,9 @@
 //! it (`h2_gateway_stream`: `h2_stream::open`, the answer's head, its body read through
 //! `H2Body`, against an in-process `h2` server over a memory pipe, alone and 32 at once),
 //! and the MCP layer's judgement of a tools/call (`mcp_layer`: `RouteLayer::on_request`
-//! on routes built from a configuration as the proxy builds them).
+//! on routes built from a configuration as the proxy builds them); and the per-request
+//! bookkeeping of an agent connection's watchdog beside the per-request timer it replaced
+//! (`connection_watch`).
 //!
 //! `cargo bench --bench hot_path` (add `-- --quick` for a fast pass). Criterion keeps the
 //! last run under `target/criterion/` and reports the change against it.
@@ -25,6 +27,7 @@ use mcp_vpce_proxy::config::Config;
 use mcp_vpce_proxy::exchange::context::{End, RequestContext};
 use mcp_vpce_proxy::exchange::message;
 use mcp_vpce_proxy::exchange::peek::peek;
+use mcp_vpce_proxy::listener::watchdog::Activity;
 use mcp_vpce_proxy::mcp::layer::Verdict;
 use mcp_vpce_proxy::mcp::sse::{Collect, Field, Scanner, Sink};
 use mcp_vpce_proxy::ops::audit::AuditSink;
@@ -530,6 +533,32 @@ fn bench_mcp_layer(c: &mut Criterion) {
     group.finish();
 }
 
+/// The per-request bookkeeping of an agent connection's watchdog (`listener::watchdog`,
+/// which keeps the request-head deadline), beside what hyper's own header timer cost per
+/// request: a boxed `Sleep`, registered with the timer wheel on its first poll and
+/// removed again.
+fn bench_connection_watch(c: &mut Criterion) {
+    let mut group = c.benchmark_group("connection_watch");
+    let activity = Arc::new(Activity::from_first_byte());
+    group.bench_function("watchdog_per_request", |b| {
+        b.iter(|| drop(black_box(activity.start(http::Version::HTTP_11))))
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _entered = runtime.enter();
+    let mut cx = Context::from_waker(Waker::noop());
+    group.bench_function("timer_per_request", |b| {
+        b.iter(|| {
+            let mut timer = Box::pin(tokio::time::sleep(std::time::Duration::from_secs(30)));
+            let _ = std::future::Future::poll(timer.as_mut(), &mut cx);
+            drop(black_box(timer));
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bench_peek,
@@ -539,6 +568,7 @@ criterion_group!(
     bench_request_context,
     bench_coalesce,
     bench_h2_gateway_stream,
-    bench_mcp_layer
+    bench_mcp_layer,
+    bench_connection_watch
 );
 criterion_main!(benches);

@@ -107,7 +107,10 @@ impl UnixSocketConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Time an agent has to send complete request headers (slowloris guard).
+    /// Time an agent has to send a complete request head, from its connection's first
+    /// byte or its previous answer (slowloris guard). An HTTP/1.1 connection idle
+    /// between requests for this long is closed, and so is a connection of either
+    /// protocol that has not completed its first request head by then.
     #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
     pub header_read_timeout: Duration,
     /// Time an agent has to send a whole request body once its headers arrived.

@@ -5,4 +5,5 @@ pub mod admin;
 pub mod reload;
 pub mod server;
 pub mod unix;
+pub mod watchdog;
 pub mod workers;

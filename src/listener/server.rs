@@ -5,7 +5,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -18,10 +17,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use crate::config::{Config, LimitsConfig};
 use crate::exchange::body::{BoxError, BudgetPool, BufferBudget, ProxyBody};
+use crate::listener::watchdog::{
+    watch_connection, Activity, Deadlines, GracefulClose, OpenRequest,
+};
 use crate::listener::workers::Workers;
 use crate::ops::audit::AuditSink;
 use crate::proxy::forward;
@@ -153,7 +154,10 @@ impl Server {
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight
     /// requests finish for up to the grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let builder = http_builder(&self.limits);
+        let mut builder = http_builder(&self.limits);
+        // Each connection's watchdog keeps the deadline of its heads, with one timer per
+        // connection where hyper's makes one per request (see `watchdog`).
+        builder.http1().header_read_timeout(None::<Duration>);
         // Bounds the connections (hence memory) one misbehaving client can hold.
         let slots = Arc::new(tokio::sync::Semaphore::new(self.limits.max_connections));
         let drain = Drain::new();
@@ -209,7 +213,9 @@ impl Server {
 
 /// hyper's settings for the connections of a listener (the agents' and the admin one):
 /// HTTP/1.1 and h2c, request heads bounded in time (`header_read_timeout`, which also
-/// closes an idle HTTP/1 keep-alive connection) and size, h2 streams per connection.
+/// closes an idle HTTP/1 keep-alive connection; the agents' listener turns hyper's off
+/// and keeps the same deadline in each connection's watchdog) and size, h2 streams per
+/// connection.
 pub fn http_builder(limits: &crate::config::LimitsConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -266,12 +272,12 @@ where
 /// Serves one agent connection (TCP, or unix socket with no peer address) until it
 /// closes; its slot is given back then.
 ///
-/// hyper's HTTP version detection reads the first bytes with no timeout (its
-/// `header_read_timeout` starts later), so a connection that never sends anything would
-/// hold its slot forever: it is closed when nothing arrives within `header_read_timeout`.
-/// After that, the connection is closed once it has had no request in progress for
-/// `idle_connection_timeout` (see [`watch_connection`]). The request bodies it buffers
-/// draw on a budget of its own and on `buffered`, the process's.
+/// hyper's HTTP version detection reads the first bytes with no timeout, so a connection
+/// that never sends anything would hold its slot forever: it is closed when nothing
+/// arrives within `header_read_timeout`. After that, its watchdog holds it to the
+/// deadline of its request heads and to `idle_connection_timeout` (see
+/// [`watch_connection`]). The request bodies it buffers draw on a budget of its own and
+/// on `buffered`, the process's.
 fn serve<S>(
     builder: &auto::Builder<TokioExecutor>,
     drain: &Drain,
@@ -288,7 +294,10 @@ where
     let builder = builder.clone();
     let drained = drain.watcher();
     let first_byte = limits.header_read_timeout;
-    let idle = limits.idle_connection_timeout;
+    let deadlines = Deadlines {
+        head: limits.header_read_timeout,
+        idle: limits.idle_connection_timeout,
+    };
     let per_connection = limits.max_buffered_bytes_per_connection;
     let buffered = buffered.clone();
     move |stream: S| {
@@ -300,12 +309,12 @@ where
                 tracing::debug!(?peer, "agent connection sent nothing; closed");
                 return;
             }
-            let activity = Arc::new(Activity::new());
+            let activity = Arc::new(Activity::from_first_byte());
             let tracker = activity.clone();
             let budget = BufferBudget::new(per_connection, buffered);
             let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let table = routes.load_full();
-                let open = tracker.start();
+                let open = tracker.start(req.version());
                 // Only POST bodies are buffered (see `proxy::forward`). Passed along, not
                 // put in the request's extensions (a map and a box allocated per request).
                 let budget = (req.method() == http::Method::POST).then(|| budget.clone());
@@ -319,7 +328,8 @@ where
                 Box::into_pin(answer) as ServiceFuture
             });
             let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watch_connection(connection, &activity, drained, idle, peer).await {
+            if let Err(e) = watch_connection(connection, &activity, drained, deadlines, peer).await
+            {
                 tracing::debug!(?peer, "agent connection ended: {e}");
             }
             drop(slot);
@@ -345,70 +355,6 @@ fn request_answer(
     }
 }
 
-/// How long an agent connection told to close (GOAWAY) for being idle may take to
-/// close by itself before it is dropped: an HTTP/2 graceful close waits for the peer
-/// to answer a PING, which a hostile peer never does.
-const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(5);
-
-/// Drives `connection` to its end, and closes it gracefully when the server drains or
-/// when nothing has been in progress on it for `idle`. hyper has no idle timeout for
-/// HTTP/2 (an agent that sent its preface and a SETTINGS frame would hold its
-/// `max_connections` slot for good), and the one of HTTP/1 (`header_read_timeout`
-/// between requests) is kept. A request in progress, an SSE stream silent for hours
-/// included, keeps the connection open: its silence is the route's `idle_timeout` to
-/// judge. One timer per connection, re-armed only when it fires.
-async fn watch_connection<C>(
-    connection: C,
-    activity: &Activity,
-    mut drained: watch::Receiver<()>,
-    idle: Duration,
-    peer: Option<SocketAddr>,
-) -> Result<(), BoxError>
-where
-    C: Future<Output = Result<(), BoxError>> + GracefulClose,
-{
-    tokio::pin!(connection);
-    let timer = tokio::time::sleep(idle);
-    tokio::pin!(timer);
-    let mut draining = false;
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            result = connection.as_mut() => return result,
-            // Also when the sender is gone: then nobody waits for the drain any more.
-            _ = drained.changed(), if !draining => {
-                draining = true;
-                connection.as_mut().graceful_close();
-            }
-            () = &mut timer => {
-                let now = Instant::now();
-                match activity.idle_since() {
-                    // A request in progress: look again one period later.
-                    None => timer.as_mut().reset(now + idle),
-                    Some(since) if !closing && now < since + idle => {
-                        timer.as_mut().reset(since + idle);
-                    }
-                    Some(_) if !closing => {
-                        tracing::debug!(?peer, idle = %humantime::format_duration(idle), "agent connection idle; closing it");
-                        closing = true;
-                        connection.as_mut().graceful_close();
-                        timer.as_mut().reset(now + idle.min(IDLE_CLOSE_GRACE));
-                    }
-                    Some(_) => {
-                        tracing::debug!(?peer, "idle agent connection did not close when asked; dropped");
-                        return Ok(());
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// A served connection that can be asked to finish what it is doing and close.
-trait GracefulClose {
-    fn graceful_close(self: Pin<&mut Self>);
-}
-
 impl<I, S, B> GracefulClose for auto::Connection<'_, I, S, TokioExecutor>
 where
     S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
@@ -420,51 +366,6 @@ where
 {
     fn graceful_close(self: Pin<&mut Self>) {
         self.graceful_shutdown();
-    }
-}
-
-/// What one agent connection has in progress, for its idle watchdog.
-struct Activity {
-    /// Requests whose answer has not ended (or been dropped) yet.
-    open: AtomicUsize,
-    /// When the last of them ended, in milliseconds since `epoch`.
-    last_end: AtomicU64,
-    epoch: Instant,
-}
-
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            open: AtomicUsize::new(0),
-            last_end: AtomicU64::new(0),
-            epoch: Instant::now(),
-        }
-    }
-
-    fn start(self: &Arc<Self>) -> OpenRequest {
-        self.open.fetch_add(1, Ordering::SeqCst);
-        OpenRequest(self.clone())
-    }
-
-    /// Since when nothing has been in progress; None while a request is.
-    fn idle_since(&self) -> Option<Instant> {
-        if self.open.load(Ordering::SeqCst) > 0 {
-            return None;
-        }
-        Some(self.epoch + Duration::from_millis(self.last_end.load(Ordering::SeqCst)))
-    }
-}
-
-/// One request in progress on its connection, from the call of the service until its
-/// response body has been sent or dropped.
-struct OpenRequest(Arc<Activity>);
-
-impl Drop for OpenRequest {
-    fn drop(&mut self) {
-        let activity = &self.0;
-        let now = activity.epoch.elapsed().as_millis() as u64;
-        activity.last_end.fetch_max(now, Ordering::SeqCst);
-        activity.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

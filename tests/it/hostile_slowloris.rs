@@ -1,6 +1,7 @@
 //! Slowloris: clients that send their request head a byte at a time, or nothing at all,
-//! to hold connections. `limits.header_read_timeout` closes them (without an answer:
-//! hyper's behaviour), while well-behaved agents keep being served and memory stays
+//! to hold connections. `limits.header_read_timeout` closes them (without an answer, as
+//! hyper's own header timeout does; each connection's watchdog keeps that deadline, see
+//! `listener::watchdog`), while well-behaved agents keep being served and memory stays
 //! bounded.
 
 use std::time::Duration;
@@ -122,5 +123,90 @@ async fn silent_connections_do_not_lock_agents_out() {
         let closed =
             tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
         assert!(closed.is_ok(), "a silent connection is closed");
+    }
+    let mut answer = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(10), preface.read_to_end(&mut answer)).await;
+    assert!(
+        closed.is_ok(),
+        "a connection stuck in its h2 preface is closed"
+    );
+}
+
+/// The head deadline counts from the previous answer too: an agent that was served once
+/// and then sends its next head a byte at a time is cut off like one that never was.
+#[tokio::test]
+async fn a_slow_second_head_on_a_keep_alive_connection_is_cut_off() {
+    let (upstream, _dns, proxy) = rig("header_read_timeout = \"1s\"").await;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let first = read_one_answer(&mut stream).await;
+    assert!(first.starts_with("HTTP/1.1 200 OK\r\n"), "{first}");
+
+    // The next head, a byte every 50 ms: 7.7 s of it, against a 1 s deadline.
+    for byte in SLOW_HEAD {
+        if stream.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+        .await
+        .expect("the connection was closed by the proxy")
+        .ok();
+    assert_eq!(String::from_utf8_lossy(&rest), "");
+    assert_eq!(upstream.requests().len(), 1);
+}
+
+/// An h2c connection that sends its preface and SETTINGS and then no request is held to
+/// the head deadline too, not only to the (longer) idle one: otherwise such connections
+/// would hold their `max_connections` slots for `idle_connection_timeout`.
+#[tokio::test]
+async fn an_h2c_connection_with_no_request_is_closed_at_the_header_read_timeout() {
+    let (_upstream, _dns, proxy) =
+        rig("header_read_timeout = \"1s\"\nidle_connection_timeout = \"1h\"").await;
+    let tcp = TcpStream::connect(proxy.addr()).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), connection).await;
+    assert!(ended.is_ok(), "the connection was closed by the proxy");
+    drop(client);
+}
+
+/// Reads one HTTP/1.1 answer with a `content-length` from `stream`, and nothing more.
+async fn read_one_answer(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "closed before the whole answer");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .expect("a content-length");
+            if got.len() >= end + 4 + length {
+                return text;
+            }
+        }
     }
 }
