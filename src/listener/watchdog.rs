@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::exchange::body::BoxError;
+use crate::upstream::quiet::Quiet;
 
 /// How long an agent connection told to close (GOAWAY) for being idle may take to
 /// close by itself before it is dropped: an HTTP/2 graceful close waits for the peer
@@ -80,15 +81,20 @@ where
     C: Future<Output = Result<(), BoxError>> + GracefulClose,
 {
     tokio::pin!(connection);
-    let timer = tokio::time::sleep_until(activity.epoch + deadlines.limit(NONE_YET));
+    // Both polled only when they fire, not on each of the connection's wake-ups.
+    let timer = Quiet::new(tokio::time::sleep_until(
+        activity.epoch + deadlines.limit(NONE_YET),
+    ));
     tokio::pin!(timer);
+    let drain = Quiet::new(drained.changed());
+    tokio::pin!(drain);
     let mut draining = false;
     let mut closing = false;
     loop {
         tokio::select! {
             result = connection.as_mut() => return result,
             // Also when the sender is gone: then nobody waits for the drain any more.
-            _ = drained.changed(), if !draining => {
+            _ = &mut drain, if !draining => {
                 draining = true;
                 connection.as_mut().graceful_close();
             }
@@ -98,9 +104,9 @@ where
                 let limit = deadlines.limit(protocol);
                 match activity.idle_since() {
                     // A request in progress: look again one limit later.
-                    None => timer.as_mut().reset(now + limit),
+                    None => timer.as_mut().inner().reset(now + limit),
                     Some(since) if !closing && now < since + limit => {
-                        timer.as_mut().reset(since + limit);
+                        timer.as_mut().inner().reset(since + limit);
                     }
                     Some(_) if protocol == NONE_YET && deadlines.head <= deadlines.idle => {
                         tracing::debug!(?peer, "agent connection sent no complete request head in time; closed");
@@ -110,7 +116,7 @@ where
                         tracing::debug!(?peer, idle = %humantime::format_duration(limit), "agent connection idle; closing it");
                         closing = true;
                         connection.as_mut().graceful_close();
-                        timer.as_mut().reset(now + limit.min(IDLE_CLOSE_GRACE));
+                        timer.as_mut().inner().reset(now + limit.min(IDLE_CLOSE_GRACE));
                     }
                     Some(_) => {
                         tracing::debug!(?peer, "idle agent connection did not close when asked; dropped");

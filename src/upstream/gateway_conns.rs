@@ -38,6 +38,7 @@ use tokio::sync::Notify;
 
 use super::connector::{ConnectError, ConnectionUse, Connector};
 use super::h2_stream::{self, H2Body};
+use super::quiet::Quiet;
 
 /// An HTTP/1.1 request's body: the buffered payload (empty for GET and DELETE).
 type H1Body = Full<Bytes>;
@@ -477,6 +478,8 @@ where
     // connection closes between `idle` and `idle + check` after its last request).
     let mut quiet = Duration::ZERO;
     let mut ended = activity.ended.load(Ordering::Relaxed);
+    // Polled only when it fires, not on each of the connection's wake-ups.
+    let mut timer = std::pin::pin!(Quiet::new(tokio::time::sleep(check)));
     loop {
         tokio::select! {
             result = &mut conn => {
@@ -486,7 +489,8 @@ where
                 activity.left.store(true, Ordering::Relaxed);
                 return;
             }
-            () = tokio::time::sleep(check) => {
+            () = &mut timer => {
+                timer.as_mut().inner().reset(tokio::time::Instant::now() + check);
                 let seen = activity.quiet();
                 match seen {
                     Some(now) if now == ended => quiet += check,

@@ -10,4 +10,5 @@ pub mod gateway_conns;
 pub mod h2_stream;
 pub mod header_names;
 pub mod per_worker;
+pub mod quiet;
 pub mod tls;
