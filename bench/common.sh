@@ -61,6 +61,57 @@ render() { # TEMPLATE OUTPUT
         "$1" >"$2"
 }
 
+# The ports and limits of instructions.sh and latency_split.sh, which run one forwarder
+# at a time: the upstream at PORT_BASE (its stats at +1), the proxy at +10 (its admin
+# listener at +11), nginx at +12; small connection limits for the configurations.
+single_forwarder_layout() {
+    UPSTREAM_PORT=$PORT_BASE
+    STATS_PORT=$((PORT_BASE + 1))
+    PROXY_PORT=$((PORT_BASE + 10))
+    PROXY_ADMIN_PORT=$((PORT_BASE + 11))
+    NGINX_PORT=$((PORT_BASE + 12))
+    PROXY_MAX_CONNECTIONS=1024 NOFILE=4096 WORKER_CONNECTIONS=1024
+}
+
+# Makes RUN_DIR, the run's directory (configurations, logs), with room for nginx: started
+# as root, nginx runs its workers as nobody, which must read it and write its temp dir.
+make_run_dir() { # NAME
+    RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mcp-vpce-$1.XXXXXX")
+    chmod 755 "$RUN_DIR"
+    mkdir -p "$RUN_DIR/nginx-tmp" && chmod 1777 "$RUN_DIR/nginx-tmp"
+}
+
+# The EXIT trap of instructions.sh and latency_split.sh: stops the forwarder and the
+# upstream they run one at a time (FORWARDER_PID, UPSTREAM_PID), removes RUN_DIR.
+stop_and_clean() {
+    stop_pid "${FORWARDER_PID:-}" 100
+    stop_pid "${UPSTREAM_PID:-}" 100
+    wait 2>/dev/null || true
+    rm -rf "$RUN_DIR"
+}
+
+# Starts one forwarder for instructions.sh and latency_split.sh: `nginx` (its
+# bench/nginx.conf.in) or a proxy binary (bench/proxy.toml.in), that one prefixed by the
+# command words after it (valgrind's, say); sets PORT and FORWARDER_PID, and waits until
+# it answers (up to TRIES × 50 ms).
+start_forwarder() { # BINARY TRIES [PREFIX...]
+    local binary=$1 tries=$2
+    shift 2
+    if [ "$binary" = nginx ]; then
+        render bench/nginx.conf.in "$RUN_DIR/nginx.conf"
+        nginx -e "$RUN_DIR/nginx-error.log" -p "$RUN_DIR/" -c "$RUN_DIR/nginx.conf" \
+            >"$RUN_DIR/forwarder.log" 2>&1 &
+        PORT=$NGINX_PORT
+    else
+        render bench/proxy.toml.in "$RUN_DIR/proxy.toml"
+        "$@" "$binary" run --config "$RUN_DIR/proxy.toml" --workers "$WORKERS" \
+            --log-level warn >"$RUN_DIR/forwarder.out" 2>"$RUN_DIR/forwarder.log" &
+        PORT=$PROXY_PORT
+    fi
+    FORWARDER_PID=$!
+    wait_http "$PORT" "$binary" "$tries"
+}
+
 # Fails when something already listens on one of the given ports of 127.0.0.1.
 ports_free() {
     local port

@@ -41,19 +41,13 @@ SECONDS_COUNTED=${BENCH_IR_SECONDS:-5}
 WORKERS=${BENCH_WORKERS:-2}
 PORT_BASE=${BENCH_PORT_BASE:-18640}
 INSTALL=${BENCH_INSTALL:-1}
-UPSTREAM_PORT=$PORT_BASE
-STATS_PORT=$((PORT_BASE + 1))
-PROXY_PORT=$((PORT_BASE + 10))
-PROXY_ADMIN_PORT=$((PORT_BASE + 11))
-NGINX_PORT=$((PORT_BASE + 12))
-# For the configurations (render, bench/common.sh).
-PROXY_MAX_CONNECTIONS=1024 NOFILE=4096 WORKER_CONNECTIONS=1024
 COUNTED=${BENCH_IR_COUNT:-proxy}
 case $COUNTED in proxy | upstream) ;; *) echo "BENCH_IR_COUNT: proxy or upstream, not $COUNTED" >&2; exit 2 ;; esac
 LOG_PREFIX=instructions
 export PATH=$PATH:/usr/sbin:/sbin # nginx
 # shellcheck source=bench/common.sh
 . bench/common.sh
+single_forwarder_layout
 
 need_packages=()
 for tool in valgrind wrk curl $(printf '%s\n' "$@" | grep -x nginx || true); do
@@ -75,19 +69,10 @@ fi
 cargo build --release --quiet --example bench_upstream
 UPSTREAM_BIN=$ROOT/target/release/examples/bench_upstream
 
-RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mcp-vpce-instructions.XXXXXX")
-# nginx started as root runs its workers as nobody.
-chmod 755 "$RUN_DIR"
-mkdir -p "$RUN_DIR/nginx-tmp" && chmod 1777 "$RUN_DIR/nginx-tmp"
+make_run_dir instructions
 UPSTREAM_PID=
 FORWARDER_PID=
-cleanup() {
-    stop_pid "$FORWARDER_PID" 100
-    stop_pid "$UPSTREAM_PID" 100
-    wait 2>/dev/null || true
-    rm -rf "$RUN_DIR"
-}
-trap cleanup EXIT
+trap stop_and_clean EXIT
 trap 'exit 130' INT TERM
 
 ports_free $UPSTREAM_PORT $STATS_PORT $PROXY_PORT $PROXY_ADMIN_PORT $NGINX_PORT
@@ -109,22 +94,10 @@ start_upstream() {
 
 
 # Starts a forwarder (under callgrind when it is the one counted); sets PORT.
-start_forwarder() {
-    local binary=$1 run=()
+start_counted_forwarder() {
+    local run=()
     [ "$COUNTED" = proxy ] && run=("${CALLGRIND[@]}")
-    if [ "$binary" = nginx ]; then
-        render bench/nginx.conf.in "$RUN_DIR/nginx.conf"
-        nginx -e "$RUN_DIR/nginx-error.log" -p "$RUN_DIR/" -c "$RUN_DIR/nginx.conf" \
-            >"$RUN_DIR/forwarder.log" 2>&1 &
-        PORT=$NGINX_PORT
-    else
-        render bench/proxy.toml.in "$RUN_DIR/proxy.toml"
-        ${run[@]+"${run[@]}"} "$binary" run --config "$RUN_DIR/proxy.toml" --workers "$WORKERS" \
-            --log-level warn >"$RUN_DIR/forwarder.out" 2>"$RUN_DIR/forwarder.log" &
-        PORT=$PROXY_PORT
-    fi
-    FORWARDER_PID=$!
-    wait_http "$PORT" "$binary" 1200
+    start_forwarder "$1" 1200 ${run[@]+"${run[@]}"} # valgrind starts slowly
 }
 
 # One count: sets PER_REQUEST and REQUESTS, or fails.
@@ -132,7 +105,7 @@ count() {
     local binary=$1 connections=$2 counted_pid out summary errors
     rm -f "$RUN_DIR"/callgrind.out.*
     [ "$COUNTED" = upstream ] && start_upstream
-    start_forwarder "$binary"
+    start_counted_forwarder "$binary"
     if [ "$COUNTED" = upstream ]; then counted_pid=$UPSTREAM_PID; else counted_pid=$FORWARDER_PID; fi
     wrk -t1 -c"$connections" -d2s -s bench/wrk/post_mcp.lua "http://127.0.0.1:$PORT/mcp" >/dev/null
     callgrind_control -z "$counted_pid" >/dev/null 2>&1

@@ -40,17 +40,11 @@ UPSTREAM_ALPN=${BENCH_UPSTREAM_ALPN:-h2,http/1.1}
 WORKERS=${BENCH_WORKERS:-2}
 PORT_BASE=${BENCH_PORT_BASE:-18680}
 INSTALL=${BENCH_INSTALL:-1}
-UPSTREAM_PORT=$PORT_BASE
-STATS_PORT=$((PORT_BASE + 1))
-PROXY_PORT=$((PORT_BASE + 10))
-PROXY_ADMIN_PORT=$((PORT_BASE + 11))
-NGINX_PORT=$((PORT_BASE + 12))
-# For the configurations (render, bench/common.sh).
-PROXY_MAX_CONNECTIONS=1024 NOFILE=4096 WORKER_CONNECTIONS=1024
 LOG_PREFIX=latency-split
 export PATH=$PATH:/usr/sbin:/sbin # nginx, perf
 # shellcheck source=bench/common.sh
 . bench/common.sh
+single_forwarder_layout
 
 ARCH=$(uname -m)
 case $ARCH in
@@ -78,19 +72,10 @@ fi
 cargo build --release --quiet --example bench_upstream
 UPSTREAM_BIN=$ROOT/target/release/examples/bench_upstream
 
-RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mcp-vpce-latency-split.XXXXXX")
-# nginx started as root runs its workers as nobody.
-chmod 755 "$RUN_DIR"
-mkdir -p "$RUN_DIR/nginx-tmp" && chmod 1777 "$RUN_DIR/nginx-tmp"
+make_run_dir latency-split
 UPSTREAM_PID=
 FORWARDER_PID=
-cleanup() {
-    stop_pid "$FORWARDER_PID" 100
-    stop_pid "$UPSTREAM_PID" 100
-    wait 2>/dev/null || true
-    rm -rf "$RUN_DIR"
-}
-trap cleanup EXIT
+trap stop_and_clean EXIT
 trap 'exit 130' INT TERM
 
 ports_free $UPSTREAM_PORT $STATS_PORT $PROXY_PORT $PROXY_ADMIN_PORT $NGINX_PORT
@@ -111,23 +96,10 @@ FILTER=$(syscall_filter)
     --workers 2 >"$RUN_DIR/upstream.out" 2>"$RUN_DIR/upstream.log" &
 UPSTREAM_PID=$!
 wait_http "$STATS_PORT" upstream
-render bench/nginx.conf.in "$RUN_DIR/nginx.conf"
-render bench/proxy.toml.in "$RUN_DIR/proxy.toml"
 
 # Starts a forwarder; sets PORT, FORWARDER_PID and TRACED (its processes, comma-separated).
-start_forwarder() {
-    local forwarder=$1
-    if [ "$forwarder" = nginx ]; then
-        nginx -e "$RUN_DIR/nginx-error.log" -p "$RUN_DIR/" -c "$RUN_DIR/nginx.conf" \
-            >"$RUN_DIR/forwarder.log" 2>&1 &
-        PORT=$NGINX_PORT
-    else
-        "$forwarder" run --config "$RUN_DIR/proxy.toml" --workers "$WORKERS" \
-            --log-level warn >"$RUN_DIR/forwarder.out" 2>"$RUN_DIR/forwarder.log" &
-        PORT=$PROXY_PORT
-    fi
-    FORWARDER_PID=$!
-    wait_http "$PORT" "$forwarder"
+start_traced_forwarder() {
+    start_forwarder "$1" 200
     # nginx's workers are processes of their own; the proxy's are threads of one.
     TRACED=$FORWARDER_PID
     local child
@@ -138,7 +110,7 @@ start_forwarder() {
 trace_one() {
     local forwarder=$1 round=$2 name wrk_pid out
     name=$(basename "$forwarder")
-    start_forwarder "$forwarder"
+    start_traced_forwarder "$forwarder"
     wrk -t1 -c1 -d2s -s bench/wrk/post_mcp.lua "http://127.0.0.1:$PORT/mcp" >/dev/null
     wrk -t1 -c1 -d"$((SECONDS_TRACED + 2))s" -s bench/wrk/post_mcp.lua \
         "http://127.0.0.1:$PORT/mcp" >"$RUN_DIR/wrk.out" &

@@ -105,9 +105,7 @@ UPSTREAM_BIN=$ROOT/target/release/examples/bench_upstream
 CLIENT_BIN=$ROOT/target/release/examples/bench_client
 
 # ---------------------------------------------------------------- run directory, cleanup
-RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mcp-vpce-bench.XXXXXX")
-chmod 755 "$RUN_DIR"
-mkdir -p "$RUN_DIR/nginx-tmp" && chmod 1777 "$RUN_DIR/nginx-tmp"
+make_run_dir bench
 RECORDS=$RUN_DIR/records.jsonl
 : >"$RECORDS"
 declare -A PID=()

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::common::agents::Bystanders;
 use crate::common::dns::DnsServer;
 use crate::common::faulty_upstream::FaultyUpstream;
+use crate::common::http::post_keep_alive;
 use crate::common::proxy::head;
 use crate::common::proxy_process::ProxyProcess;
 use crate::common::upstream::ENDPOINT_HOST;
@@ -80,17 +81,7 @@ async fn heads_sent_a_byte_at_a_time_are_cut_off_and_agents_carry_on() {
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
     let (_upstream, _dns, proxy) = rig("header_read_timeout = \"1s\"").await;
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
-    let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
-    stream
-        .write_all(
-            format!(
-                "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+    let mut stream = post_keep_alive(proxy.addr(), body).await;
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
         .await
@@ -139,17 +130,7 @@ async fn silent_connections_do_not_lock_agents_out() {
 async fn a_slow_second_head_on_a_keep_alive_connection_is_cut_off() {
     let (upstream, _dns, proxy) = rig("header_read_timeout = \"1s\"").await;
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
-    let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
-    stream
-        .write_all(
-            format!(
-                "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+    let mut stream = post_keep_alive(proxy.addr(), body).await;
     let first = read_one_answer(&mut stream).await;
     assert!(first.starts_with("HTTP/1.1 200 OK\r\n"), "{first}");
 

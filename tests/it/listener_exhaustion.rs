@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::common::agents::rpc;
 use crate::common::dns::DnsServer;
 use crate::common::faulty_upstream::FaultyUpstream;
-use crate::common::http::{post_rpc, raw};
+use crate::common::http::{post_keep_alive, post_rpc, raw};
 use crate::common::oauth_upstream::OAuthGateway;
 use crate::common::proxy::{head, Mode, Proxy, Setup};
 use crate::common::proxy_process::ProxyProcess;
@@ -130,17 +130,7 @@ async fn an_idle_http1_keep_alive_connection_is_closed_after_the_idle_connection
     let (_upstream, _dns, proxy) =
         rig("idle_connection_timeout = \"1s\"\nheader_read_timeout = \"1h\"").await;
     let body = rpc(1);
-    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
-    stream
-        .write_all(
-            format!(
-                "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+    let stream = post_keep_alive(proxy.addr, &body).await;
     let answer = String::from_utf8_lossy(&read_until_closed(stream).await).into_owned();
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
 }

@@ -76,6 +76,23 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Opens a connection to `addr` and writes one HTTP/1.1 keep-alive POST of `body` to
+/// /mcp on it, as a bare client would; the connection, to read the answer from.
+pub async fn post_keep_alive(addr: SocketAddr, body: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    stream
+}
+
 /// Asserts a JSON-RPC error answer field by field.
 pub fn assert_rpc_error(answer: &Answer, status: u16, code: i64, id: Value, message: &str) {
     assert_eq!(
