@@ -2,10 +2,10 @@
 //! idleness, kept with one timer per connection instead of one per request.
 //!
 //! hyper's own HTTP/1 `header_read_timeout` boxes a new timer for every request head,
-//! registers it with the runtime's timer wheel and removes it again: ~1.4k instructions
-//! per request (-1.8% at one connection, -2.1% at 32, callgrind). The rule it keeps is
-//! kept here from what the connection already tracks (which requests are in progress, and
-//! since when none is): a request head is in progress exactly while the connection has
+//! registers it with the runtime's timer wheel and removes it again: ~1.5k instructions
+//! per request (-1.9% at one connection, -2.4% at 32, `bench/instructions.sh`). Its rule
+//! is kept here from what the connection already tracks (which requests are in progress,
+//! and since when none is): a request head is in progress exactly while the connection has
 //! no request in progress, so "no request in progress for `header_read_timeout`" is
 //! hyper's deadline, counted from the previous answer or from the first byte.
 
