@@ -25,6 +25,9 @@
 #   BENCH_IR_LOADS="32 1"    wrk connections, one count per value
 #   BENCH_IR_SECONDS=5       seconds counted per count
 #   BENCH_IR_COUNT=proxy     what is counted: proxy (the BINARY) or upstream
+#   BENCH_IR_PROFILE_DIR=    keep each count's callgrind profile there, as
+#                            <binary>-c<connections>.callgrind (for callgrind_annotate;
+#                            a `cargo build --profile profiling` binary has the symbols)
 #   BENCH_TOKEN_BYTES=       length of the gateway token (default ~22 bytes; a Cognito
 #                            access token is ~1 000)
 #   BENCH_WORKERS=2          proxy --workers (nginx worker_processes)
@@ -127,6 +130,11 @@ count() {
     # The dump made after zeroing is part 1 of the profile.
     summary=$(sed -n 's/^summary: //p' "$RUN_DIR"/callgrind.out.*.1 2>/dev/null | head -n 1 || true)
     [ -n "$summary" ] || die "no callgrind dump (logs in $RUN_DIR)"
+    if [ -n "${BENCH_IR_PROFILE_DIR:-}" ]; then
+        mkdir -p "$BENCH_IR_PROFILE_DIR"
+        cp "$(compgen -G "$RUN_DIR/callgrind.out.*.1" | head -n 1)" \
+            "$BENCH_IR_PROFILE_DIR/$(basename "$binary")-c$connections.callgrind"
+    fi
     REQUESTS=$(printf '%s' "$out" | sed -n 's/.*"units":\([0-9]*\).*/\1/p')
     errors=$(printf '%s' "$out" | sed -n 's/.*"errors":\([0-9]*\).*/\1/p')
     [ "${REQUESTS:-0}" -gt 0 ] || die "wrk made no request: $out"
