@@ -167,13 +167,16 @@ impl AsRef<[u8]> for Reserved {
     }
 }
 
-/// Reads a whole request body of at most `limit` bytes within `deadline`. With a
+/// Reads a whole request body of at most `limit` bytes within `deadline` of `since` (when
+/// its request's head arrived: the request context's start, so that no clock is read
+/// here; a body already in hand when this is first polled never arms a timer). With a
 /// `budget`, every frame is reserved on it as it arrives (not by the declared
 /// `Content-Length`), and the whole reservation is given back when the returned bytes
 /// are dropped, or at once when the read fails.
 pub async fn read_limited<B>(
     mut body: B,
     limit: u64,
+    since: std::time::Instant,
     deadline: Duration,
     budget: Option<&BufferBudget>,
 ) -> Result<Bytes, ReadError>
@@ -215,7 +218,8 @@ where
         }
         Ok(first.unwrap_or_else(|| collected.freeze()))
     };
-    let bytes = match tokio::time::timeout(deadline, read).await {
+    let at = Instant::from_std(since + deadline);
+    let bytes = match tokio::time::timeout_at(at, read).await {
         Ok(result) => result?,
         Err(_) => return Err(ReadError::TimedOut { after: deadline }),
     };
@@ -384,6 +388,7 @@ mod tests {
         let ok = read_limited(
             Full::new(Bytes::from_static(b"12345")),
             5,
+            std::time::Instant::now(),
             Duration::from_secs(1),
             None,
         )
@@ -392,6 +397,7 @@ mod tests {
         let too_big = read_limited(
             Full::new(Bytes::from_static(b"123456")),
             5,
+            std::time::Instant::now(),
             Duration::from_secs(1),
             None,
         )
@@ -413,8 +419,9 @@ mod tests {
         let a = BufferBudget::new(60, process.clone());
         let b = BufferBudget::new(60, process.clone());
         let second = Duration::from_secs(1);
+        let now = std::time::Instant::now();
 
-        let held = read_limited(framed(5, 10), 1000, second, Some(&a))
+        let held = read_limited(framed(5, 10), 1000, now, second, Some(&a))
             .await
             .unwrap();
         assert_eq!((held.len(), a.used(), process.used()), (50, 50, 50));
@@ -425,7 +432,7 @@ mod tests {
 
         // Over the connection's budget: refused, and what it had reserved given back.
         assert_eq!(
-            read_limited(framed(2, 10), 1000, second, Some(&a)).await,
+            read_limited(framed(2, 10), 1000, now, second, Some(&a)).await,
             Err(ReadError::OverBudget {
                 scope: BudgetScope::Connection,
                 limit: 60
@@ -434,12 +441,12 @@ mod tests {
         assert_eq!((a.used(), process.used()), (50, 50));
 
         // Over the process's budget, on another connection.
-        let other = read_limited(framed(4, 10), 1000, second, Some(&b))
+        let other = read_limited(framed(4, 10), 1000, now, second, Some(&b))
             .await
             .unwrap();
         assert_eq!(process.used(), 90);
         assert_eq!(
-            read_limited(framed(2, 10), 1000, second, Some(&b)).await,
+            read_limited(framed(2, 10), 1000, now, second, Some(&b)).await,
             Err(ReadError::OverBudget {
                 scope: BudgetScope::Process,
                 limit: 100
@@ -452,7 +459,7 @@ mod tests {
         assert_eq!((a.used(), b.used(), process.used()), (0, 0, 0));
         // A body cut off midway gives its bytes back too.
         assert_eq!(
-            read_limited(framed(3, 10), 25, second, Some(&a)).await,
+            read_limited(framed(3, 10), 25, now, second, Some(&a)).await,
             Err(ReadError::TooLarge { limit: 25 })
         );
         assert_eq!((a.used(), process.used()), (0, 0));

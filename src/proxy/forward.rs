@@ -173,7 +173,15 @@ fn forward(
         // credentials that sign the body can see it. GET and DELETE carry no body in MCP.
         let payload = if is_post {
             let budget = read.budget.as_ref();
-            match body::read_limited(incoming, route.max_body_bytes, read.deadline, budget).await {
+            match body::read_limited(
+                incoming,
+                route.max_body_bytes,
+                context.started(),
+                read.deadline,
+                budget,
+            )
+            .await
+            {
                 Ok(bytes) => bytes,
                 Err(e) => {
                     let answer = Answer::JsonRpc(&RpcPeek::Unreadable);
@@ -320,7 +328,15 @@ fn forward(
         context.start_upstream(&outgoing.method, &outgoing.uri, &mut outgoing.headers);
         let sent = Instant::now();
         let read_only = mcp && is_read_only(&rpc);
-        let result = exchange(&route, outgoing, &payload, &mut context.timings, read_only).await;
+        let result = exchange(
+            &route,
+            outgoing,
+            &payload,
+            sent,
+            &mut context.timings,
+            read_only,
+        )
+        .await;
         let answer = result
             .as_ref()
             .ok()
@@ -387,6 +403,7 @@ fn exchange<'a>(
     route: &'a Route,
     outgoing: Outgoing,
     payload: &'a Bytes,
+    sent: Instant,
     timings: &'a mut Timings,
     read_only: bool,
 ) -> impl Future<Output = Result<Response<UpstreamBody>, ProxyError>> + 'a {
@@ -401,15 +418,15 @@ fn exchange<'a>(
             (outgoing.into_parts(), None)
         };
         let timeout = route.response_timeout;
-        let mut result = attempt(route, first, payload, timeout, timings).await;
+        let mut result = attempt(route, first, payload, timeout, sent, timings).await;
         if let (Err(failure), Some(spare), true) = (&result, &spare, retry_read) {
             if failure.retryable {
                 tracing::info!(route = %route.name, cause = %failure.err, "a read failed before any answer (connection failed or stream refused); sending it once more");
                 route.metrics.upstream_retries.inc();
                 // The rare second attempts are boxed: inline, their state (~1.6 KB) would be
                 // part of every request's future, copied and allocated with it.
-                result =
-                    Box::pin(attempt(route, spare.to_parts(), payload, timeout, timings)).await;
+                let (parts, now) = (spare.to_parts(), Instant::now());
+                result = Box::pin(attempt(route, parts, payload, timeout, now, timings)).await;
             }
         }
         let mut result = result.map_err(|f| f.err);
@@ -422,6 +439,7 @@ fn exchange<'a>(
                     spare.into_parts(),
                     payload,
                     timeout,
+                    Instant::now(),
                     timings,
                 ))
                 .await

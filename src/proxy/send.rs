@@ -29,7 +29,7 @@ pub async fn send(
     timeout: Duration,
     timings: &mut Timings,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
-    attempt(route, parts, payload, timeout, timings)
+    attempt(route, parts, payload, timeout, Instant::now(), timings)
         .await
         .map_err(|f| f.err)
 }
@@ -42,7 +42,10 @@ pub struct Failure {
     pub retryable: bool,
 }
 
-/// One attempt, as [`send`], telling a failure a read may be sent again after. A
+/// One attempt, as [`send`], telling a failure a read may be sent again after. `begun`
+/// is when it begins, read by the caller (who times the exchange from the same reading):
+/// the credential's time and the response deadline count from it, and a credential in
+/// hand (the usual case) is attached without another look at the clock. A
 /// connection that failed is never lent again (a closed or going-away h2 connection is
 /// left, a failed HTTP/1.1 one dropped), so a second attempt goes over another one; a
 /// stream the gateway refused (REFUSED_STREAM) leaves its connection usable, and the
@@ -53,6 +56,7 @@ pub fn attempt<'a>(
     mut parts: http::request::Parts,
     payload: &'a Bytes,
     timeout: Duration,
+    begun: Instant,
     timings: &'a mut Timings,
 ) -> impl Future<Output = Result<Response<UpstreamBody>, Failure>> + 'a {
     // An async block rather than an `async fn`: rustc keeps an `async fn`'s arguments
@@ -65,16 +69,22 @@ pub fn attempt<'a>(
         // What is declared is what is sent (a filtered batch is shorter than the agent's
         // body), before a credential that signs the headers sees them.
         content_length::declare(&mut parts.headers, &parts.method, payload.len());
-        let getting = Instant::now();
-        let applied = match route.credential.apply_now(&mut parts) {
-            Some(applied) => applied,
-            None => route.credential.apply(&mut parts, payload).await,
+        // The response deadline counts from when the request is ready to go: a
+        // credential that had to be fetched or signed is timed, and its time is not the
+        // gateway's. One in hand takes no time worth a clock read.
+        let (applied, ready) = match route.credential.apply_now(&mut parts) {
+            Some(applied) => (applied, begun),
+            None => {
+                let applied = route.credential.apply(&mut parts, payload).await;
+                (applied, Instant::now())
+            }
         };
-        timings.credential = Some(getting.elapsed());
+        timings.credential = Some(ready - begun);
         applied.map_err(|e| fail(ProxyError::Credential(e)))?;
         let conns = route.pool();
-        let response = match tokio::time::timeout(timeout, conns.send(parts, payload.clone())).await
-        {
+        let deadline = tokio::time::Instant::from_std(ready + timeout);
+        let sending = conns.send(parts, payload.clone());
+        let response = match tokio::time::timeout_at(deadline, sending).await {
             Err(_) => return Err(fail(ProxyError::ResponseTimeout { after: timeout })),
             Ok(Err(e)) => {
                 return Err(Failure {
