@@ -44,8 +44,9 @@ pub struct Failure {
 
 /// One attempt, as [`send`], telling a failure a read may be sent again after. `begun`
 /// is when it begins, read by the caller (who times the exchange from the same reading):
-/// the credential's time and the response deadline count from it, and a credential in
-/// hand (the usual case) is attached without another look at the clock. A
+/// the credential's time counts from it, and the response deadline from when the
+/// credential is attached, which for a credential in hand (the usual case) is `begun`
+/// itself, so no other look at the clock is needed. A
 /// connection that failed is never lent again (a closed or going-away h2 connection is
 /// left, a failed HTTP/1.1 one dropped), so a second attempt goes over another one; a
 /// stream the gateway refused (REFUSED_STREAM) leaves its connection usable, and the
